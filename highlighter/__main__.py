@@ -1,0 +1,5 @@
+"""``python -m highlighter`` runs the command-line interface."""
+
+from highlighter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""``highlighter attention``: class-token attention maps and DINO masks for photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from highlighter.commands.common import OutputNames, info, report_model, resolve_checkpoint, warn
+from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.engine import AttentionEngine
+from highlighter.errors import HighlighterError, ImageError
+from highlighter.images import expand_inputs, load_rgb
+from highlighter.render import heatmap, overlay_mask, save_png
+
+
+def write_outputs(out: Path, stem: str, res, rule: str, threshold: float | None, heads) -> dict:
+    """The npz (attention, mask, fused_attention, fused_mask) and the PNGs for one photo."""
+    masks = res.masks(rule, threshold)
+    fused = res.fused(heads)
+    fused_mask = res.fused_mask(rule, threshold, heads)
+    np.savez_compressed(out / f"{stem}.npz", attention=res.attention.astype(np.float32), mask=masks.astype(np.uint8),
+                        fused_attention=fused.astype(np.float32), fused_mask=fused_mask.astype(np.uint8))
+    p = res.patch_size
+    for h in range(res.attention.shape[0]):
+        save_png(out / f"{stem}_attn_head{h}.png", heatmap(res.attention[h], p))
+    save_png(out / f"{stem}_attn_fused.png", heatmap(fused, p))
+    save_png(out / f"{stem}_mask_overlay.png", overlay_mask(res.image, fused_mask))
+    return {"fused_fraction": float(fused_mask.mean())}
+
+
+def run(args) -> int:
+    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), checkpoint_key=args.checkpoint_key,
+                         num_heads=args.num_heads, arch=args.arch)
+    try:
+        engine = AttentionEngine(ck, args.device)
+    except ValueError as e:
+        raise HighlighterError(str(e)) from None
+    report_model(ck)
+    heads = args.heads
+    if heads and any(not 0 <= h < engine.num_heads for h in heads):
+        raise HighlighterError(f"--heads {heads}: the model has heads 0..{engine.num_heads - 1}")
+    files, problems = expand_inputs(args.images)
+    for p in problems:
+        warn(p)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names, done, skipped = OutputNames(), 0, 0
+    for path in tqdm(files, desc="attention", unit="img", disable=None if len(files) > 1 else True):
+        try:
+            img = load_rgb(path)
+        except ImageError as e:
+            warn(f"skipped {e}")
+            skipped += 1
+            continue
+        try:
+            res = engine.run(img, args.image_size)
+        except ValueError as e:
+            warn(f"skipped {path}: {e}")
+            skipped += 1
+            continue
+        stem = names.stem(path)
+        stats = write_outputs(out, stem, res, args.mask_rule, args.threshold, heads)
+        h, w = res.attention.shape[1:]
+        info(f"{path} -> {out / stem}.npz ({res.attention.shape[0]} heads, {h}x{w} patches, "
+             f"fused mask {stats['fused_fraction']:.0%} of patches)")
+        done += 1
+    if done == 0:
+        raise HighlighterError("no image could be processed" + (f" ({skipped} unreadable)" if skipped else ""))
+    info(f"wrote {done} result(s) to {out}" + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
+    return 0

@@ -1,0 +1,58 @@
+"""Helpers shared by the subcommands: messages, checkpoint resolution, output names."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from highlighter.errors import CheckpointError
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODELS = {"attention": "dino_default.safetensors", "mae": "mae_default.safetensors"}
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
+
+
+def info(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def resolve_checkpoint(spec: str | None, kind: str) -> str:
+    """``None`` or ``default`` -> the model shipped in models/ (or $HIGHLIGHTER_MODELS)."""
+    if spec not in (None, "default"):
+        return str(spec)
+    folder = Path(os.environ.get("HIGHLIGHTER_MODELS", REPO_MODELS))
+    path = folder / DEFAULT_MODELS[kind]
+    if not path.is_file():
+        raise CheckpointError(
+            f"no default {kind} model in {folder} (expected {path.name}); pass --checkpoint PATH, "
+            "or --checkpoint random:vit_small/16 for an untrained pipeline demo")
+    return str(path)
+
+
+class OutputNames:
+    """Unique output stems: a second ``cat.jpg`` from another folder becomes ``cat-2``."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def stem(self, path: Path) -> str:
+        stem, n = path.stem, 1
+        while stem in self.used:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        if n > 1:
+            warn(f"{path}: another input is also called {path.stem!r}; writing it as {stem!r}")
+        self.used.add(stem)
+        return stem
+
+
+def report_model(ck) -> None:
+    where = f"{ck.name} ({ck.source})" if ck.path else ck.source
+    info(f"model: {ck.vit.describe()}, from {where}")
+    if ck.unexpected:
+        more = f" and {len(ck.unexpected) - 5} more" if len(ck.unexpected) > 5 else ""
+        warn(f"ignored {len(ck.unexpected)} unexpected keys in the checkpoint: {', '.join(ck.unexpected[:5])}{more}")

@@ -1,0 +1,1 @@
+"""Torch + timm only: no Qt, no onnxruntime, no camera."""

@@ -1,0 +1,119 @@
+"""Engines: a loaded model plus its official preprocessing; a PIL image in, numpy results out.
+
+The CLI, the app and the benchmarks all go through these, so the maps are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from highlighter.core.attention import fuse_heads, threshold_maps
+from highlighter.core.checkpoint import LoadedCheckpoint, build_attention_model, build_mae_model, load_checkpoint
+from highlighter.core.mae import MAEViews, compose_views
+from highlighter.core.transforms import dino_preprocess, mae_preprocess
+
+DEFAULT_IMAGE_SIZE = (480, 480)  # visualize_attention.py's default
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA device is available")
+    return torch.device(device)
+
+
+@dataclass
+class AttentionResult:
+    attention: np.ndarray  # (heads, h, w) float32, raw class-token softmax over the patches
+    image: np.ndarray  # (h * p, w * p, 3) uint8: the resized, cropped photo the model saw
+    patch_size: int
+
+    def fused(self, heads: Sequence[int] | None = None) -> np.ndarray:
+        return fuse_heads(torch.from_numpy(self.attention), list(heads) if heads else None).numpy()
+
+    def masks(self, rule: str = "mass", threshold: float | None = None) -> np.ndarray:
+        """Per-head masks, uint8 (heads, h, w)."""
+        return threshold_maps(torch.from_numpy(self.attention), rule, threshold).numpy()
+
+    def fused_mask(self, rule: str = "mass", threshold: float | None = None,
+                   heads: Sequence[int] | None = None) -> np.ndarray:
+        return threshold_maps(torch.from_numpy(self.fused(heads)), rule, threshold).numpy()
+
+
+class AttentionEngine:
+    """Last-block class-token attention of a DINO / DINOv2 / MAE / timm ViT."""
+
+    def __init__(self, ck: LoadedCheckpoint, device: str = "auto"):
+        self.ck = ck
+        self.device = resolve_device(device)
+        self.model = build_attention_model(ck, self.device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "auto", **kw) -> AttentionEngine:
+        return cls(load_checkpoint(path, **kw), device)
+
+    @property
+    def num_heads(self) -> int:
+        return self.ck.vit.num_heads
+
+    @torch.no_grad()
+    def run(self, img: Image.Image, image_size: int | Sequence[int] = DEFAULT_IMAGE_SIZE) -> AttentionResult:
+        x, shown = dino_preprocess(img, image_size, self.ck.vit.patch_size)
+        attn = self.model(x.to(self.device))[0]  # (heads, h, w)
+        return AttentionResult(attn.float().cpu().numpy(), shown, self.ck.vit.patch_size)
+
+
+@dataclass
+class MAEResult:
+    mask: np.ndarray  # (L,) uint8, 1 = hidden
+    pred: np.ndarray  # (L, p*p*3) float32, the decoder output as models_mae.py returns it
+    views: MAEViews
+    loss: float
+
+
+class MAEEngine:
+    """Masked-autoencoder reconstructions as in the official demo notebook."""
+
+    def __init__(self, ck: LoadedCheckpoint, device: str = "auto"):
+        self.ck = ck
+        self.device = resolve_device(device)
+        self.model = build_mae_model(ck, self.device)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "auto", **kw) -> MAEEngine:
+        return cls(load_checkpoint(path, **kw), device)
+
+    @property
+    def num_patches(self) -> int:
+        return self.model.num_patches
+
+    @property
+    def norm_pix(self) -> bool:
+        return bool(self.ck.decoder and self.ck.decoder.norm_pix_loss)
+
+    @torch.no_grad()
+    def run(self, img: Image.Image, mask_ratio: float = 0.75, seed: int | None = None,
+            mask: np.ndarray | None = None, denorm: str = "neighbours") -> MAEResult:
+        L = self.num_patches
+        x = mae_preprocess(img, self.model.input_size).to(self.device)
+        if mask is not None:
+            mask = np.asarray(mask).reshape(-1)
+            if mask.shape[0] != L or not np.isin(mask, (0, 1)).all():
+                raise ValueError(f"the mask must hold {L} zeros and ones (1 = hidden), got shape {mask.shape}")
+            loss, pred, m = self.model(x, mask=torch.from_numpy(mask.astype(np.float32))[None])
+        else:
+            if not 0.0 <= mask_ratio < 1.0:
+                raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            noise = torch.rand(1, L, generator=gen).to(self.device)
+            loss, pred, m = self.model(x, mask_ratio=mask_ratio, noise=noise)
+        views = compose_views(x[0].cpu(), pred[0].cpu(), m[0].cpu(), self.ck.vit.patch_size, self.norm_pix, denorm)
+        if not self.ck.norm_pix_known:
+            views.note += "; the file does not say whether it used norm-pix targets, assumed not"
+        return MAEResult(m[0].cpu().numpy().astype(np.uint8), pred[0].float().cpu().numpy(), views, float(loss))

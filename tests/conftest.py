@@ -1,0 +1,37 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+ASSETS = ROOT / "assets"
+sys.path.insert(0, str(TESTS))  # `import reference`
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    found = sorted(ASSETS.glob("*.jpg"))
+    assert len(found) >= 5, "the demo photos must be bundled in assets/"
+    return found
+
+
+@pytest.fixture(scope="session")
+def cat_path() -> Path:
+    return ASSETS / "chelsea_cat.jpg"
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``highlighter ...`` in-process: returns (exit code, stdout, stderr)."""
+    from highlighter.cli import main
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

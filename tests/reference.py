@@ -1,0 +1,252 @@
+"""Independent re-statements of the official computations, used as the ground truth in tests.
+
+They follow the semantics of DINO's vision_transformer.py / visualize_attention.py, DINOv2's
+vision_transformer.py and MAE's models_mae.py and demo notebook, written with plain torch and
+explicit softmax attention (no timm), and save files in the official layouts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class RefAttention(nn.Module):
+    def __init__(self, dim, heads, qkv_bias=True):
+        super().__init__()
+        self.num_heads, self.scale = heads, (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C)), attn
+
+
+class RefMlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class RefSwiGLU(nn.Module):  # DINOv2 ViT-g: w12 -> (x1, x2), silu(x1) * x2 -> w3
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.w12, self.w3 = nn.Linear(dim, 2 * hidden), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        x1, x2 = self.w12(x).chunk(2, dim=-1)
+        return self.w3(F.silu(x1) * x2)
+
+
+class RefLayerScale(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gamma = nn.Parameter(1 + 0.2 * torch.randn(dim))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class RefBlock(nn.Module):
+    def __init__(self, dim, heads, hidden, layerscale=False, swiglu=False):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.attn = RefAttention(dim, heads)
+        self.mlp = RefSwiGLU(dim, hidden) if swiglu else RefMlp(dim, hidden)
+        self.ls1 = RefLayerScale(dim) if layerscale else nn.Identity()
+        self.ls2 = RefLayerScale(dim) if layerscale else nn.Identity()
+
+    def forward(self, x, return_attention=False):
+        y, attn = self.attn(self.norm1(x))
+        if return_attention:
+            return attn
+        x = x + self.ls1(y)
+        return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+def _randomise(module: nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("gamma"):
+                continue
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.05 * torch.randn(p.shape, generator=g))
+
+
+class RefViT(nn.Module):
+    """DINO (offset 0.1) or DINOv2 (layer scale, registers, its own offset/antialias) backbone."""
+
+    def __init__(self, dim=192, depth=12, heads=3, patch=16, grid=14, hidden=None, layerscale=False, n_reg=0,
+                 swiglu=False, interpolate_offset=0.1, interpolate_antialias=False, seed=0):
+        super().__init__()
+        hidden = hidden or 4 * dim
+        self.patch, self.interpolate_offset, self.interpolate_antialias = patch, interpolate_offset, interpolate_antialias
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
+        self.register_tokens = nn.Parameter(torch.zeros(1, n_reg, dim)) if n_reg else None
+        self.n_reg = n_reg
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        self.blocks = nn.ModuleList(RefBlock(dim, heads, hidden, layerscale, swiglu) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        _randomise(self, seed)
+
+    def interpolate_pos_encoding(self, x, w, h):  # official argument order: w = rows, h = columns
+        npatch, N = x.shape[1] - 1, self.pos_embed.shape[1] - 1
+        if npatch == N and w == h:
+            return self.pos_embed
+        class_pos_embed, patch_pos_embed = self.pos_embed[:, 0], self.pos_embed[:, 1:]
+        dim = x.shape[-1]
+        w0, h0 = w // self.patch, h // self.patch
+        M = int(math.sqrt(N))
+        kwargs = {}
+        if self.interpolate_offset:
+            kwargs["scale_factor"] = (float(w0 + self.interpolate_offset) / M, float(h0 + self.interpolate_offset) / M)
+        else:
+            kwargs["size"] = (w0, h0)
+        patch_pos_embed = F.interpolate(patch_pos_embed.reshape(1, M, M, dim).permute(0, 3, 1, 2), mode="bicubic",
+                                        antialias=self.interpolate_antialias, **kwargs)
+        assert (w0, h0) == patch_pos_embed.shape[-2:]
+        patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+        return torch.cat((class_pos_embed.unsqueeze(0), patch_pos_embed), dim=1)
+
+    def prepare_tokens(self, x):
+        B, nc, w, h = x.shape
+        x = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        x = x + self.interpolate_pos_encoding(x, w, h)
+        if self.register_tokens is not None:
+            x = torch.cat((x[:, :1], self.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)
+        return x
+
+    def get_last_selfattention(self, x):
+        x = self.prepare_tokens(x)
+        for i, blk in enumerate(self.blocks):
+            if i < len(self.blocks) - 1:
+                x = blk(x)
+            else:
+                return blk(x, return_attention=True)
+
+
+def visualize_attention(model: RefViT, pil_img, image_size, patch, threshold=0.6):
+    """visualize_attention.py, step by step: returns (attentions (nh, h, w), th_attn (nh, h, w))."""
+    from torchvision import transforms as pth_transforms
+
+    transform = pth_transforms.Compose([
+        pth_transforms.Resize(image_size),
+        pth_transforms.ToTensor(),
+        pth_transforms.Normalize(MEAN, STD),
+    ])
+    img = transform(pil_img)
+    w, h = img.shape[1] - img.shape[1] % patch, img.shape[2] - img.shape[2] % patch
+    img = img[:, :w, :h].unsqueeze(0)
+    w_featmap, h_featmap = img.shape[-2] // patch, img.shape[-1] // patch
+    with torch.no_grad():
+        attentions = model.get_last_selfattention(img)
+    nh = attentions.shape[1]
+    attentions = attentions[0, :, 0, 1 + model.n_reg:].reshape(nh, -1)
+    val, idx = torch.sort(attentions)
+    val /= torch.sum(val, dim=1, keepdim=True)
+    cumval = torch.cumsum(val, dim=1)
+    th_attn = cumval > (1 - threshold)
+    idx2 = torch.argsort(idx)
+    for head in range(nh):
+        th_attn[head] = th_attn[head][idx2[head]]
+    th_attn = th_attn.reshape(nh, w_featmap, h_featmap).float()
+    return attentions.reshape(nh, w_featmap, h_featmap).numpy(), th_attn.numpy()
+
+
+class RefMAE(nn.Module):
+    """models_mae.MaskedAutoencoderViT semantics."""
+
+    def __init__(self, dim=192, depth=12, heads=3, patch=16, grid=14, dec_dim=512, dec_depth=8, dec_heads=16,
+                 norm_pix_loss=False, encoder_only=False, seed=0):
+        super().__init__()
+        self.patch, self.norm_pix_loss = patch, norm_pix_loss
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim), requires_grad=False)
+        self.blocks = nn.ModuleList(RefBlock(dim, heads, 4 * dim) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        if not encoder_only:
+            self.decoder_embed = nn.Linear(dim, dec_dim)
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_dim))
+            self.decoder_pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dec_dim), requires_grad=False)
+            self.decoder_blocks = nn.ModuleList(RefBlock(dec_dim, dec_heads, 4 * dec_dim) for _ in range(dec_depth))
+            self.decoder_norm = nn.LayerNorm(dec_dim, eps=1e-6)
+            self.decoder_pred = nn.Linear(dec_dim, patch**2 * 3)
+        _randomise(self, seed)
+
+    def patchify(self, imgs):
+        p = self.patch
+        h = w = imgs.shape[2] // p
+        x = imgs.reshape(shape=(imgs.shape[0], 3, h, p, w, p))
+        x = torch.einsum("nchpwq->nhwpqc", x)
+        return x.reshape(shape=(imgs.shape[0], h * w, p**2 * 3))
+
+    def random_masking(self, x, mask_ratio, noise):
+        N, L, D = x.shape
+        len_keep = int(L * (1 - mask_ratio))
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :len_keep]
+        x_masked = torch.gather(x, dim=1, index=ids_keep.unsqueeze(-1).repeat(1, 1, D))
+        mask = torch.ones([N, L])
+        mask[:, :len_keep] = 0
+        mask = torch.gather(mask, dim=1, index=ids_restore)
+        return x_masked, mask, ids_restore
+
+    def forward(self, imgs, mask_ratio, noise):
+        x = self.patch_embed.proj(imgs).flatten(2).transpose(1, 2)
+        x = x + self.pos_embed[:, 1:, :]
+        x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
+        cls_token = self.cls_token + self.pos_embed[:, :1, :]
+        x = torch.cat((cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        x = self.decoder_embed(x)
+        mask_tokens = self.mask_token.repeat(x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], 1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(x_, dim=1, index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], x_], dim=1)
+        x = x + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        pred = self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
+        target = self.patchify(imgs)
+        if self.norm_pix_loss:
+            mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        loss = ((pred - target) ** 2).mean(dim=-1)
+        return (loss * mask).sum() / mask.sum(), pred, mask
+
+
+def notebook_input(pil_img, size=224):
+    """The demo notebook: img.resize((224, 224)) (PIL's default, bicubic), /255., - mean, / std."""
+    img = np.array(pil_img.resize((size, size))) / 255.0
+    img = (img - np.array(MEAN)) / np.array(STD)
+    return torch.einsum("nhwc->nchw", torch.tensor(img).unsqueeze(0)).float()
+
+
+def noise_for_mask(mask: np.ndarray) -> torch.Tensor:
+    """A noise whose ascending argsort keeps exactly the visible patches of ``mask`` (1 = hidden)."""
+    L = mask.size
+    return torch.from_numpy(mask.astype(np.float64) + np.arange(L) / (2.0 * L)).float()[None]
