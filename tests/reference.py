@@ -96,7 +96,8 @@ class RefViT(nn.Module):
                  swiglu=False, interpolate_offset=0.1, interpolate_antialias=False, seed=0):
         super().__init__()
         hidden = hidden or 4 * dim
-        self.patch, self.interpolate_offset, self.interpolate_antialias = patch, interpolate_offset, interpolate_antialias
+        self.patch = patch
+        self.interpolate_offset, self.interpolate_antialias = interpolate_offset, interpolate_antialias
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
         self.register_tokens = nn.Parameter(torch.zeros(1, n_reg, dim)) if n_reg else None

@@ -20,6 +20,7 @@ import pickle
 import re
 import struct
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,19 +94,17 @@ def read_checkpoint_file(path: str | os.PathLike) -> tuple[Any, dict[str, str] |
     if _is_safetensors(head, size):
         return _read_safetensors(p)
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on pickle protocols: the error says it all
             return torch.load(p, map_location="cpu", weights_only=True), None
     except pickle.UnpicklingError as e:
         msg = str(e)
-        glob = re.search(r"GLOBAL ([\w.]+)", msg)
-        if glob or "Weights only load failed" in msg:
-            what = f" ({glob.group(1)})" if glob else ""
-            if "truncated" in msg or "ran out of input" in msg.lower():
-                raise CheckpointError(f"{p}: the file is truncated or corrupt") from None
-            raise CheckpointError(
-                f"{p}: refused to load: the file asks to run or import Python code{what}; "
-                "highlighter only reads tensors from checkpoints") from None
-        if "truncated" in msg:
+        named = re.search(r"GLOBAL ([\w.]+)", msg)
+        imports = [named.group(1)] if named else [g for g in pickle_imports(p) if g not in _SAFE_GLOBALS]
+        if imports:
+            raise CheckpointError(f"{p}: refused to load: the file would import Python code ({imports[0]}); "
+                                  "highlighter never executes code from checkpoints") from None
+        if "truncated" in msg or "ran out of input" in msg.lower():
             raise CheckpointError(f"{p}: the file is truncated or corrupt") from None
         raise CheckpointError(f"{p}: not a PyTorch or safetensors checkpoint") from None
     except (EOFError, zipfile.BadZipFile):
@@ -115,8 +114,41 @@ def read_checkpoint_file(path: str | os.PathLike) -> tuple[Any, dict[str, str] |
         if "zip archive" in msg or "central directory" in msg or "file not found" in msg.lower():
             raise CheckpointError(f"{p}: the file is truncated or corrupt (bad zip archive)") from None
         raise CheckpointError(f"{p}: cannot be read as a checkpoint ({msg.splitlines()[0][:120]})") from None
-    except (ValueError, OSError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{p}: cannot be read as a checkpoint ({type(e).__name__})") from None
+    except (ValueError, OSError, KeyError, TypeError, AttributeError, IndexError):
+        raise CheckpointError(f"{p}: not a PyTorch or safetensors checkpoint") from None
+
+
+_SAFE_GLOBALS = {"collections.OrderedDict", "argparse.Namespace", "torch._utils._rebuild_tensor_v2",
+                 "torch._utils._rebuild_parameter", "torch.FloatStorage", "torch.HalfStorage",
+                 "torch.BFloat16Storage", "torch.LongStorage", "torch.IntStorage", "torch.BoolStorage",
+                 "torch.DoubleStorage", "torch.ByteStorage", "torch.storage.UntypedStorage"}
+
+
+def pickle_imports(path: Path) -> list[str]:
+    """The ``module.name`` globals a pickle (or torch zip archive) would import, read from its opcodes
+    with pickletools, so that nothing in it is executed."""
+    import pickletools
+
+    data = path.read_bytes()
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                data = z.read(name) if name else b""
+        except (zipfile.BadZipFile, OSError, KeyError):
+            return []
+    found, strings = [], []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+            elif op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a damaged stream: report what was seen before the damage
+        pass
+    return found
 
 
 # ============================================================================= unwrapping formats
@@ -237,7 +269,8 @@ def _infer_vit(state: dict[str, torch.Tensor], swiglu: bool, meta: dict, args: A
         raise CheckpointError("not a ViT checkpoint with learned position embeddings: pos_embed is missing")
     grid = math.isqrt(pos.shape[1] - 1)
     if grid * grid != pos.shape[1] - 1 or pos.shape[-1] != dim:
-        raise CheckpointError(f"pos_embed of shape {tuple(pos.shape)} does not fit a ViT of dim {dim} with a class token")
+        raise CheckpointError(f"pos_embed of shape {tuple(pos.shape)} does not fit a ViT of dim {dim} "
+                              "with a class token")
     fc1 = state.get("blocks.0.mlp.fc1.weight")
     if fc1 is None:
         raise CheckpointError("not a ViT checkpoint: blocks.0.mlp.fc1.weight is missing")

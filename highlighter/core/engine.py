@@ -21,11 +21,19 @@ DEFAULT_IMAGE_SIZE = (480, 480)  # visualize_attention.py's default
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present. On CUDA the fp32 engines turn TF32 off: cuDNN uses it for the
+    patch-embedding convolution by default on Ampere and newer, which would move the maps by ~1e-3."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA device is available")
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("CUDA was requested but no CUDA device is available")
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 @dataclass

@@ -107,7 +107,8 @@ class MaskedAutoencoder(nn.Module):
         self.patch_embed, self.blocks, self.norm = vit.patch_embed, vit.blocks, vit.norm
         self.pos_embed.requires_grad_(False)
         with torch.no_grad():
-            self.pos_embed.copy_(torch.from_numpy(sincos_pos_embed_2d(vit_cfg.embed_dim, vit_cfg.pos_grid)).float()[None])
+            table = sincos_pos_embed_2d(vit_cfg.embed_dim, vit_cfg.pos_grid)
+            self.pos_embed.copy_(torch.from_numpy(table).float()[None])
         if dec_cfg is None:
             return
         p, dd = vit_cfg.patch_size, dec_cfg.embed_dim

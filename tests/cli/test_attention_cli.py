@@ -139,3 +139,15 @@ def test_bundled_photos_all_processed(cli, tmp_path, photos):
     assert code == 0, err
     assert len(list((tmp_path / "o").glob("*.npz"))) == len(photos)
     assert "untrained" in stdout
+
+
+def test_bad_device_is_a_clear_error(cli, tmp_path, cat_path):
+    code, _, err = cli("attention", cat_path, "--checkpoint", "random:vit_tiny/16", "--device", "tpu",
+                       "--out", tmp_path)
+    assert code == 2 and "unknown device 'tpu'" in err
+
+
+def test_no_default_model_yet_says_what_to_do(cli, tmp_path, cat_path, monkeypatch):
+    monkeypatch.setenv("HIGHLIGHTER_MODELS", str(tmp_path))
+    code, _, err = cli("attention", cat_path, "--out", tmp_path / "o")
+    assert code == 2 and "no default attention model" in err and "--checkpoint" in err

@@ -1,0 +1,17 @@
+"""The core stays importable without Qt and without onnxruntime (see STYLE.md's layering)."""
+
+import subprocess
+import sys
+
+
+def test_core_and_cli_do_not_import_qt_or_onnxruntime():
+    code = ("import sys, highlighter.cli, highlighter.core.engine, highlighter.core.checkpoint, "
+            "highlighter.commands.attention, highlighter.commands.mae; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'onnxruntime')]; print(bad)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
+def test_help_lists_the_subcommands():
+    r = subprocess.run([sys.executable, "-m", "highlighter", "--help"], capture_output=True, text=True, check=True)
+    assert "attention" in r.stdout and "mae" in r.stdout
