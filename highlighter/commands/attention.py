@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from highlighter.commands.common import OutputNames, info, report_model, resolve_checkpoint, warn
+from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import AttentionEngine
-from highlighter.errors import HighlighterError, ImageError
-from highlighter.images import expand_inputs, load_rgb
+from highlighter.errors import HighlighterError
 from highlighter.render import heatmap, overlay_mask, save_png
 
 
@@ -41,32 +39,17 @@ def run(args) -> int:
     heads = args.heads
     if heads and any(not 0 <= h < engine.num_heads for h in heads):
         raise HighlighterError(f"--heads {heads}: the model has heads 0..{engine.num_heads - 1}")
-    files, problems = expand_inputs(args.images)
-    for p in problems:
-        warn(p)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names, done, skipped = OutputNames(), 0, 0
-    for path in tqdm(files, desc="attention", unit="img", disable=None if len(files) > 1 else True):
-        try:
-            img = load_rgb(path)
-        except ImageError as e:
-            warn(f"skipped {e}")
-            skipped += 1
-            continue
+    batch = PhotoBatch(args.images, args.out, "attention")
+    for path, img in batch:
         try:
             res = engine.run(img, args.image_size)
         except ValueError as e:
-            warn(f"skipped {path}: {e}")
-            skipped += 1
+            batch.skip(f"skipped {path}: {e}")
             continue
-        stem = names.stem(path)
-        stats = write_outputs(out, stem, res, args.mask_rule, args.threshold, heads)
+        stem = batch.names.stem(path)
+        stats = write_outputs(batch.out, stem, res, args.mask_rule, args.threshold, heads)
         h, w = res.attention.shape[1:]
-        info(f"{path} -> {out / stem}.npz ({res.attention.shape[0]} heads, {h}x{w} patches, "
+        info(f"{path} -> {batch.out / stem}.npz ({res.attention.shape[0]} heads, {h}x{w} patches, "
              f"fused mask {stats['fused_fraction']:.0%} of patches)")
-        done += 1
-    if done == 0:
-        raise HighlighterError("no image could be processed" + (f" ({skipped} unreadable)" if skipped else ""))
-    info(f"wrote {done} result(s) to {out}" + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
-    return 0
+        batch.done += 1
+    return batch.finish()

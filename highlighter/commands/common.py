@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from highlighter.errors import CheckpointError
+from PIL import Image
+from tqdm import tqdm
+
+from highlighter.errors import CheckpointError, HighlighterError, ImageError
+from highlighter.images import expand_inputs, load_rgb
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODELS = {"attention": "dino_default.safetensors", "mae": "mae_default.safetensors"}
@@ -56,3 +61,38 @@ def report_model(ck) -> None:
     if ck.unexpected:
         more = f" and {len(ck.unexpected) - 5} more" if len(ck.unexpected) > 5 else ""
         warn(f"ignored {len(ck.unexpected)} unexpected keys in the checkpoint: {', '.join(ck.unexpected[:5])}{more}")
+
+
+class PhotoBatch:
+    """The photos named on the command line: folders expanded, problems warned about, each photo
+    decoded (unreadable ones skipped with a warning naming them), with a progress bar and a summary."""
+
+    def __init__(self, inputs, out: str | os.PathLike, desc: str):
+        self.files, problems = expand_inputs(inputs)
+        for p in problems:
+            warn(p)
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.desc = desc
+        self.names = OutputNames()
+        self.done = self.skipped = 0
+
+    def __iter__(self) -> Iterator[tuple[Path, Image.Image]]:
+        for path in tqdm(self.files, desc=self.desc, unit="img", disable=None if len(self.files) > 1 else True):
+            try:
+                img = load_rgb(path)
+            except ImageError as e:
+                self.skip(f"skipped {e}")
+                continue
+            yield path, img
+
+    def skip(self, message: str) -> None:
+        warn(message)
+        self.skipped += 1
+
+    def finish(self) -> int:
+        unreadable = f"{self.skipped} unreadable file(s)" if self.skipped else ""
+        if self.done == 0:
+            raise HighlighterError("no image could be processed" + (f" ({unreadable})" if unreadable else ""))
+        info(f"wrote {self.done} result(s) to {self.out}" + (f"; skipped {unreadable}" if unreadable else ""))
+        return 0

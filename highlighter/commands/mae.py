@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from tqdm import tqdm
 
-from highlighter.commands.common import OutputNames, info, report_model, resolve_checkpoint, warn
+from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import MAEEngine
 from highlighter.core.mae import to_display
-from highlighter.errors import HighlighterError, ImageError
-from highlighter.images import expand_inputs, load_rgb
+from highlighter.errors import HighlighterError
 from highlighter.render import label, save_png, side_by_side
 
 
@@ -50,30 +46,14 @@ def run(args) -> int:
     if not 0.0 <= args.mask_ratio < 1.0:
         raise HighlighterError(f"--mask-ratio must be in [0, 1), got {args.mask_ratio}")
     mask = read_mask_file(args.mask, engine.num_patches) if args.mask else None
-    files, problems = expand_inputs(args.images)
-    for p in problems:
-        warn(p)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names, done, skipped = OutputNames(), 0, 0
-    for path in tqdm(files, desc="mae", unit="img", disable=None if len(files) > 1 else True):
-        try:
-            img = load_rgb(path)
-        except ImageError as e:
-            warn(f"skipped {e}")
-            skipped += 1
-            continue
+    batch = PhotoBatch(args.images, args.out, "mae")
+    for path, img in batch:
         res = engine.run(img, args.mask_ratio, args.seed, mask, args.denorm)
-        stem = names.stem(path)
-        np.savez_compressed(out / f"{stem}.npz", mask=res.mask, pred=res.pred.astype(np.float32),
+        stem = batch.names.stem(path)
+        np.savez_compressed(batch.out / f"{stem}.npz", mask=res.mask, pred=res.pred.astype(np.float32),
                             paste=res.views.paste.astype(np.float32), original=res.views.original.astype(np.float32))
-        save_png(out / f"{stem}.png", panels(res))
-        info(f"{path} -> {out / stem}.png ({int(res.mask.sum())}/{res.mask.size} patches hidden, "
-             f"masked-patch loss {res.loss:.4f})")
-        done += 1
-    if done:
-        info(f"note: {res.views.note}")
-    if done == 0:
-        raise HighlighterError("no image could be processed" + (f" ({skipped} unreadable)" if skipped else ""))
-    info(f"wrote {done} result(s) to {out}" + (f"; skipped {skipped} unreadable file(s)" if skipped else ""))
-    return 0
+        save_png(batch.out / f"{stem}.png", panels(res))
+        info(f"{path} -> {batch.out / stem}.png ({int(res.mask.sum())}/{res.mask.size} patches hidden, "
+             f"masked-patch loss {res.loss:.4f}); {res.views.note}")
+        batch.done += 1
+    return batch.finish()
