@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 
@@ -79,6 +80,46 @@ def build_parser() -> argparse.ArgumentParser:
                         "visible patches (default) or with their own (oracle: uses hidden pixels)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.set_defaults(job="mae")
+
+    from highlighter.commands.train import add_config_flags  # light: dataclasses only
+    from highlighter.config import PRESETS, DinoCfg, MaeCfg
+
+    t = sub.add_parser("train", help="pretrain a DINO or MAE backbone on folders of unlabeled images")
+    tsub = t.add_subparsers(dest="kind", metavar="dino|mae", required=True)
+    for kind, cls in (("dino", DinoCfg), ("mae", MaeCfg)):
+        p = tsub.add_parser(kind, help=f"the full {kind.upper()} recipe",
+                            description=f"Pretrain with the full {kind.upper()} recipe. Runs under torchrun too: "
+                                        f"torchrun --nproc_per_node=G -m highlighter train {kind} ...")
+        p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of images (any depth)")
+        p.add_argument("--out", required=True, metavar="RUNDIR",
+                       help="run folder: checkpoint.pth, log.jsonl, previews/")
+        p.add_argument("--preset", choices=sorted(PRESETS[kind]), help="cpu-small, gpu (the paper) or small-data")
+        p.add_argument("--config", metavar="FILE", help="JSON object of hyperparameters")
+        p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+        p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint")
+        p.add_argument("--events", action="store_true", help="also print each log event as JSON on stdout")
+        p.add_argument("--log-every", type=int, default=10, metavar="N", help="log every N steps (default 10)")
+        p.add_argument("--save-every-minutes", type=float, default=5.0, metavar="M",
+                       help="checkpoint every M minutes, besides every epoch (default 5)")
+        p.add_argument("--save-every-steps", type=int, default=0, metavar="N", help="also checkpoint every N steps")
+        p.add_argument("--preview-every", type=int, default=200, metavar="N",
+                       help="write previews every N steps (0: only at the end; default 200)")
+        p.add_argument("--preview-images", nargs="+", metavar="IMG", help="photos for previews (default: assets/)")
+        p.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps")
+        add_config_flags(p, cls)
+        p.set_defaults(job="train")
+
+    p = sub.add_parser("export", help="write a checkpoint in the official DINO / MAE layout or as safetensors")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth or any "
+                   "supported file")
+    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
+    p.add_argument("--format", default="auto", choices=["auto", "dino", "mae", "safetensors"],
+                   help="dino: bare backbone state dict; mae: {'model': ...}; safetensors: our small format "
+                        "(auto: by the output suffix, else mae when there is a decoder, else dino)")
+    p.add_argument("--half", action="store_true", help="safetensors in float16")
+    p.add_argument("--with-decoder", action="store_true", help="safetensors: keep the MAE decoder")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.set_defaults(job="export")
     return parser
 
 
@@ -101,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `highlighter ... | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

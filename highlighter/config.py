@@ -83,3 +83,90 @@ class MAEDecoderConfig(_Record):
     num_heads: int = 16
     mlp_hidden: int = 2048
     norm_pix_loss: bool = False
+
+
+def _f(default, help: str):
+    from dataclasses import field
+
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DinoCfg(_Record):
+    """DINO pretraining; defaults are main_dino.py's (per process: batch_size_per_gpu)."""
+
+    arch: str = _f("vit_small", "backbone: vit_tiny, vit_small or vit_base")
+    patch_size: int = _f(16, "patch size (8 or 16)")
+    out_dim: int = _f(65536, "DINO head output dimension K")
+    norm_last_layer: bool = _f(True, "fix the weight-norm scale of the head's last layer to 1")
+    head_hidden_dim: int = _f(2048, "hidden width of the 3-layer head MLP")
+    head_bottleneck_dim: int = _f(256, "bottleneck width before L2 normalisation")
+    drop_path_rate: float = _f(0.1, "stochastic depth of the student")
+    momentum_teacher: float = _f(0.996, "base EMA momentum of the teacher (cosine to 1)")
+    warmup_teacher_temp: float = _f(0.04, "teacher temperature at the start of its warmup")
+    teacher_temp: float = _f(0.04, "teacher temperature after the warmup")
+    warmup_teacher_temp_epochs: int = _f(0, "epochs of linear teacher-temperature warmup")
+    student_temp: float = _f(0.1, "student temperature")
+    center_momentum: float = _f(0.9, "EMA momentum of the centre")
+    epochs: int = _f(100, "training epochs")
+    batch_size: int = _f(64, "images per process per step")
+    lr: float = _f(0.0005, "peak learning rate at a global batch of 256 (scaled linearly)")
+    min_lr: float = _f(1e-6, "final learning rate of the cosine schedule")
+    warmup_epochs: int = _f(10, "linear learning-rate warmup epochs")
+    weight_decay: float = _f(0.04, "initial weight decay (cosine schedule)")
+    weight_decay_end: float = _f(0.4, "final weight decay")
+    clip_grad: float = _f(3.0, "per-parameter gradient-norm clipping (0 disables)")
+    freeze_last_layer: int = _f(1, "epochs during which the head's last layer is frozen")
+    global_crop_size: int = _f(224, "global crop resolution")
+    local_crop_size: int = _f(96, "local crop resolution")
+    global_crops_scale: tuple = _f((0.4, 1.0), "area range of the 2 global crops")
+    local_crops_number: int = _f(8, "number of local crops")
+    local_crops_scale: tuple = _f((0.05, 0.4), "area range of the local crops")
+    precision: str = _f("auto", "auto, fp32, bf16 or fp16 (fp16 only on CUDA, with a GradScaler)")
+    seed: int = _f(0, "random seed")
+    num_workers: int = _f(2, "data-loading worker processes")
+
+
+@dataclass(frozen=True)
+class MaeCfg(_Record):
+    """MAE pretraining; defaults are main_pretrain.py's (arch limited to ViT-Ti/S/B here)."""
+
+    arch: str = _f("vit_base", "encoder: vit_tiny, vit_small or vit_base")
+    patch_size: int = _f(16, "patch size")
+    input_size: int = _f(224, "image size")
+    mask_ratio: float = _f(0.75, "fraction of patches hidden")
+    norm_pix_loss: bool = _f(False, "per-patch normalised pixel targets")
+    decoder_embed_dim: int = _f(512, "decoder width")
+    decoder_depth: int = _f(8, "decoder blocks")
+    decoder_num_heads: int = _f(16, "decoder heads")
+    epochs: int = _f(400, "training epochs")
+    warmup_epochs: int = _f(40, "linear learning-rate warmup epochs")
+    batch_size: int = _f(64, "images per process per step")
+    accum_iter: int = _f(1, "gradient accumulation steps")
+    blr: float = _f(1e-3, "base learning rate: lr = blr * effective batch / 256")
+    min_lr: float = _f(0.0, "final learning rate of the half-cycle cosine")
+    weight_decay: float = _f(0.05, "AdamW weight decay (none on biases and norms)")
+    crop_scale: tuple = _f((0.2, 1.0), "RandomResizedCrop area range")
+    precision: str = _f("auto", "auto, fp32, bf16 or fp16 (fp16 only on CUDA, with a GradScaler)")
+    seed: int = _f(0, "random seed")
+    num_workers: int = _f(2, "data-loading worker processes")
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "dino": {
+        # small crops and a small head, sized for a laptop CPU
+        "cpu-small": dict(arch="vit_tiny", global_crop_size=112, local_crop_size=48, local_crops_number=6,
+                          out_dim=4096, batch_size=32, epochs=30, warmup_epochs=3),
+        "gpu": {},  # the paper recipe: main_dino.py's defaults
+        # the known fixes for small folders
+        "small-data": dict(out_dim=8192, momentum_teacher=0.99, warmup_teacher_temp=0.04, teacher_temp=0.07,
+                           warmup_teacher_temp_epochs=30, epochs=200, warmup_epochs=10),
+    },
+    "mae": {
+        "cpu-small": dict(arch="vit_tiny", decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4,
+                          batch_size=64, epochs=100, warmup_epochs=5, blr=1.5e-4),
+        "gpu": dict(norm_pix_loss=True, blr=1.5e-4, epochs=800),  # the paper's recipe (Table 8 / PRETRAIN.md)
+        "small-data": dict(arch="vit_tiny", decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8,
+                           epochs=400, warmup_epochs=20, blr=1.5e-4),
+    },
+}

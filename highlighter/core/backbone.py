@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from highlighter.config import ViTConfig
 
 
-def build_vit(cfg: ViTConfig) -> nn.Module:
+def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0) -> nn.Module:
     """The one place that calls ``timm.create_model``. Random weights; nothing is downloaded.
 
     The state-dict keys equal the official ones: ``cls_token, pos_embed, patch_embed.proj.*,
@@ -42,6 +42,7 @@ def build_vit(cfg: ViTConfig) -> nn.Module:
         reg_tokens=0,
         no_embed_class=False,
         final_norm=cfg.final_norm,
+        drop_path_rate=drop_path_rate,
     )
     if cfg.swiglu:
         from timm.layers import SwiGLUPacked
@@ -107,6 +108,29 @@ def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool 
     return x, cls_attn[:, :, 0]
 
 
+def prepare_tokens(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.Tensor:
+    """Patch embedding + class token + interpolated position embedding (+ registers): (B, 1 [+ R] + N, D)."""
+    B, _, H, W = img.shape
+    p = cfg.patch_size
+    if H % p or W % p:
+        raise ValueError(f"input {H}x{W} is not a multiple of the patch size {p}")
+    x = vit.patch_embed.proj(img).flatten(2).transpose(1, 2)  # (B, gh*gw, D)
+    x = vit.patch_embed.norm(x)
+    x = torch.cat((vit.cls_token.expand(B, -1, -1), x), dim=1)  # (B, 1 + gh*gw, D)
+    x = x + interpolate_pos_embed(vit.pos_embed, H // p, W // p, cfg.pos_interp)
+    if cfg.num_register_tokens:
+        x = torch.cat((x[:, :1], vit.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)  # (B, 1 + R + N, D)
+    return x
+
+
+def forward_cls(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.Tensor:
+    """The final-norm class token (B, D) at any resolution: what DINO's heads and kNN use."""
+    x = prepare_tokens(vit, cfg, img)
+    for blk in vit.blocks:
+        x = blk(x)
+    return vit.norm(x)[:, 0]
+
+
 class AttentionViT(nn.Module):
     """A backbone whose forward returns the last block's class-token attention on the patch grid.
 
@@ -122,18 +146,7 @@ class AttentionViT(nn.Module):
         self.cfg = cfg
 
     def prepare_tokens(self, img: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = img.shape
-        p = self.cfg.patch_size
-        if H % p or W % p:
-            raise ValueError(f"input {H}x{W} is not a multiple of the patch size {p}")
-        x = self.vit.patch_embed.proj(img).flatten(2).transpose(1, 2)  # (B, gh*gw, D)
-        x = self.vit.patch_embed.norm(x)
-        x = torch.cat((self.vit.cls_token.expand(B, -1, -1), x), dim=1)  # (B, 1 + gh*gw, D)
-        x = x + interpolate_pos_embed(self.vit.pos_embed, H // p, W // p, self.cfg.pos_interp)
-        if self.cfg.num_register_tokens:
-            reg = self.vit.register_tokens.expand(B, -1, -1)
-            x = torch.cat((x[:, :1], reg, x[:, 1:]), dim=1)  # (B, 1 + R + gh*gw, D)
-        return x
+        return prepare_tokens(self.vit, self.cfg, img)
 
     def forward(self, img: torch.Tensor, with_features: bool = False):
         B, _, H, W = img.shape

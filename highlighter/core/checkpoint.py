@@ -422,7 +422,8 @@ def build_mae_model(ck: LoadedCheckpoint, device: str | torch.device = "cpu"):
 
 
 # ============================================================================= our own files
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -450,8 +451,8 @@ def save_model(path: str | os.PathLike, kind: str, vit: ViTConfig, state: dict[s
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
-        _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"highlighter": json.dumps(meta)}))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"highlighter": json.dumps(meta)}))
     else:
-        _atomic_write(path, lambda tmp: torch.save({"highlighter": meta, "model": tensors}, tmp))
+        atomic_write(path, lambda tmp: torch.save({"highlighter": meta, "model": tensors}, tmp))
     return path
 

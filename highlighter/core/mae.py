@@ -187,6 +187,25 @@ class MaskedAutoencoder(nn.Module):
         return self.forward_loss(imgs, pred, mask), pred, mask
 
 
+@torch.no_grad()
+def init_mae_weights(model: MaskedAutoencoder) -> None:
+    """models_mae.py's initialize_weights: xavier-uniform linears and patch projection (as a linear),
+    zero biases, unit LayerNorms, N(0, 0.02) class and mask tokens; sin-cos tables stay fixed."""
+    w = model.patch_embed.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.normal_(model.cls_token, std=0.02)
+    if model.has_decoder:
+        nn.init.normal_(model.mask_token, std=0.02)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 # ----------------------------------------------------------------------------- views for people
 @dataclass
 class MAEViews:

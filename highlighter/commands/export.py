@@ -1,0 +1,41 @@
+"""``highlighter export``: our training checkpoints in the official layouts, or as small safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from highlighter.commands.common import info
+from highlighter.core.checkpoint import atomic_write, build_attention_model, load_checkpoint, save_model
+from highlighter.errors import HighlighterError
+
+
+def run(args) -> int:
+    ck = load_checkpoint(args.checkpoint, checkpoint_key=args.checkpoint_key)
+    out = Path(args.out)
+    fmt = args.format
+    if fmt == "auto":
+        fmt = "safetensors" if out.suffix == ".safetensors" else ("mae" if ck.decoder is not None else "dino")
+    encoder = {k: v for k, v in ck.state.items() if not (k.startswith("decoder") or k == "mask_token"
+                                                          or k.startswith("head."))}
+    if fmt == "dino":
+        build_attention_model(ck)  # validates that the backbone is complete
+        atomic_write(out, lambda tmp: torch.save(encoder, tmp))  # DINO's backbone-only layout: a bare state dict
+        what = "official DINO backbone layout (bare state dict)"
+    elif fmt == "mae":
+        if ck.decoder is None:
+            raise HighlighterError(f"{args.checkpoint} has no MAE decoder to export in the MAE layout")
+        atomic_write(out, lambda tmp: torch.save({"model": dict(ck.state)}, tmp))  # models_mae.py keys
+        what = "official MAE layout ({'model': ...})"
+    elif fmt == "safetensors":
+        dtype = torch.float16 if args.half else None
+        state = dict(ck.state) if ck.decoder is not None and args.with_decoder else encoder
+        kind = "mae" if ck.decoder is not None else "dino"
+        save_model(out, kind, ck.vit, state, ck.decoder if state is not encoder else None, dtype=dtype,
+                   source=ck.source)
+        what = f"highlighter safetensors ({'fp16' if args.half else 'fp32'})"
+    else:
+        raise HighlighterError(f"unknown --format {fmt}")
+    info(f"wrote {out} ({what}, {out.stat().st_size / 1e6:.1f} MB) from {ck.source}")
+    return 0

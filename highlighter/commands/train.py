@@ -1,0 +1,71 @@
+"""``highlighter train dino|mae``: pretraining on folders of unlabeled images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from highlighter.config import PRESETS, DinoCfg, MaeCfg
+from highlighter.errors import HighlighterError
+
+CONFIGS = {"dino": DinoCfg, "mae": MaeCfg}
+
+
+def add_config_flags(p: argparse.ArgumentParser, cls) -> None:
+    """One flag per hyperparameter, default SUPPRESS so that presets and --config can fill the gaps."""
+    group = p.add_argument_group("hyperparameters (official defaults; a --preset or --config overrides them)")
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        helptext = f"{f.metadata.get('help', '')} (default: {default})"
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
+        elif isinstance(default, tuple):
+            group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=argparse.SUPPRESS,
+                               help=helptext)
+        else:
+            group.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=helptext)
+
+
+def build_config(kind: str, args: argparse.Namespace):
+    """official defaults < --preset < --config FILE < flags."""
+    cls = CONFIGS[kind]
+    values: dict = {}
+    if args.preset:
+        values.update(PRESETS[kind][args.preset])
+    if args.config:
+        try:
+            loaded = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as e:
+            raise HighlighterError(f"--config {args.config}: cannot read a JSON object ({e})") from None
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(loaded) - names)
+        if unknown:
+            raise HighlighterError(f"--config {args.config}: unknown {kind} settings: {', '.join(unknown)}")
+        values.update(loaded)
+    for f in fields(cls):
+        if hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    cfg = cls.from_dict(values)
+    if cfg.batch_size < 1 or cfg.epochs < 1:
+        raise HighlighterError("--batch-size and --epochs must be at least 1")
+    for name in ("warmup_epochs", "warmup_teacher_temp_epochs"):
+        if getattr(cfg, name, 0) > cfg.epochs:
+            flag = "--" + name.replace("_", "-")
+            raise HighlighterError(f"{flag} {getattr(cfg, name)} is longer than --epochs {cfg.epochs}")
+    return cfg
+
+
+def run(args) -> int:
+    from highlighter.train.pretrain import run as pretrain
+
+    cfg = build_config(args.kind, args)
+    if args.resume and (args.preset or args.config):
+        print("note: --resume continues with the run's stored configuration", flush=True)
+    return pretrain(args.kind, cfg, args.data, args.out, device=args.device, resume=args.resume, events=args.events,
+                    log_every=args.log_every, save_every_minutes=args.save_every_minutes,
+                    save_every_steps=args.save_every_steps, preview_every=args.preview_every,
+                    preview_images=args.preview_images, max_steps=args.max_steps)

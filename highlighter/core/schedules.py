@@ -1,0 +1,31 @@
+"""Per-iteration schedules of the DINO and MAE recipes (pure functions)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def cosine_schedule(base_value: float, final_value: float, epochs: int, niter_per_ep: int,
+                    warmup_epochs: int = 0, start_warmup_value: float = 0.0) -> np.ndarray:
+    """DINO's ``cosine_scheduler``: linear warmup, then a cosine from base to final; one value per iteration."""
+    warmup_iters = warmup_epochs * niter_per_ep
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_epochs > 0 else np.array([])
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    schedule = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / len(iters)))
+    schedule = np.concatenate((warmup, schedule))
+    assert len(schedule) == epochs * niter_per_ep
+    return schedule
+
+
+def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
+    """DINO's teacher temperature: linear warmup over epochs, then constant; one value per epoch."""
+    return np.concatenate((np.linspace(warmup_temp, temp, warmup_epochs), np.ones(epochs - warmup_epochs) * temp))
+
+
+def mae_lr(epoch: float, lr: float, min_lr: float, warmup_epochs: int, epochs: int) -> float:
+    """MAE's ``adjust_learning_rate``: linear warmup, then a half-cycle cosine; ``epoch`` is fractional."""
+    if epoch < warmup_epochs:
+        return lr * epoch / warmup_epochs
+    return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / (epochs - warmup_epochs)))

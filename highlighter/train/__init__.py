@@ -1,0 +1,1 @@
+"""Pretraining (DINO, MAE): core + torch.distributed, no Qt."""

@@ -1,0 +1,62 @@
+"""torch.distributed in one small module. One process on CPU or one GPU is the default path; under
+torchrun (RANK/WORLD_SIZE set) it uses NCCL on GPUs and gloo on CPUs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as tdist
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    def all_reduce_sum(self, t: torch.Tensor) -> int:
+        """Sum ``t`` in place over all processes; returns the world size."""
+        if self.enabled:
+            tdist.all_reduce(t)
+        return self.world
+
+    def barrier(self) -> None:
+        if self.enabled:
+            tdist.barrier()
+
+
+def init_distributed(device: str = "auto") -> Dist:
+    want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA device is available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        dev = torch.device(device if device.startswith("cuda") else "cuda") if want_cuda else torch.device("cpu")
+        return Dist(device=dev)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    tdist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    return Dist(rank=rank, world=world, local_rank=local_rank, device=dev)
+
+
+def shutdown(d: Dist) -> None:
+    if d.enabled and tdist.is_initialized():
+        tdist.destroy_process_group()

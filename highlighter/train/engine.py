@@ -1,0 +1,304 @@
+"""One training step of each recipe, and its state. The loop around them is in pretrain.py.
+
+DinoTask follows main_dino.py's train_one_epoch; MaeTask follows engine_pretrain.py's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, MAEDecoderConfig, ViTConfig, default_num_heads
+from highlighter.core.backbone import AttentionViT, build_vit
+from highlighter.core.dino import (
+    DINOHead,
+    DINOLoss,
+    DINOModel,
+    cancel_last_layer_gradients,
+    clip_gradients,
+    collapse_stats,
+    param_groups,
+)
+from highlighter.core.mae import MaskedAutoencoder, init_mae_weights
+from highlighter.core.schedules import cosine_schedule, mae_lr, teacher_temp_schedule
+from highlighter.errors import HighlighterError
+from highlighter.train.dist import Dist
+
+
+class NonFiniteLoss(HighlighterError):
+    pass
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """-> (autocast dtype or None for fp32, whether a GradScaler is needed)."""
+    if precision == "auto":
+        if device.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_supports_bf16() else "fp32"
+    if precision == "fp32":
+        return None, False
+    if precision == "bf16":
+        return torch.bfloat16, False
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise HighlighterError("fp16 training needs CUDA; use --precision bf16 or fp32 on the CPU")
+        return torch.float16, True
+    raise HighlighterError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+
+
+def vit_config(arch: str, patch_size: int, image_size: int) -> ViTConfig:
+    if arch not in ("vit_tiny", "vit_small", "vit_base"):
+        raise HighlighterError(f"--arch {arch}: training supports vit_tiny, vit_small and vit_base")
+    dim = ARCH_DIMS[arch]
+    if image_size % patch_size:
+        raise HighlighterError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+    return ViTConfig(embed_dim=dim, depth=12, num_heads=default_num_heads(dim, 12), patch_size=patch_size,
+                     pos_grid=image_size // patch_size, mlp_hidden=4 * dim)
+
+
+class _Task:
+    kind = ""
+    vit_cfg: ViTConfig
+    decoder_cfg: MAEDecoderConfig | None = None
+
+    def __init__(self, dist: Dist, precision: str):
+        self.dist, self.device = dist, dist.device
+        self.amp_dtype, use_scaler = resolve_precision(precision, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def precision_name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        model.to(self.device)
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return DDP(model, device_ids=ids)
+        return model
+
+    def _backward_step(self, loss: torch.Tensor, optimizer, before_step=None) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+            if before_step:
+                before_step()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if before_step:
+                before_step()
+            optimizer.step()
+
+
+class DinoTask(_Task):
+    kind = "dino"
+
+    def __init__(self, cfg: DinoCfg, dist: Dist, niter_per_epoch: int):
+        super().__init__(dist, cfg.precision)
+        self.cfg = cfg
+        self.vit_cfg = vit_config(cfg.arch, cfg.patch_size, cfg.global_crop_size)
+        self.ncrops = 2 + cfg.local_crops_number
+        dim = self.vit_cfg.embed_dim
+
+        def make(drop_path: float, norm_last_layer: bool) -> DINOModel:
+            vit = build_vit(self.vit_cfg, drop_path_rate=drop_path)
+            nn.init.trunc_normal_(vit.cls_token, std=0.02)  # DINO initialises the class token like pos_embed
+            head = DINOHead(dim, cfg.out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim, norm_last_layer)
+            return DINOModel(vit, self.vit_cfg, head)
+
+        torch.manual_seed(cfg.seed)
+        student = make(cfg.drop_path_rate, cfg.norm_last_layer)
+        self.teacher = make(0.0, True).to(self.device)
+        self.teacher.load_state_dict(student.state_dict())
+        for p in self.teacher.parameters():
+            p.requires_grad = False
+        self.student = self._wrap(student)
+        self.student_plain = student
+        self.loss = DINOLoss(cfg.out_dim, self.ncrops,
+                             teacher_temp_schedule(cfg.warmup_teacher_temp, cfg.teacher_temp,
+                                                   cfg.warmup_teacher_temp_epochs, cfg.epochs),
+                             cfg.student_temp, cfg.center_momentum,
+                             all_reduce=dist.all_reduce_sum if dist.enabled else None).to(self.device)
+        self.optimizer = torch.optim.AdamW(param_groups(student))
+        global_batch = cfg.batch_size * dist.world
+        self.lr = cosine_schedule(cfg.lr * global_batch / 256.0, cfg.min_lr, cfg.epochs, niter_per_epoch,
+                                  cfg.warmup_epochs)
+        self.wd = cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, niter_per_epoch)
+        self.momentum = cosine_schedule(cfg.momentum_teacher, 1.0, cfg.epochs, niter_per_epoch)
+        self._pairs = (list(student.parameters()), list(self.teacher.parameters()))
+
+    def images_per_step(self) -> int:
+        return self.cfg.batch_size
+
+    def step(self, data, it: int, epoch: int, in_epoch: int, monitor: bool = False) -> dict:
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = float(self.lr[it])  # plain floats: checkpoints must load with weights_only=True
+            if i == 0:  # only the regularised group
+                group["weight_decay"] = float(self.wd[it])
+        crops = [c.to(self.device, non_blocking=True) for c in data]
+        with self.autocast():
+            teacher_out = self.teacher(crops[:2])  # only the 2 global crops pass through the teacher
+            student_out = self.student(crops)
+            loss = self.loss(student_out, teacher_out, epoch)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise NonFiniteLoss(f"the loss is {loss_value} at epoch {epoch}, step {it}")
+        self.optimizer.zero_grad(set_to_none=True)
+
+        def before_step():
+            if self.cfg.clip_grad:
+                clip_gradients(self.student_plain, self.cfg.clip_grad)
+            cancel_last_layer_gradients(self.student_plain, epoch, self.cfg.freeze_last_layer)
+
+        self._backward_step(loss, self.optimizer, before_step)
+        with torch.no_grad():  # EMA of the teacher, exactly k = m k + (1 - m) q
+            m = float(self.momentum[it])
+            torch._foreach_mul_(self._pairs[1], m)
+            torch._foreach_add_(self._pairs[1], torch._foreach_mul([p.detach() for p in self._pairs[0]], 1 - m))
+        metrics = {"loss": loss_value, "lr": float(self.lr[it]), "wd": float(self.wd[it]), "momentum": m,
+                   "teacher_temp": self.loss.teacher_temps[epoch]}
+        if monitor:
+            metrics.update(collapse_stats(teacher_out, self.loss.center, self.loss.teacher_temps[epoch]))
+        return metrics
+
+    def state_dict(self) -> dict:
+        d = {"student": self.student_plain.state_dict(), "teacher": self.teacher.state_dict(),
+             "optimizer": self.optimizer.state_dict(), "dino_loss": self.loss.state_dict()}
+        if self.scaler is not None:
+            d["scaler"] = self.scaler.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        self.student_plain.load_state_dict(d["student"])
+        self.teacher.load_state_dict(d["teacher"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.loss.load_state_dict(d["dino_loss"])
+        if self.scaler is not None and "scaler" in d:
+            self.scaler.load_state_dict(d["scaler"])
+
+    def attention_model(self) -> AttentionViT:
+        """The teacher's backbone, for previews (the teacher is the model DINO evaluates)."""
+        return AttentionViT(self.teacher.backbone, self.vit_cfg).eval()
+
+    def backbone_state(self) -> dict[str, torch.Tensor]:
+        return self.teacher.backbone.state_dict()
+
+
+def mae_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """timm's add_weight_decay as main_pretrain.py uses it: no decay on biases and 1-D parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+class MaeTask(_Task):
+    kind = "mae"
+
+    def __init__(self, cfg: MaeCfg, dist: Dist, niter_per_epoch: int):
+        super().__init__(dist, cfg.precision)
+        self.cfg, self.niter = cfg, niter_per_epoch
+        self.vit_cfg = vit_config(cfg.arch, cfg.patch_size, cfg.input_size)
+        if cfg.decoder_embed_dim % cfg.decoder_num_heads:
+            raise HighlighterError(f"--decoder-num-heads {cfg.decoder_num_heads} does not divide "
+                                   f"--decoder-embed-dim {cfg.decoder_embed_dim}")
+        self.decoder_cfg = MAEDecoderConfig(embed_dim=cfg.decoder_embed_dim, depth=cfg.decoder_depth,
+                                            num_heads=cfg.decoder_num_heads, mlp_hidden=4 * cfg.decoder_embed_dim,
+                                            norm_pix_loss=cfg.norm_pix_loss)
+        torch.manual_seed(cfg.seed)
+        model = MaskedAutoencoder(self.vit_cfg, self.decoder_cfg)
+        init_mae_weights(model)
+        self.model_plain = model
+        self.model = self._wrap(model)
+        eff_batch = cfg.batch_size * cfg.accum_iter * dist.world
+        self.base_lr = cfg.blr * eff_batch / 256.0
+        self.optimizer = torch.optim.AdamW(mae_param_groups(model, cfg.weight_decay), lr=self.base_lr,
+                                           betas=(0.9, 0.95))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.current_lr = 0.0
+
+    @property
+    def num_patches(self) -> int:
+        return self.model_plain.num_patches
+
+    def images_per_step(self) -> int:
+        return self.cfg.batch_size
+
+    def step(self, data, it: int, epoch: int, in_epoch: int, monitor: bool = False) -> dict:
+        cfg = self.cfg
+        if in_epoch % cfg.accum_iter == 0:
+            self.current_lr = float(mae_lr(in_epoch / self.niter + epoch, self.base_lr, cfg.min_lr, cfg.warmup_epochs,
+                                     cfg.epochs))
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.current_lr
+        imgs, noise = (t.to(self.device, non_blocking=True) for t in data)
+        update = (in_epoch + 1) % cfg.accum_iter == 0
+        sync = contextlib.nullcontext() if update or not self.dist.enabled else self.model.no_sync()
+        with sync:
+            with self.autocast():
+                loss, _, _ = self.model(imgs, mask_ratio=cfg.mask_ratio, noise=noise)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(f"the loss is {loss_value} at epoch {epoch}, step {it}")
+            loss = loss / cfg.accum_iter
+            if update:
+                self._backward_step(loss, self.optimizer)
+                self.optimizer.zero_grad(set_to_none=True)
+            elif self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        return {"loss": loss_value, "lr": self.current_lr, "wd": cfg.weight_decay}
+
+    def state_dict(self) -> dict:
+        d = {"model": self.model_plain.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.scaler is not None:
+            d["scaler"] = self.scaler.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        self.model_plain.load_state_dict(d["model"])
+        self.optimizer.load_state_dict(d["optimizer"])
+        if self.scaler is not None and "scaler" in d:
+            self.scaler.load_state_dict(d["scaler"])
+
+    def backbone_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.model_plain.state_dict().items()
+                if not (k.startswith("decoder") or k == "mask_token")}
+
+
+def expected_mae_flop_ratio(cfg: MaeCfg) -> float:
+    """Theoretical speed-up of mask ratio r over 0: encoder+decoder FLOPs at full length / at (1-r) L visible."""
+    vit = vit_config(cfg.arch, cfg.patch_size, cfg.input_size)
+    L = vit.pos_grid**2
+    D, dd = vit.embed_dim, cfg.decoder_embed_dim
+
+    def blocks(n, dim, depth):  # per block: 12 n dim^2 (qkv, proj, mlp) + 2 n^2 dim (attention)
+        return depth * (24 * n * dim * dim + 4 * n * n * dim)
+
+    full = blocks(L + 1, D, vit.depth) + blocks(L + 1, dd, cfg.decoder_depth)
+    keep = int(L * (1 - cfg.mask_ratio))
+    masked = blocks(keep + 1, D, vit.depth) + blocks(L + 1, dd, cfg.decoder_depth)
+    return float(np.float64(full) / masked)

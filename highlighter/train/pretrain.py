@@ -1,0 +1,270 @@
+"""The training run: wires data, task, checkpoints, logging and signals. The torchrun target."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from highlighter.config import DinoCfg, MaeCfg
+from highlighter.core.checkpoint import atomic_write, make_meta
+from highlighter.errors import CheckpointError, HighlighterError
+from highlighter.images import load_rgb
+from highlighter.train import preview
+from highlighter.train.augment import DinoMultiCrop, MaeCrop
+from highlighter.train.data import EpochBatches, TrainImages, find_training_images, make_loader
+from highlighter.train.dist import Dist, init_distributed, shutdown
+from highlighter.train.engine import DinoTask, MaeTask, NonFiniteLoss
+
+CHECKPOINT = "checkpoint.pth"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+class RunLog:
+    """RUNDIR/log.jsonl (one JSON event per line) and, with --events, the same lines on stdout."""
+
+    def __init__(self, run_dir: Path, events: bool, enabled: bool):
+        self.path, self.events, self.enabled = run_dir / "log.jsonl", events, enabled
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop the events of steps that the checkpoint does not contain."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if ev.get("step", -1) < step or (ev.get("event") != "step" and ev.get("step", -1) <= step):
+                keep.append(line)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
+
+    def __call__(self, event: str, **fields) -> None:
+        if not self.enabled:
+            return
+        line = json.dumps({"event": event, "time": round(time.time(), 3), **fields})
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+        if self.events:
+            print(line, flush=True)
+
+
+class StopFlag:
+    """SIGINT / SIGTERM ask the loop to save a checkpoint and leave at the next step."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        if self.signal is not None and signum == signal.SIGINT:  # a second Ctrl-C: leave now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _preview_images(files: list[Path], explicit: list[str] | None) -> tuple[list, list[Path]]:
+    """Fixed photos for previews: the given ones, else the bundled demo photos, else 4 taken out of the data."""
+    if explicit:
+        paths = [Path(p) for p in explicit]
+    elif sorted(ASSETS.glob("*.jpg")):
+        paths = sorted(ASSETS.glob("*.jpg"))[:4]
+    else:
+        paths = files[-4:]
+        files = files[:-4]
+    return [load_rgb(p) for p in paths], files
+
+
+def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str = "auto", resume: bool = False,
+        events: bool = False, log_every: int = 10, save_every_minutes: float = 5.0, save_every_steps: int = 0,
+        preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
+        source: str = "cli") -> int:
+    run_dir = Path(out)
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and not ckpt_path.exists():
+        raise HighlighterError(f"--resume: there is no {ckpt_path} to continue")
+    if not resume and ckpt_path.exists():
+        raise HighlighterError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
+    state = None
+    if resume:
+        try:
+            state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported the same way
+            raise CheckpointError(f"{ckpt_path}: cannot be resumed ({type(e).__name__}: {str(e)[:100]})") from None
+        stored = state["highlighter"]["train"]
+        cfg = type(cfg).from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+    try:
+        dist = init_distributed(device)
+    except ValueError as e:
+        raise HighlighterError(str(e)) from None
+    try:
+        return _run(kind, cfg, data, run_dir, dist, state, events, log_every, save_every_minutes, save_every_steps,
+                    preview_every, preview_images, max_steps)
+    finally:
+        shutdown(dist)
+
+
+def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, save_every_minutes, save_every_steps,
+         preview_every, preview_images, max_steps) -> int:
+    files = find_training_images(data)
+    previews, files = _preview_images(files, preview_images)
+    if kind == "dino":
+        transform = DinoMultiCrop(cfg.global_crop_size, cfg.local_crop_size, cfg.global_crops_scale,
+                                  cfg.local_crops_scale, cfg.local_crops_number)
+    else:
+        transform = MaeCrop(cfg.input_size, cfg.crop_scale, (cfg.input_size // cfg.patch_size) ** 2)
+    batches = EpochBatches(len(files), cfg.batch_size, cfg.seed, dist.rank, dist.world)
+    if batches.steps_per_epoch == 0:
+        raise HighlighterError(f"{len(files)} images are fewer than one global batch ({cfg.batch_size} x "
+                               f"{dist.world} processes): lower --batch-size")
+    niter = batches.steps_per_epoch
+    task = DinoTask(cfg, dist, niter) if kind == "dino" else MaeTask(cfg, dist, niter)
+    loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
+                         pin_memory=dist.device.type == "cuda")
+    main = dist.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir, events, main)
+    start_epoch, start_in_epoch, seen, elapsed_before = 0, 0, 0, 0.0
+    if state is not None:
+        task.load_state_dict(state)
+        start_epoch, start_in_epoch = state["epoch"], state["in_epoch"]
+        seen, elapsed_before = state.get("images_seen", 0), state.get("elapsed_s", 0.0)
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if main:
+            log.truncate_after(start_epoch * niter + start_in_epoch)
+    total_steps = cfg.epochs * niter
+    global_step = start_epoch * niter + start_in_epoch
+
+    def save(epoch: int, in_epoch: int, reason: str) -> None:
+        if not main:
+            return
+        meta = make_meta(kind, task.vit_cfg, task.decoder_cfg, train=cfg.to_dict(), data=[str(d) for d in data],
+                         images=len(files), world_size=dist.world)
+        payload = {"highlighter": meta, **task.state_dict(), "epoch": epoch, "in_epoch": in_epoch,
+                   "global_step": epoch * niter + in_epoch, "images_seen": seen,
+                   "elapsed_s": elapsed_before + time.time() - t0,
+                   "rng": {"torch": torch.get_rng_state(),
+                           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
+        atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
+        log("checkpoint", step=epoch * niter + in_epoch, epoch=epoch, reason=reason, path=str(run_dir / CHECKPOINT))
+
+    def write_preview(step: int, epoch: int) -> None:
+        if not main or not previews:
+            return
+        if kind == "dino":
+            pic = preview.dino_preview(task.attention_model(), previews, cfg.global_crop_size * 2, dist.device)
+        else:
+            pic = preview.mae_preview(task.model_plain.eval(), previews, dist.device, cfg.mask_ratio)
+            task.model_plain.train()
+        path = preview.write_preview(run_dir, pic, step, epoch)
+        log("preview", step=step, epoch=epoch, path=str(path))
+
+    t0 = time.time()
+    if main:
+        log("start", kind=kind, resumed=state is not None, step=global_step, total_steps=total_steps,
+            epochs=cfg.epochs, steps_per_epoch=niter, images=len(files), world_size=dist.world,
+            device=str(dist.device), precision=task.precision_name, config=cfg.to_dict())
+        print(f"{kind}: {len(files)} images, {task.vit_cfg.describe()}, {cfg.epochs} epochs x {niter} steps, "
+              f"batch {cfg.batch_size} x {dist.world}, {dist.device} {task.precision_name}"
+              + (f", resumed at epoch {start_epoch} step {start_in_epoch}" if state is not None else ""),
+              file=sys.stderr, flush=True)
+    last_save, rate_t, rate_n, steps_done = time.time(), time.time(), 0, 0
+    stopped_by = None
+    with StopFlag() as stop:
+        bar = tqdm(total=total_steps, initial=global_step, unit="step", disable=not main or None, dynamic_ncols=True)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                batches.set_epoch(epoch, start_in_epoch if epoch == start_epoch else 0)
+                first = start_in_epoch if epoch == start_epoch else 0
+                unreadable: dict[str, None] = {}
+                model_train(task)
+                for in_epoch, batch in enumerate(loader, start=first):
+                    for msg in batch["errors"]:
+                        if msg not in unreadable and main:
+                            tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
+                        unreadable[msg] = None
+                    it = epoch * niter + in_epoch
+                    if batch["n"] == 0:
+                        continue
+                    monitor = it % log_every == 0
+                    try:
+                        metrics = task.step(batch["data"], it, epoch, in_epoch, monitor=monitor)
+                    except NonFiniteLoss as e:
+                        log("error", step=it, epoch=epoch, message=str(e))
+                        raise HighlighterError(f"{e}: the run stopped; {run_dir / CHECKPOINT} keeps the last good "
+                                               "state (lower --lr or raise --warmup-epochs, then --resume)") from None
+                    seen += batch["n"] * dist.world
+                    rate_n += batch["n"] * dist.world
+                    steps_done += 1
+                    global_step = it + 1
+                    now = time.time()
+                    img_s = rate_n / max(now - rate_t, 1e-9)
+                    eta = (total_steps - global_step) * (batch["n"] * dist.world) / max(img_s, 1e-9)
+                    bar.update(1)
+                    bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.4f} "
+                                        f"{img_s:.1f} img/s", refresh=False)
+                    if monitor:
+                        log("step", step=it, epoch=epoch, **metrics, img_s=round(img_s, 2), eta_s=round(eta, 1),
+                            images_seen=seen)
+                        rate_t, rate_n = now, 0
+                    if preview_every and global_step % preview_every == 0:
+                        write_preview(global_step, epoch)
+                    done_epoch = in_epoch + 1 == niter
+                    if not done_epoch and ((save_every_steps and global_step % save_every_steps == 0)
+                                           or now - last_save > save_every_minutes * 60):
+                        save(epoch, in_epoch + 1, "periodic")
+                        last_save = time.time()
+                    if stop.signal is not None or (max_steps and steps_done >= max_steps):
+                        stopped_by = stop.signal
+                        if not done_epoch:
+                            save(epoch, in_epoch + 1, "signal" if stopped_by else "max_steps")
+                        break
+                if in_epoch + 1 == niter:  # the epoch finished
+                    save(epoch + 1, 0, "epoch")
+                    last_save = time.time()
+                    if unreadable and main:
+                        tqdm.write(f"epoch {epoch + 1}: skipped {len(unreadable)} unreadable file(s)", file=sys.stderr)
+                    log("epoch_end", step=global_step, epoch=epoch, unreadable=len(unreadable))
+                if stopped_by is not None or (max_steps and steps_done >= max_steps):
+                    break
+                start_in_epoch = 0
+        finally:
+            bar.close()
+    if main:
+        write_preview(global_step, min(epoch, cfg.epochs - 1))
+        if stopped_by is not None:
+            log("stopped", step=global_step, signal=signal.Signals(stopped_by).name)
+            print(f"stopped by {signal.Signals(stopped_by).name}: checkpoint saved in {run_dir / CHECKPOINT}; "
+                  "continue with --resume", file=sys.stderr, flush=True)
+        else:
+            log("done", step=global_step, images_seen=seen, elapsed_s=round(elapsed_before + time.time() - t0, 1))
+            print(f"done: {run_dir / CHECKPOINT} (use it with `highlighter "
+                  f"{'attention' if kind == 'dino' else 'mae'} --checkpoint`)", file=sys.stderr, flush=True)
+    return 0
+
+
+def model_train(task) -> None:
+    (task.student if task.kind == "dino" else task.model).train()
+
+
+if __name__ == "__main__":  # python -m highlighter.train.pretrain is the same as `highlighter train`
+    from highlighter.cli import main as _main
+
+    sys.exit(_main(["train", *sys.argv[1:]]))

@@ -1,0 +1,57 @@
+"""Pictures written during training: attention maps (DINO) or reconstructions (MAE) on fixed photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from highlighter.core.attention import threshold_maps
+from highlighter.core.mae import compose_views, masking_from_noise, to_display
+from highlighter.core.transforms import dino_preprocess, mae_preprocess
+from highlighter.render import heatmap, label, overlay_mask, save_png, side_by_side
+
+
+@torch.no_grad()
+def dino_preview(model, images: list[Image.Image], size: int, device) -> np.ndarray:
+    rows = []
+    for img in images:
+        x, shown = dino_preprocess(img, size, model.cfg.patch_size)
+        attn = model(x.to(device))[0].float().cpu()  # (heads, h, w)
+        fused = attn.mean(0)
+        mask = threshold_maps(fused, "mass", 0.6).numpy()
+        heads = [heatmap(a.numpy(), model.cfg.patch_size) for a in attn[:3]]
+        rows.append(side_by_side([shown, heatmap(fused.numpy(), model.cfg.patch_size), overlay_mask(shown, mask),
+                                  *heads], ["photo", "fused", "mask (60% mass)", *[f"head {i}" for i in range(3)]]))
+    return _stack(rows)
+
+
+@torch.no_grad()
+def mae_preview(model, images: list[Image.Image], device, mask_ratio: float = 0.75) -> np.ndarray:
+    rows = []
+    norm_pix = bool(model.dec_cfg.norm_pix_loss)
+    for k, img in enumerate(images):
+        x = mae_preprocess(img, model.input_size).to(device)
+        noise = torch.rand(1, model.num_patches, generator=torch.Generator().manual_seed(k)).to(device)
+        ids_keep, mask, ids_restore = masking_from_noise(noise, mask_ratio)
+        pred = model.forward_decoder(model.forward_encoder(x, ids_keep), ids_restore)
+        v = compose_views(x[0].cpu(), pred[0].float().cpu(), mask[0].cpu(), model.cfg.patch_size, norm_pix)
+        rows.append(side_by_side([to_display(a) for a in (v.original, v.masked, v.reconstruction, v.paste)],
+                                 ["original", "masked", "reconstruction", "reconstruction + visible"]))
+    return _stack(rows)
+
+
+def _stack(rows: list[np.ndarray]) -> np.ndarray:
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(padded, axis=0)
+
+
+def write_preview(run_dir: Path, picture: np.ndarray, step: int, epoch: int) -> Path:
+    picture = label(picture, f"step {step}, epoch {epoch}")
+    folder = run_dir / "previews"
+    path = save_png(folder / f"step_{step:08d}.png", picture)
+    save_png(folder / "latest.png", picture)
+    return path
