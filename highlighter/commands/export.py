@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 
-from highlighter.commands.common import info
+from highlighter.commands.common import info, warn
+from highlighter.config import KNOWN_DECODER_HEADS, default_num_heads
 from highlighter.core.checkpoint import atomic_write, build_attention_model, load_checkpoint, save_model
 from highlighter.errors import HighlighterError
 
@@ -26,8 +28,12 @@ def run(args) -> int:
     elif fmt == "mae":
         if ck.decoder is None:
             raise HighlighterError(f"{args.checkpoint} has no MAE decoder to export in the MAE layout")
-        atomic_write(out, lambda tmp: torch.save({"model": dict(ck.state)}, tmp))  # models_mae.py keys
-        what = "official MAE layout ({'model': ...})"
+        # main_pretrain.py's layout: models_mae.py keys under 'model', the run's args beside them
+        margs = argparse.Namespace(model=f"mae_{ck.vit.arch_name.replace('/', '_patch')}",
+                                   norm_pix_loss=ck.decoder.norm_pix_loss,
+                                   input_size=ck.vit.pos_grid * ck.vit.patch_size)
+        atomic_write(out, lambda tmp: torch.save({"model": dict(ck.state), "args": margs}, tmp))
+        what = "official MAE layout ({'model': ..., 'args': ...})"
     elif fmt == "safetensors":
         dtype = torch.float16 if args.half else None
         state = dict(ck.state) if ck.decoder is not None and args.with_decoder else encoder
@@ -38,4 +44,13 @@ def run(args) -> int:
     else:
         raise HighlighterError(f"unknown --format {fmt}")
     info(f"wrote {out} ({what}, {out.stat().st_size / 1e6:.1f} MB) from {ck.source}")
+    if fmt in ("dino", "mae"):  # the official layouts cannot store head counts
+        flags = []
+        if ck.vit.num_heads != default_num_heads(ck.vit.embed_dim, ck.vit.depth):
+            flags.append(f"--num-heads {ck.vit.num_heads}")
+        d = ck.decoder
+        if fmt == "mae" and d.num_heads != default_num_heads(d.embed_dim, d.depth, KNOWN_DECODER_HEADS):
+            flags.append(f"--decoder-num-heads {d.num_heads}")
+        if flags:
+            warn(f"the official layout does not store head counts: load {out.name} with {' '.join(flags)}")
     return 0

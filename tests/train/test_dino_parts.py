@@ -1,0 +1,94 @@
+"""DINO head, loss, centre, EMA teacher and clipping, checked against direct computations."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from highlighter.config import DinoCfg
+from highlighter.core.dino import DINOHead, DINOLoss, clip_gradients, param_groups
+from highlighter.train.dist import Dist
+from highlighter.train.engine import DinoTask
+
+TINY = DinoCfg(arch="vit_tiny", global_crop_size=32, local_crop_size=16, local_crops_number=2, out_dim=64,
+               head_hidden_dim=64, head_bottleneck_dim=32, batch_size=4, epochs=2, warmup_epochs=0, precision="fp32",
+               lr=0.01, drop_path_rate=0.0)
+
+
+def test_head_layout_and_normalised_last_layer():
+    head = DINOHead(48, 100, 64, 16, norm_last_layer=True)
+    keys = set(head.state_dict())
+    assert keys == {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "mlp.4.weight", "mlp.4.bias",
+                    "last_layer.weight_g", "last_layer.weight_v"}  # the official names
+    assert not head.last_layer.weight_g.requires_grad and torch.all(head.last_layer.weight_g == 1)
+    x = torch.randn(5, 48)
+    z = F.normalize(head.mlp(x), dim=-1)
+    v = head.last_layer.weight_v
+    torch.testing.assert_close(head(x), z @ (v / v.norm(dim=1, keepdim=True)).T)
+
+
+def test_loss_is_the_cross_entropy_over_pairs_and_the_centre_update_is_exact():
+    torch.manual_seed(0)
+    K, B, ncrops = 10, 3, 4
+    loss_fn = DINOLoss(K, ncrops, [0.04, 0.05], student_temp=0.1, center_momentum=0.9)
+    loss_fn.center.copy_(torch.randn(1, K))
+    c0 = loss_fn.center.clone()
+    s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
+    got = loss_fn(s, t, epoch=1)
+    terms = []
+    for iq in range(2):
+        q = F.softmax((t[iq * B:(iq + 1) * B] - c0) / 0.05, dim=-1)
+        for v in range(ncrops):
+            if v != iq:  # never a crop against itself
+                logp = F.log_softmax(s[v * B:(v + 1) * B] / 0.1, dim=-1)
+                terms.append(-(q * logp).sum(-1).mean())
+    assert len(terms) == 2 * ncrops - 2
+    torch.testing.assert_close(got, torch.stack(terms).mean())
+    torch.testing.assert_close(loss_fn.center, 0.9 * c0 + 0.1 * t.mean(0, keepdim=True))
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    head = DINOHead(8, 4, 8, 4)
+    reg, noreg = param_groups(head)
+    assert all(p.ndim > 1 for p in reg["params"]) and all(p.ndim == 1 for p in noreg["params"])
+    assert noreg["weight_decay"] == 0.0
+
+
+def test_per_parameter_clipping():
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
+    a.grad, b.grad = torch.tensor([3.0, 4.0, 0.0]), torch.tensor([0.3, 0.4])
+    m = torch.nn.Module()
+    m.a, m.b = a, b
+    clip_gradients(m, 1.0)
+    torch.testing.assert_close(a.grad, torch.tensor([3.0, 4.0, 0.0]) / (5 + 1e-6))  # clipped alone
+    torch.testing.assert_close(b.grad, torch.tensor([0.3, 0.4]))  # under the limit: untouched
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(4, 3, 32, 32, generator=g)] * 2 + [torch.randn(4, 3, 16, 16, generator=g)] * 2
+
+
+def test_teacher_gets_no_gradients_and_its_ema_is_exact():
+    task = DinoTask(TINY, Dist(), niter_per_epoch=5)
+    assert all(not p.requires_grad for p in task.teacher.parameters())
+    before = [p.detach().clone() for p in task.teacher.parameters()]
+    last_v = task.student_plain.head.last_layer.weight_v.detach().clone()
+    task.step(_batch(), it=3, epoch=0, in_epoch=3)
+    assert all(p.grad is None for p in task.teacher.parameters())
+    m = float(task.momentum[3])
+    for t_before, t_after, s in zip(before, task.teacher.parameters(), task.student_plain.parameters()):
+        assert torch.equal(t_after, t_before * m + (1 - m) * s.detach())
+    # the head's last layer is frozen during the first epoch (freeze_last_layer=1), not after
+    assert torch.equal(task.student_plain.head.last_layer.weight_v, last_v)
+    task.step(_batch(), it=6, epoch=1, in_epoch=1)
+    assert not torch.equal(task.student_plain.head.last_layer.weight_v, last_v)
+
+
+def test_loss_falls_on_a_repeated_batch():
+    cfg = DinoCfg(**{**TINY.to_dict(), "freeze_last_layer": 0, "lr": 0.02})
+    task = DinoTask(cfg, Dist(), niter_per_epoch=20)
+    batch = _batch(1)
+    losses = [task.step(batch, it=i, epoch=0, in_epoch=i)["loss"] for i in range(20)]
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
