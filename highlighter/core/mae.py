@@ -162,14 +162,17 @@ class MaskedAutoencoder(nn.Module):
         return self.decoder_pred(self.decoder_norm(x))[:, 1:, :]
 
     def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Mean squared error on the hidden patches only; per-patch normalised targets if norm_pix_loss."""
+        """Mean squared error on the hidden patches only (all patches when none is hidden); per-patch
+        normalised targets if norm_pix_loss."""
         target = patchify(imgs, self.cfg.patch_size)
         if self.dec_cfg is not None and self.dec_cfg.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.0e-6) ** 0.5
         loss = ((pred - target) ** 2).mean(dim=-1)  # (N, L) per patch
-        return (loss * mask).sum() / mask.sum()
+        hidden = mask.sum()
+        # with nothing hidden (mask ratio 0) the official 0/0 is undefined: fall back to every patch
+        return torch.where(hidden > 0, (loss * mask).sum() / hidden.clamp_min(1), loss.mean())
 
     def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None):

@@ -26,13 +26,22 @@ def resized_size(width: int, height: int, image_size: int | Sequence[int]) -> tu
     return int(w), int(h)
 
 
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """(3, H, W) uint8, channels first."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """``ToTensor`` then ``Normalize`` with the ImageNet statistics, for uint8 (..., 3, H, W) on any device."""
+    x = x.to(torch.float32).div(255)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=x.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=x.device)[:, None, None]
+    return x.sub_(mean).div_(std)
+
+
 def to_normalised_tensor(img: Image.Image) -> torch.Tensor:
     """``ToTensor`` then ``Normalize`` with the ImageNet statistics: (3, H, W) float32."""
-    x = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
-    x = x.to(torch.float32).div(255)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
-    return x.sub_(mean).div_(std)
+    return normalise(to_uint8_tensor(img))
 
 
 def dino_preprocess(img: Image.Image, image_size: int | Sequence[int], patch_size: int):

@@ -13,7 +13,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter, ImageOps
 
-from highlighter.core.transforms import to_normalised_tensor
+from highlighter.core.transforms import to_uint8_tensor
 
 
 def random_resized_crop(img: Image.Image, rng: random.Random, size: int, scale: tuple[float, float],
@@ -77,7 +77,8 @@ def solarize(img: Image.Image, rng: random.Random, p: float) -> Image.Image:
 
 class DinoMultiCrop:
     """DataAugmentationDINO: 2 global crops (blur p 1.0 and p 0.1 + solarize p 0.2) and N local crops
-    (blur p 0.5), each with flip and colour jitter, as normalised tensors."""
+    (blur p 0.5), each with flip and colour jitter, as uint8 tensors (normalised in the training step:
+    a quarter of the bytes to move between processes and to the GPU)."""
 
     def __init__(self, global_size=224, local_size=96, global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
                  local_number=8):
@@ -97,12 +98,12 @@ class DinoMultiCrop:
         for _ in range(self.local_number):
             c = random_resized_crop(img, rng, self.local_size, self.local_scale)
             crops.append(gaussian_blur(flip_and_color_jitter(c, rng), rng, 0.5))
-        return [to_normalised_tensor(c) for c in crops]
+        return [to_uint8_tensor(c) for c in crops]
 
 
 class MaeCrop:
-    """main_pretrain.py's transform: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip, normalise;
-    plus the masking noise of the sample, drawn from the same per-sample seed."""
+    """main_pretrain.py's transform: RandomResizedCrop(scale 0.2-1, bicubic), horizontal flip (uint8; normalised
+    in the training step); plus the masking noise of the sample, drawn from the same per-sample seed."""
 
     def __init__(self, size=224, scale=(0.2, 1.0), num_patches=196):
         self.size, self.scale, self.num_patches = size, tuple(scale), num_patches
@@ -112,4 +113,4 @@ class MaeCrop:
         if rng.random() < 0.5:
             img = ImageOps.mirror(img)
         gen = torch.Generator().manual_seed(rng.getrandbits(63))
-        return to_normalised_tensor(img), torch.rand(self.num_patches, generator=gen)
+        return to_uint8_tensor(img), torch.rand(self.num_patches, generator=gen)

@@ -93,8 +93,14 @@ class EpochBatches:
 
 def _worker_init(_):
     torch.set_num_threads(1)
-    try:  # decoding must not starve the model's threads
-        os.nice(5)
+    # Decoding must not take cores from the model: a worker that preempts one of the compute threads stalls
+    # every parallel region. SCHED_IDLE lets workers use only the CPU time the model leaves idle.
+    policy = os.environ.get("HIGHLIGHTER_WORKER_SCHED", "idle")
+    try:
+        if policy == "idle" and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        elif policy == "nice":  # "normal" leaves the scheduler alone
+            os.nice(5)
     except OSError:
         pass
 

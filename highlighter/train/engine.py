@@ -14,7 +14,7 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, MAEDecoderConfig, ViTConfig, default_num_heads
-from highlighter.core.backbone import AttentionViT, build_vit
+from highlighter.core.backbone import AttentionViT, build_vit, set_fused_attention
 from highlighter.core.dino import (
     DINOHead,
     DINOLoss,
@@ -26,6 +26,7 @@ from highlighter.core.dino import (
 )
 from highlighter.core.mae import MaskedAutoencoder, init_mae_weights
 from highlighter.core.schedules import cosine_schedule, mae_lr, teacher_temp_schedule
+from highlighter.core.transforms import normalise
 from highlighter.errors import HighlighterError
 from highlighter.train.dist import Dist
 
@@ -90,6 +91,7 @@ class _Task:
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         model.to(self.device)
+        set_fused_attention(model, self.device.type == "cuda")
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             return DDP(model, device_ids=ids)
@@ -129,6 +131,7 @@ class DinoTask(_Task):
         torch.manual_seed(cfg.seed)
         student = make(cfg.drop_path_rate, cfg.norm_last_layer)
         self.teacher = make(0.0, True).to(self.device)
+        set_fused_attention(self.teacher, self.device.type == "cuda")
         self.teacher.load_state_dict(student.state_dict())
         for p in self.teacher.parameters():
             p.requires_grad = False
@@ -155,7 +158,7 @@ class DinoTask(_Task):
             group["lr"] = float(self.lr[it])  # plain floats: checkpoints must load with weights_only=True
             if i == 0:  # only the regularised group
                 group["weight_decay"] = float(self.wd[it])
-        crops = [c.to(self.device, non_blocking=True) for c in data]
+        crops = [normalise(c.to(self.device, non_blocking=True)) for c in data]
         with self.autocast():
             teacher_out = self.teacher(crops[:2])  # only the 2 global crops pass through the teacher
             student_out = self.student(crops)
@@ -254,6 +257,7 @@ class MaeTask(_Task):
             for group in self.optimizer.param_groups:
                 group["lr"] = self.current_lr
         imgs, noise = (t.to(self.device, non_blocking=True) for t in data)
+        imgs = normalise(imgs)
         update = (in_epoch + 1) % cfg.accum_iter == 0
         sync = contextlib.nullcontext() if update or not self.dist.enabled else self.model.no_sync()
         with sync:

@@ -105,6 +105,14 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
             state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported the same way
             raise CheckpointError(f"{ckpt_path}: cannot be resumed ({type(e).__name__}: {str(e)[:100]})") from None
+        stored_kind = state.get("highlighter", {}).get("kind")
+        if stored_kind != kind:
+            raise HighlighterError(f"{run_dir} holds a {stored_kind} run, not {kind}: use `highlighter train "
+                                   f"{stored_kind} --resume`")
+        if state["epoch"] >= state["highlighter"]["train"]["epochs"]:
+            print(f"{run_dir}: this run already finished its {state['epoch']} epochs; nothing to resume",
+                  file=sys.stderr)
+            return 0
         stored = state["highlighter"]["train"]
         cfg = type(cfg).from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
     try:

@@ -66,7 +66,10 @@ def test_per_parameter_clipping():
 
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(4, 3, 32, 32, generator=g)] * 2 + [torch.randn(4, 3, 16, 16, generator=g)] * 2
+    def crops(size):  # uint8, as the data loader delivers them
+        return torch.randint(0, 256, (4, 3, size, size), generator=g, dtype=torch.uint8)
+
+    return [crops(32)] * 2 + [crops(16)] * 2
 
 
 def test_teacher_gets_no_gradients_and_its_ema_is_exact():
@@ -85,10 +88,33 @@ def test_teacher_gets_no_gradients_and_its_ema_is_exact():
     assert not torch.equal(task.student_plain.head.last_layer.weight_v, last_v)
 
 
-def test_loss_falls_on_a_repeated_batch():
-    cfg = DinoCfg(**{**TINY.to_dict(), "freeze_last_layer": 0, "lr": 0.02})
-    task = DinoTask(cfg, Dist(), niter_per_epoch=20)
-    batch = _batch(1)
-    losses = [task.step(batch, it=i, epoch=0, in_epoch=i)["loss"] for i in range(20)]
+def real_batch(folder, transform, n=4):
+    from highlighter.train.data import TrainImages, collate, find_training_images
+
+    ds = TrainImages(find_training_images([folder])[:n], transform, seed=0)
+    return collate([ds[(0, i)] for i in range(n)])["data"]
+
+
+def test_dino_loss_falls_on_a_repeated_batch(real_photos):
+    from highlighter.train.augment import DinoMultiCrop
+
+    cfg = DinoCfg(**{**TINY.to_dict(), "freeze_last_layer": 0})
+    task = DinoTask(cfg, Dist(), niter_per_epoch=25)
+    batch = real_batch(real_photos, DinoMultiCrop(32, 16, local_number=2))
+    losses = [task.step(batch, it=i, epoch=0, in_epoch=i)["loss"] for i in range(25)]
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_mae_loss_falls_on_a_repeated_batch(real_photos):
+    from highlighter.config import MaeCfg
+    from highlighter.train.augment import MaeCrop
+    from highlighter.train.engine import MaeTask
+
+    cfg = MaeCfg(arch="vit_tiny", input_size=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+                 batch_size=4, epochs=2, warmup_epochs=0, precision="fp32", blr=0.2)
+    task = MaeTask(cfg, Dist(), niter_per_epoch=20)
+    batch = real_batch(real_photos, MaeCrop(64, (0.2, 1.0), 16))
+    losses = [task.step(batch, it=i, epoch=0, in_epoch=i)["loss"] for i in range(20)]
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-3:]) / 3 < 0.7 * losses[0], losses

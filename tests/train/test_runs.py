@@ -133,6 +133,8 @@ def test_resume_after_sigkill_is_bit_exact(real_photos, tmp_path, kind):
     want = [(e["step"], e["loss"]) for e in events(straight, "step")]
     got = [(e["step"], e["loss"]) for e in events(killed, "step")]
     assert got == want  # the same loss at every step, bit for bit, and no step logged twice
+    r = train(kind, real_photos, killed, "--resume")  # a finished run: nothing to do, nothing changed
+    assert r.returncode == 0 and "already finished" in r.stderr
     a = torch.load(straight / "checkpoint.pth", weights_only=True)
     b = torch.load(killed / "checkpoint.pth", weights_only=True)
     key = "teacher" if kind == "dino" else "model"
@@ -185,6 +187,8 @@ def test_existing_run_is_never_overwritten(real_photos, tmp_path):
     assert r.returncode == 2 and "pass --resume" in r.stderr
     r = train("dino", real_photos, tmp_path / "other", "--resume")
     assert r.returncode == 2 and "no " in r.stderr and "to continue" in r.stderr
+    r = train("mae", real_photos, tmp_path / "run", "--resume")
+    assert r.returncode == 2 and "holds a dino run" in r.stderr
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(real_photos, tmp_path):
