@@ -109,13 +109,51 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_flags(p, cls)
         p.set_defaults(job="train")
 
+    p = sub.add_parser("video", help="masks and an overlay video for a video file, an image folder or a pattern",
+                       description="Write DIR/masks/<frame-stem>.png (0/255, at each frame's size) and "
+                                   "DIR/overlay.mp4. The headless twin of the app's Live tab.")
+    p.add_argument("input", metavar="INPUT", help="a video file, a folder of images, a pattern ('frames/*.jpg') "
+                   "or a camera index")
+    p.add_argument("--checkpoint", metavar="PATH", help="any supported file; 'default' (the default) is models/'s")
+    p.add_argument("--num-heads", type=int, metavar="N")
+    p.add_argument("--backend", default="auto", help="auto (default: the fastest that agrees with fp32), "
+                   "torch-fp32, torch-bf16, ort-fp32 or ort-int8")
+    p.add_argument("--image-size", nargs="+", type=int, default=[224, 224], metavar="N",
+                   help="model input H W, or one int for the shorter side (default 224 224)")
+    p.add_argument("--threshold", type=float, default=0.6, help="attention mass kept (default 0.6)")
+    p.add_argument("--head", type=int, help="one head instead of the fused map")
+    p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side"])
+    p.add_argument("--smooth", action="store_true", help="temporal smoothing (EMA + hysteresis) against flicker")
+    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for image folders (default 25)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(job="video")
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", metavar="live", required=True)
+    p = bsub.add_parser("live", help="the live pipeline end to end, against the reference pipeline")
+    p.add_argument("--source", required=True, metavar="PATH", help="a folder of frames or an image")
+    p.add_argument("--checkpoint", metavar="PATH", help="default: random weights of --arch/--patch-size")
+    p.add_argument("--arch", default="vit_small")
+    p.add_argument("--patch-size", type=int, default=16)
+    p.add_argument("--image-size", nargs="+", type=int, default=[224, 224], metavar="N")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(job="bench")
+
     p = sub.add_parser("export", help="write a checkpoint in the official DINO / MAE layout or as safetensors")
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth or any "
                    "supported file")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
-    p.add_argument("--format", default="auto", choices=["auto", "dino", "mae", "safetensors"],
-                   help="dino: bare backbone state dict; mae: {'model': ...}; safetensors: our small format "
-                        "(auto: by the output suffix, else mae when there is a decoder, else dino)")
+    p.add_argument("--format", default="auto", choices=["auto", "dino", "mae", "safetensors", "onnx"],
+                   help="dino: bare backbone state dict; mae: {'model': ...}; safetensors: our small format; "
+                        "onnx: the live graph (auto: by the output suffix, else mae when there is a decoder, "
+                        "else dino)")
+    p.add_argument("--image-size", nargs="+", type=int, default=[224, 224], metavar="N",
+                   help="onnx: the fixed input size H W (or S for S x S; default 224 224)")
+    p.add_argument("--int8", action="store_true", help="onnx: dynamic int8 quantisation (ONNX Runtime)")
+    p.add_argument("--features", action="store_true", help="onnx: also output the class-token features")
     p.add_argument("--half", action="store_true", help="safetensors in float16")
     p.add_argument("--with-decoder", action="store_true", help="safetensors: keep the MAE decoder")
     p.add_argument("--out", required=True, metavar="FILE")

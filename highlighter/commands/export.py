@@ -18,7 +18,8 @@ def run(args) -> int:
     out = Path(args.out)
     fmt = args.format
     if fmt == "auto":
-        fmt = "safetensors" if out.suffix == ".safetensors" else ("mae" if ck.decoder is not None else "dino")
+        fmt = {".safetensors": "safetensors", ".onnx": "onnx"}.get(out.suffix) or (
+            "mae" if ck.decoder is not None else "dino")
     encoder = {k: v for k, v in ck.state.items() if not (k.startswith("decoder") or k == "mask_token"
                                                           or k.startswith("head."))}
     if fmt == "dino":
@@ -41,6 +42,23 @@ def run(args) -> int:
         save_model(out, kind, ck.vit, state, ck.decoder if state is not encoder else None, dtype=dtype,
                    source=ck.source)
         what = f"highlighter safetensors ({'fp16' if args.half else 'fp32'})"
+    elif fmt == "onnx":
+        from highlighter.runtime.export import LiveModel, export_onnx, quantize_int8
+
+        size = args.image_size if isinstance(args.image_size, tuple) else (args.image_size, args.image_size)
+        try:
+            live = LiveModel(build_attention_model(ck).vit, ck.vit, size, with_features=args.features)
+        except ValueError as e:
+            raise HighlighterError(str(e)) from None
+        if args.int8:
+            fp32 = export_onnx(live, out.with_suffix(".fp32.onnx"))
+            quantize_int8(fp32, out)
+            fp32.unlink()
+        else:
+            export_onnx(live, out)
+        outputs = "attention (1, heads, h, w)" + (" and features (1, D)" if args.features else "")
+        what = (f"ONNX{' int8' if args.int8 else ''}, input image (1, 3, {size[0]}, {size[1]}) RGB float 0-255, "
+                f"output {outputs}")
     else:
         raise HighlighterError(f"unknown --format {fmt}")
     info(f"wrote {out} ({what}, {out.stat().st_size / 1e6:.1f} MB) from {ck.source}")

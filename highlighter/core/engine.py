@@ -20,6 +20,14 @@ from highlighter.core.transforms import dino_preprocess, mae_preprocess
 DEFAULT_IMAGE_SIZE = (480, 480)  # visualize_attention.py's default
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN has fast bf16 kernels here (AVX512-BF16 or AMX); otherwise bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present. On CUDA the fp32 engines turn TF32 off: cuDNN uses it for the
     patch-embedding convolution by default on Ampere and newer, which would move the maps by ~1e-3."""

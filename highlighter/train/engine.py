@@ -24,6 +24,7 @@ from highlighter.core.dino import (
     collapse_stats,
     param_groups,
 )
+from highlighter.core.engine import cpu_supports_bf16
 from highlighter.core.mae import MaskedAutoencoder, init_mae_weights
 from highlighter.core.schedules import cosine_schedule, mae_lr, teacher_temp_schedule
 from highlighter.core.transforms import normalise
@@ -33,13 +34,6 @@ from highlighter.train.dist import Dist
 
 class NonFiniteLoss(HighlighterError):
     pass
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:

@@ -1,0 +1,94 @@
+"""``highlighter video``: the headless twin of the Live tab; writes every mask and an overlay video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
+from highlighter.core.checkpoint import load_checkpoint
+from highlighter.errors import HighlighterError
+from highlighter.video.pipeline import FramePipeline, Settings
+from highlighter.video.postprocess import full_size_mask
+from highlighter.video.sources import open_source
+
+
+def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
+    """H W as given; one int S: the shorter side S and the frame's aspect ratio, floored to the patch."""
+    if isinstance(image_size, tuple):
+        H, W = image_size
+    else:
+        h, w = first_frame.shape[:2]
+        H, W = (image_size, int(image_size * w / h)) if h <= w else (int(image_size * h / w), image_size)
+    return max(patch, H - H % patch), max(patch, W - W % patch)
+
+
+def build_predictor(args, ck, size, frames_for_auto):
+    from highlighter.runtime.predictor import choose_backend, make_predictor
+
+    if args.backend == "auto":
+        pred, report = choose_backend(ck, size, frames_for_auto, device=args.device, threshold=args.threshold, log=info)
+        table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
+                          if isinstance(v, dict) and "ms" in v)
+        info(f"backend auto: chose {pred.name} ({table})")
+        return pred
+    try:
+        return make_predictor(args.backend, ck, size, device=args.device, log=info)
+    except (ValueError, ImportError) as e:
+        raise HighlighterError(str(e)) from None
+
+
+def run(args) -> int:
+    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
+    report_model(ck)
+    source = open_source(args.input)
+    frames = iter(source)
+    first = next(frames, None)
+    if first is None:
+        raise HighlighterError(source.status or f"{args.input}: no frames")
+    size = model_size(args.image_size, first.image, ck.vit.patch_size)
+    predictor = build_predictor(args, ck, size, [first.image])
+    info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
+    pipe = FramePipeline(predictor, Settings(threshold=args.threshold, head=args.head, overlay=args.overlay,
+                                             smoothing=args.smooth))
+    out = Path(args.out)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    H0, W0 = first.image.shape[:2]
+    fps = getattr(source, "fps", 0) or args.fps
+    overlay_w = W0 * (2 if args.overlay == "side" else 1)
+    writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (overlay_w, H0))
+    if not writer.isOpened():
+        raise HighlighterError(f"cannot write {out / 'overlay.mp4'} (no mp4 encoder in this OpenCV build?)")
+    n, used = 0, set()
+    bar = tqdm(total=source.total, unit="frame", disable=None)
+    try:
+        for frame in _chain(first, frames):
+            res = pipe.process(frame.image, frame.index, frame.name)
+            name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
+            used.add(name)
+            cv2.imwrite(str(out / "masks" / f"{name}.png"), full_size_mask(res.mask, frame.image.shape[:2]))
+            ov = res.overlay
+            if ov.shape[:2] != (H0, overlay_w):
+                ov = cv2.resize(ov, (overlay_w, H0), interpolation=cv2.INTER_AREA)
+            writer.write(ov)
+            n += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.release()
+        source.close()
+    status = source.status
+    if "early" in status or "failed" in status:
+        warn(status)
+    skipped = getattr(source, "skipped", [])
+    for s in skipped[:5]:
+        warn(f"skipped unreadable image {s}")
+    info(f"wrote {n} masks to {out / 'masks'} and {out / 'overlay.mp4'}")
+    return 0
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest

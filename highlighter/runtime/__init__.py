@@ -1,0 +1,1 @@
+"""Inference back-ends for the live path. No Qt. ``ort.py`` imports neither torch nor core."""

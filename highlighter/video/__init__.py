@@ -1,0 +1,1 @@
+"""Frame sources and the per-frame pipeline (numpy / OpenCV). No Qt."""

@@ -1,0 +1,163 @@
+"""The per-frame pipeline shared by `highlighter video`, the benchmark and the app's Live tab:
+frame -> predictor -> fused map and mask on the patch grid -> overlay; and latest-frame-wins threading."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from highlighter.runtime.base import Predictor
+from highlighter.video.postprocess import Smoother, fuse, mass_mask_np, render
+
+
+@dataclass
+class Settings:
+    threshold: float = 0.6  # attention-mass fraction kept (DINO's rule)
+    head: int | None = None  # None: fused (mean over heads)
+    overlay: str = "mask"
+    smoothing: bool = False
+
+
+@dataclass
+class FrameResult:
+    index: int
+    name: str
+    frame: np.ndarray  # BGR
+    attention: np.ndarray  # (heads, h, w)
+    fused: np.ndarray  # (h, w)
+    mask: np.ndarray  # (h, w) bool
+    overlay: np.ndarray  # BGR
+    timings: dict = field(default_factory=dict)  # preprocess_ms, model_ms, post_ms, latency_ms
+
+
+class FramePipeline:
+    def __init__(self, predictor: Predictor, settings: Settings | None = None):
+        self.predictor = predictor
+        self.settings = settings or Settings()
+        self.smoother = Smoother()
+
+    def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s = self.settings
+        fused = fuse(attention, s.head)
+        if s.smoothing:
+            return self.smoother(fused, s.threshold)
+        return fused, mass_mask_np(fused, s.threshold)
+
+    def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
+        pred = self.predictor(frame)
+        t = time.perf_counter()
+        fused, mask = self.masks_from(pred.attention)
+        overlay = render(frame, fused, mask, self.settings.overlay)
+        now = time.perf_counter()
+        timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}
+        if t_read is not None:
+            timings["latency_ms"] = (now - t_read) * 1e3
+        return FrameResult(index, name, frame, pred.attention, fused, mask, overlay, timings)
+
+
+class LatestSlot:
+    """Holds at most one item: ``put`` replaces what is there (and counts it as dropped). Never a queue."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self._closed = False
+        self.dropped = 0
+        self.max_len = 0
+
+    def put(self, item) -> None:
+        with self._cond:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self.max_len = max(self.max_len, 1)
+            self._cond.notify()
+
+    def get(self, timeout: float | None = None):
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._item is not None or self._closed, timeout):
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return 0 if self._item is None else 1
+
+
+class LiveRunner:
+    """A capture thread and an inference thread joined by a LatestSlot: latency stays at about one model
+    step whatever the source's rate. ``on_result(FrameResult)`` and ``on_status(str)`` are called from the
+    inference / capture threads; ``paced`` plays files at their own frame rate."""
+
+    def __init__(self, source, pipeline: FramePipeline, on_result, on_status=lambda s: None, paced_fps: float = 0.0):
+        self.source, self.pipeline = source, pipeline
+        self.on_result, self.on_status, self.paced_fps = on_result, on_status, paced_fps
+        self.slot = LatestSlot()
+        self._stop = threading.Event()
+        self.paused = threading.Event()
+        self.frames_read = self.frames_done = 0
+        self.error: str | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._capture, name="capture", daemon=True),
+                         threading.Thread(target=self._infer, name="inference", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _capture(self) -> None:
+        period = 1.0 / self.paced_fps if self.paced_fps else 0.0
+        next_t = time.perf_counter()
+        try:
+            for frame in self.source:
+                if self._stop.is_set():
+                    break
+                while self.paused.is_set() and not self._stop.is_set():
+                    time.sleep(0.02)
+                self.frames_read += 1
+                self.slot.put(frame)
+                if period:
+                    next_t += period
+                    time.sleep(max(0.0, next_t - time.perf_counter()))
+            if not self._stop.is_set():
+                self.on_status(self.source.status or "the source ended")
+        except Exception as e:  # noqa: BLE001 - a broken source becomes a status, never a crash
+            self.error = f"{type(e).__name__}: {e}"
+            self.on_status(f"source failed: {self.error}")
+        finally:
+            self.slot.close()
+
+    def _infer(self) -> None:
+        while not self._stop.is_set():
+            frame = self.slot.get(timeout=0.1)
+            if frame is None:
+                if self.slot._closed:
+                    return
+                continue
+            try:
+                res = self.pipeline.process(frame.image, frame.index, frame.name, frame.t)
+            except Exception as e:  # noqa: BLE001
+                self.error = f"{type(e).__name__}: {e}"
+                self.on_status(f"inference failed: {self.error}")
+                return
+            self.frames_done += 1
+            self.on_result(res)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.slot.close()
+        for t in self._threads:
+            t.join(timeout)
+        self.source.close()
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in self._threads:
+            t.join(timeout)
