@@ -15,14 +15,14 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cpu,dev]'
 	@touch $@
 
 run: $(STAMP)
 	$(BIN)/highlighter attention assets --checkpoint $(DEMO_CHECKPOINT) --out outputs/demo
 
 test: $(STAMP)
-	$(BIN)/ruff check highlighter tests
+	$(BIN)/ruff check highlighter tests benchmarks
 	$(BIN)/python -m pytest
 
 clean:

@@ -32,7 +32,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "imag
 G224 = dict(global_crop_size=224, local_crop_size=96)
 # name, kind, config overrides, target img/s (the issue's figures for this 2-core CPU), steps
 CONFIGS = [
-    ("DINO ViT-Ti/16 2x224+6x96 bf16", "dino", dict(arch="vit_tiny", local_crops_number=6, precision="bf16", **G224), 10),
+    ("DINO ViT-Ti/16 2x224+6x96 bf16", "dino", dict(arch="vit_tiny", local_crops_number=6, precision="bf16", **G224),
+     10),
     ("DINO ViT-Ti/16 2x224+6x96 fp32", "dino", dict(arch="vit_tiny", local_crops_number=6, precision="fp32", **G224),
      None),
     ("DINO ViT-Ti/16 2x112+6x48 bf16", "dino", dict(arch="vit_tiny", local_crops_number=6, global_crop_size=112,

@@ -15,3 +15,11 @@ def test_core_and_cli_do_not_import_qt_or_onnxruntime():
 def test_help_lists_the_subcommands():
     r = subprocess.run([sys.executable, "-m", "highlighter", "--help"], capture_output=True, text=True, check=True)
     assert "attention" in r.stdout and "mae" in r.stdout
+
+
+def test_ort_path_needs_no_torch():
+    """The ONNX Runtime predictor and the per-frame pipeline run without torch (the app's ORT extra)."""
+    code = ("import sys, highlighter.runtime.ort, highlighter.video.pipeline, highlighter.video.sources; "
+            "print([m for m in sys.modules if m.split('.')[0] == 'torch'])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
