@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"highlighter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    p = sub.add_parser("gui", help="the desktop app (also: `highlighter` with no arguments)")
+    p.add_argument("--source", help="camera index, video file, image folder or pattern (default: a camera, else "
+                   "the bundled clip)")
+    p.add_argument("--checkpoint", metavar="PATH", help="the model for Live and Photos (default: the shipped one)")
+    p.add_argument("--no-start", action="store_true", help="do not start the Live stream at once")
+    p.set_defaults(job="gui")
+
     p = sub.add_parser("attention", help="class-token attention maps and DINO masks for photos",
                        description="Write DIR/<stem>.npz (attention float32 (heads,h,w), mask uint8 (heads,h,w), "
                                    "fused_attention, fused_mask) and PNG heatmaps and overlays for each photo.")
@@ -164,9 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 0
+    if not args.command:  # no arguments: the app
+        args = parser.parse_args(["gui"])
     if hasattr(args, "image_size"):
         try:
             args.image_size = _image_size(args.image_size)

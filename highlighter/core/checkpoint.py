@@ -456,3 +456,17 @@ def save_model(path: str | os.PathLike, kind: str, vit: ViTConfig, state: dict[s
         atomic_write(path, lambda tmp: torch.save({"highlighter": meta, "model": tensors}, tmp))
     return path
 
+
+
+def random_mae_checkpoint(seed: int = 0) -> LoadedCheckpoint:
+    """An untrained ViT-Ti/16 MAE with a small decoder, for demos when no MAE model is available."""
+    from highlighter.core.mae import MaskedAutoencoder, init_mae_weights
+
+    vit = ViTConfig(embed_dim=192, depth=12, num_heads=3, patch_size=16, pos_grid=14, mlp_hidden=768)
+    dec = MAEDecoderConfig(embed_dim=128, depth=2, num_heads=4, mlp_hidden=512)
+    torch.manual_seed(seed)
+    model = MaskedAutoencoder(vit, dec)
+    init_mae_weights(model)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return LoadedCheckpoint(path="", source="random weights (MAE vit_tiny/16, untrained)", vit=vit, state=state,
+                            decoder=dec)

@@ -1,0 +1,195 @@
+"""The main window: a model picker and the Live, Photos, MAE and Train tabs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from highlighter.gui.qt_util import Job
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_DINO = REPO_MODELS / "dino_default.safetensors"
+DEMO = "random:vit_small/16"
+OPEN = "Open checkpoint…"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, checkpoint: str | None = None, source: str | None = None, quiet: bool = False):
+        super().__init__()
+        self.quiet = quiet  # tests: no modal dialogs
+        path = os.environ.get("HIGHLIGHTER_SETTINGS")
+        self.qsettings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings("highlighter",
+                                                                                             "highlighter")
+        self.setWindowTitle("highlighter")
+        self.ck = None
+        self.engine = None
+        self.model_spec: str | None = None
+        self.last_error: str | None = None
+        self.model_job = Job(self._model_loaded, self._model_failed)
+
+        self.model_combo = QComboBox()
+        self.model_combo.setMinimumWidth(320)
+        self.model_info = QLabel("loading model…")
+        self.model_info.setWordWrap(True)
+        self._fill_models()
+        self.model_combo.activated.connect(self._model_picked)
+        from highlighter.gui.live import LiveTab
+        from highlighter.gui.mae import MaeTab
+        from highlighter.gui.photos import PhotosTab
+        from highlighter.gui.train import TrainTab
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model:"))
+        top.addWidget(self.model_combo)
+        top.addWidget(self.model_info, 1)
+        self.tabs = QTabWidget()
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.addLayout(top)
+        lay.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        spec = checkpoint or self.settings_value("model", "", str) or (str(DEFAULT_DINO) if DEFAULT_DINO.exists()
+                                                                        else DEMO)
+        self._load_sync_first(spec)
+        self.live = LiveTab(self)
+        if source is not None:
+            self.live.source.setCurrentText(str(source))
+        self.photos = PhotosTab(self)
+        self.mae = MaeTab(self)
+        self.train = TrainTab(self)
+        for w, name in ((self.live, "Live"), (self.photos, "Photos"), (self.mae, "MAE"), (self.train, "Train")):
+            self.tabs.addTab(w, name)
+        self.tabs.setCurrentIndex(int(self.settings_value("tab", 0, int)))
+        geometry = self.qsettings.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 860)
+        self.statusBar().showMessage("ready")
+
+    # ------------------------------------------------------------------ settings
+    def settings_value(self, key: str, default, kind=str):
+        value = self.qsettings.value(key, default)
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            return default
+
+    def set_setting(self, key: str, value) -> None:
+        self.qsettings.setValue(key, value)
+
+    # ------------------------------------------------------------------ models
+    def _fill_models(self) -> None:
+        self.model_combo.clear()
+        if DEFAULT_DINO.exists():
+            self.model_combo.addItem(f"Default ({DEFAULT_DINO.name})", str(DEFAULT_DINO))
+        self.model_combo.addItem("Untrained demo (random ViT-S/16)", DEMO)
+        for p in self.recent():
+            self.model_combo.addItem(Path(p).name, p)
+        self.model_combo.addItem(OPEN, OPEN)
+
+    def recent(self) -> list[str]:
+        value = self.qsettings.value("recent", [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [p for p in items if p and Path(p).exists()][:8]
+
+    def _model_picked(self, index: int) -> None:
+        spec = self.model_combo.itemData(index)
+        if spec == OPEN:
+            path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors "
+                                                  "*.bin);;All files (*)")
+            self._select_current()
+            if path:
+                self.load_model(path)
+            return
+        if spec != self.model_spec:
+            self.load_model(spec)
+
+    def _load_sync_first(self, spec: str) -> None:
+        """The first model loads before the tabs exist (a bad saved path falls back to the demo)."""
+        from highlighter.core.engine import AttentionEngine
+
+        try:
+            engine = AttentionEngine.from_checkpoint(spec, device="cpu")
+        except Exception as e:  # noqa: BLE001 - a stale setting must not stop the app
+            self.last_error = str(e)
+            engine = AttentionEngine.from_checkpoint(DEMO, device="cpu")
+            spec = DEMO
+        self._set_model(spec, engine)
+
+    def load_model(self, spec: str) -> None:
+        from highlighter.core.engine import AttentionEngine
+
+        self.statusBar().showMessage(f"loading {spec}…")
+        self.model_job.start(lambda: (spec, AttentionEngine.from_checkpoint(spec, device="cpu")))
+
+    def _model_loaded(self, result) -> None:
+        spec, engine = result
+        self._set_model(spec, engine)
+        if not spec.startswith("random:"):
+            recent = [spec] + [p for p in self.recent() if p != spec]
+            self.set_setting("recent", recent[:8])
+            self._fill_models()
+        self._select_current()
+        self.live.model_changed()
+        self.photos.refresh()
+        self.statusBar().showMessage(f"model: {engine.ck.vit.describe()}", 5000)
+
+    def _set_model(self, spec: str, engine) -> None:
+        self.model_spec, self.engine, self.ck = spec, engine, engine.ck
+        self.set_setting("model", spec)
+        ck = engine.ck
+        where = f"{ck.name} ({ck.source})" if ck.path else ck.source
+        warning = "  —  untrained: the maps are noise; open a trained checkpoint" if not ck.path else ""
+        self.model_info.setText(f"{ck.vit.arch_name}, patch {ck.vit.patch_size}, {ck.vit.num_heads} heads — "
+                                f"{where}{warning}")
+
+    def _select_current(self) -> None:
+        i = self.model_combo.findData(self.model_spec)
+        if i >= 0:
+            self.model_combo.setCurrentIndex(i)
+
+    def _model_failed(self, message: str) -> None:
+        """The app keeps the previous model and stays up."""
+        self.last_error = message
+        self._select_current()
+        self.statusBar().showMessage("could not load that checkpoint; kept the previous model", 8000)
+        if not self.quiet:
+            QMessageBox.critical(self, "Cannot load checkpoint", message)
+        self.error_shown = message
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, event):  # noqa: N802
+        self.live.stop()
+        self.train.stop()
+        self.set_setting("geometry", self.saveGeometry())
+        self.set_setting("tab", self.tabs.currentIndex())
+        self.qsettings.sync()
+        super().closeEvent(event)
+
+
+def main(checkpoint: str | None = None, source: str | None = None, autostart: bool = True) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("highlighter")
+    win = MainWindow(checkpoint, source)
+    win.show()
+    if win.last_error:
+        QMessageBox.warning(win, "Saved model unavailable", f"{win.last_error}\nUsing the untrained demo model.")
+    if autostart:
+        win.live.start()
+    return app.exec()

@@ -1,0 +1,215 @@
+"""The MAE tab: original, masked input, reconstruction, and reconstruction + visible, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from highlighter.errors import HighlighterError
+from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
+from highlighter.images import load_rgb
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+PANELS = ("original", "masked input", "reconstruction", "reconstruction + visible")
+
+
+class ClickableLabel(QLabel):
+    def __init__(self, on_click):
+        super().__init__()
+        self.on_click = on_click
+
+    def mousePressEvent(self, event):  # noqa: N802
+        pix = self.pixmap()
+        if pix is None or pix.isNull():
+            return
+        # the pixmap is centred in the label
+        x0 = (self.width() - pix.width()) / 2
+        y0 = (self.height() - pix.height()) / 2
+        u = (event.position().x() - x0) / pix.width()
+        v = (event.position().y() - y0) / pix.height()
+        if 0 <= u < 1 and 0 <= v < 1:
+            self.on_click(u, v)
+
+
+class MaeTab(QWidget):
+    def __init__(self, main):
+        super().__init__()
+        self.main = main
+        self.engine = None
+        self.image: Image.Image | None = None
+        self.mask: np.ndarray | None = None
+        self.result = None
+        self.seed = 0
+        self.job = Job(self._show, self._failed)
+        self.model_job = Job(self._model_loaded, self._model_failed)
+
+        open_btn, grab, model_btn = QPushButton("Open photo…"), QPushButton("Use live frame"), \
+            QPushButton("Open MAE checkpoint…")
+        open_btn.clicked.connect(self._open)
+        grab.clicked.connect(self.grab_live)
+        model_btn.clicked.connect(self._open_model)
+        self.ratio = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=95)
+        self.ratio.setValue(75)
+        self.ratio.valueChanged.connect(self._new_ratio)
+        self.ratio_label = QLabel("Hidden: 75%")
+        new_mask = QPushButton("New random mask")
+        new_mask.clicked.connect(self.new_mask)
+        self.model_label = QLabel()
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #fff4d6; color: #5a4300; padding: 6px; border-radius: 4px;")
+        self.banner.hide()
+        self.views = []
+        panels = QHBoxLayout()
+        for i, title in enumerate(PANELS):
+            box = QVBoxLayout()
+            box.addWidget(QLabel(title + (" (click a patch to hide or show it)" if i == 1 else "")))
+            v = ClickableLabel(self.toggle_patch) if i == 1 else QLabel()
+            v.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            v.setMinimumSize(224, 224)
+            v.setStyleSheet("background: #202020;")
+            box.addWidget(v, 1)
+            panels.addLayout(box)
+            self.views.append(v)
+        self.note = QLabel("Open a photo, or take the current Live frame.")
+        self.note.setWordWrap(True)
+        top = QHBoxLayout()
+        for w in (open_btn, grab, self.ratio_label, self.ratio, new_mask, model_btn):
+            top.addWidget(w)
+        top.setStretch(3, 1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(self.model_label)
+        lay.addWidget(self.banner)
+        lay.addLayout(panels, 1)
+        lay.addWidget(self.note)
+        self.load_model(None)
+
+    # ------------------------------------------------------------------ model
+    def load_model(self, path: str | None) -> None:
+        def load():
+            from highlighter.core.checkpoint import load_checkpoint, random_mae_checkpoint
+            from highlighter.core.engine import MAEEngine
+
+            default = REPO_MODELS / "mae_default.safetensors"
+            if path:
+                ck = load_checkpoint(path)
+            elif default.exists():
+                ck = load_checkpoint(default)
+            else:
+                ck = random_mae_checkpoint()
+            if ck.decoder is None:
+                raise HighlighterError(f"{ck.name} has no MAE decoder ({ck.source}): the released MAE 'pretrain' "
+                                       "files are encoder-only, so there is nothing to reconstruct with. It still "
+                                       "works for attention maps (Live and Photos).")
+            return MAEEngine(ck, "cpu")
+
+        self.model_job.start(load)
+
+    def _model_loaded(self, engine) -> None:
+        self.engine = engine
+        ck = engine.ck
+        where = f"{ck.name} ({ck.source})" if ck.path else ck.source
+        self.model_label.setText(f"MAE model: {ck.vit.describe()}, {where}")
+        warn = []
+        if not ck.path:
+            warn.append("No trained MAE model is shipped yet: this is an untrained network, so the "
+                        "reconstructions are noise. Open an MAE checkpoint to see real ones.")
+        if engine.norm_pix:
+            warn.append("This checkpoint predicts per-patch normalised pixels: hidden patches are shown with the "
+                        "mean and spread of their nearest visible patches, not their true colours.")
+        self.banner.setText("\n".join(warn))
+        self.banner.setVisible(bool(warn))
+        self.mask = None
+        self.run()
+
+    def _model_failed(self, message: str) -> None:
+        self.banner.setText(message)
+        self.banner.show()
+        QMessageBox.warning(self, "Cannot use this MAE checkpoint", message)
+
+    def _open_model(self):
+        path, _ = QFileDialog.getOpenFileName(self, "MAE checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors "
+                                              "*.bin);;All files (*)")
+        if path:
+            self.load_model(path)
+
+    # ------------------------------------------------------------------ input
+    def _open(self):
+        path, _ = QFileDialog.getOpenFileName(self, "Photo", "", "Images (*.jpg *.jpeg *.png *.bmp *.webp *.tif)")
+        if path:
+            try:
+                self.set_image(load_rgb(path))
+            except HighlighterError as e:
+                QMessageBox.warning(self, "Cannot read this photo", str(e))
+
+    def grab_live(self) -> None:
+        res = getattr(self.main.live, "latest", None)
+        if res is None:
+            self.note.setText("The Live tab has no frame yet: start it first.")
+            return
+        self.set_image(Image.fromarray(res.frame[..., ::-1].copy()))
+
+    def set_image(self, img: Image.Image) -> None:
+        self.image, self.mask = img, None
+        self.run()
+
+    # ------------------------------------------------------------------ masks
+    def _new_ratio(self, v: int) -> None:
+        self.ratio_label.setText(f"Hidden: {v}%")
+        self.mask = None
+        self.run()
+
+    def new_mask(self) -> None:
+        self.seed += 1
+        self.mask = None
+        self.run()
+
+    def toggle_patch(self, u: float, v: float) -> None:
+        if self.result is None or self.engine is None:
+            return
+        g = self.engine.ck.vit.pos_grid
+        i = int(v * g) * g + int(u * g)
+        mask = self.result.mask.copy()
+        mask[i] = 1 - mask[i]
+        if mask.all():
+            self.note.setText("At least one patch must stay visible.")
+            return
+        self.mask = mask
+        self.run()
+
+    def run(self) -> None:
+        if self.engine is None or self.image is None:
+            return
+        engine, img, ratio, seed, mask = self.engine, self.image, self.ratio.value() / 100.0, self.seed, self.mask
+        if not self.job.start(lambda: engine.run(img, ratio, seed, mask)):
+            self._again = True
+
+    def _show(self, res) -> None:
+        from highlighter.core.mae import to_display
+
+        self.result = res
+        v = res.views
+        for view, arr in zip(self.views, (v.original, v.masked, v.reconstruction, v.paste)):
+            view.setPixmap(fit(rgb_to_pixmap(to_display(arr)), view.width(), view.height()))
+        self.note.setText(f"{int(res.mask.sum())} of {res.mask.size} patches hidden "
+                          f"({res.mask.mean():.0%}); {v.note}.")
+        if getattr(self, "_again", False):
+            self._again = False
+            self.run()
+
+    def _failed(self, message: str) -> None:
+        self.note.setText(message)

@@ -1,0 +1,231 @@
+"""The Photos tab: drop photos or folders, see per-head and fused heatmaps and the mask, save them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from highlighter.errors import ImageError
+from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
+from highlighter.images import expand_inputs, load_rgb
+from highlighter.render import heatmap, overlay_mask
+
+IMAGE_SIZE = 448  # shorter side: keeps the photo's aspect ratio
+
+
+class PhotosTab(QWidget):
+    def __init__(self, main):
+        super().__init__()
+        self.main = main
+        self.setAcceptDrops(True)
+        self.photos: dict[str, object] = {}  # path -> PIL image
+        self.cache: dict[tuple[str, int], object] = {}  # (path, model id) -> AttentionResult
+        self.model_calls = 0
+        self.current: str | None = None
+        self.job = Job(self._show_result, self._failed)
+        self.load_job = Job(self._loaded, self._failed)
+
+        open_btn, self.save_btn = QPushButton("Open…"), QPushButton("Save all…")
+        open_btn.clicked.connect(self._open)
+        self.save_btn.clicked.connect(self._save_all)
+        self.threshold = QSlider(Qt.Orientation.Horizontal, minimum=5, maximum=95)
+        self.threshold.setValue(60)
+        self.threshold.valueChanged.connect(self._rethreshold)
+        self.threshold_label = QLabel("Mass kept: 60%")
+        self.gallery = QListWidget()
+        self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
+        self.gallery.setIconSize(QSize(96, 96))
+        self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.gallery.setMinimumWidth(240)
+        self.gallery.currentItemChanged.connect(self._select)
+        self.unreadable = QListWidget()
+        self.unreadable.setMaximumHeight(90)
+        self.unreadable.setToolTip("files that could not be read, with the reason")
+        self.hint = QLabel("Drop photos or folders here, or use Open…")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.fused_view, self.mask_view = QLabel(), QLabel()
+        self.heads = QWidget()
+        self.heads_grid = QGridLayout(self.heads)
+        self.head_views: list[QLabel] = []
+
+        top = QHBoxLayout()
+        for w in (open_btn, self.save_btn, self.threshold_label, self.threshold):
+            top.addWidget(w)
+        top.setStretch(3, 1)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.addWidget(self.gallery, 1)
+        ll.addWidget(QLabel("Unreadable files:"))
+        ll.addWidget(self.unreadable)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        big = QHBoxLayout()
+        for title, view in (("Mask overlay", self.mask_view), ("Fused heatmap", self.fused_view)):
+            box = QVBoxLayout()
+            box.addWidget(QLabel(title))
+            view.setMinimumSize(300, 220)
+            view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            box.addWidget(view, 1)
+            big.addLayout(box)
+        rl.addWidget(self.hint)
+        rl.addLayout(big, 2)
+        rl.addWidget(QLabel("Per-head heatmaps"))
+        rl.addWidget(self.heads, 1)
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 3)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addWidget(split, 1)
+
+    # ------------------------------------------------------------------ input
+    def dragEnterEvent(self, event):  # noqa: N802 - Qt's name
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        self.add_paths([u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()])
+        event.acceptProposedAction()
+
+    def _open(self):
+        paths, _ = QFileDialog.getOpenFileNames(self, "Photos", "", "Images (*.jpg *.jpeg *.png *.bmp *.webp *.tif "
+                                                "*.tiff);;All files (*)")
+        self.add_paths(paths)
+
+    def add_paths(self, paths: list[str]) -> None:
+        files, problems = expand_inputs(paths)
+
+        def load():
+            ok, bad = [], list(problems)
+            for f in files:
+                try:
+                    ok.append((str(f), load_rgb(f)))
+                except ImageError as e:
+                    bad.append(str(e))
+            return ok, bad
+
+        if not self.load_job.start(load):
+            self.main.statusBar().showMessage("still loading the previous photos…", 3000)
+
+    def _loaded(self, result) -> None:
+        ok, bad = result
+        for msg in bad:
+            self.unreadable.addItem(msg)
+        for path, img in ok:
+            if path in self.photos:
+                continue
+            self.photos[path] = img
+            thumb = img.copy()
+            thumb.thumbnail((96, 96))
+            item = QListWidgetItem(QIcon(rgb_to_pixmap(np.asarray(thumb))), Path(path).name)
+            item.setData(Qt.ItemDataRole.UserRole, path)
+            self.gallery.addItem(item)
+        if ok and self.gallery.currentItem() is None:
+            self.gallery.setCurrentRow(0)
+        self.main.statusBar().showMessage(f"{len(ok)} photo(s) added" + (f", {len(bad)} unreadable" if bad else ""),
+                                          5000)
+
+    # ------------------------------------------------------------------ results
+    def _select(self, item, _prev=None) -> None:
+        if item is None:
+            return
+        self.current = item.data(Qt.ItemDataRole.UserRole)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.current is None or self.main.engine is None:
+            return
+        key = (self.current, id(self.main.engine))
+        if key in self.cache:
+            self._show_result((self.current, self.cache[key]))
+            return
+        engine, path, img = self.main.engine, self.current, self.photos[self.current]
+
+        def run():
+            self.model_calls += 1
+            return path, engine.run(img, IMAGE_SIZE)
+
+        self.job.start(run)
+
+    def _show_result(self, result) -> None:
+        path, res = result
+        self.cache[(path, id(self.main.engine))] = res
+        if path != self.current:
+            return
+        self.hint.hide()
+        p = res.patch_size
+        self.fused_view.setPixmap(fit(rgb_to_pixmap(heatmap(res.fused(), p)), self.fused_view.width(),
+                                      self.fused_view.height()))
+        for v in self.head_views:
+            v.deleteLater()
+        self.head_views = []
+        n = res.attention.shape[0]
+        cols = min(6, n)
+        for h in range(n):
+            v = QLabel()
+            v.setToolTip(f"head {h}")
+            v.setPixmap(fit(rgb_to_pixmap(heatmap(res.attention[h], p)), 150, 110))
+            self.heads_grid.addWidget(v, h // cols, h % cols)
+            self.head_views.append(v)
+        self._rethreshold()
+
+    def current_result(self):
+        if self.current is None or self.main.engine is None:
+            return None
+        return self.cache.get((self.current, id(self.main.engine)))
+
+    def _rethreshold(self, *_) -> None:
+        """Re-threshold from the cached attention: no model call."""
+        t = self.threshold.value() / 100.0
+        self.threshold_label.setText(f"Mass kept: {self.threshold.value()}%")
+        res = self.current_result()
+        if res is None:
+            return
+        self.current_mask = res.fused_mask("mass", t)
+        self.mask_view.setPixmap(fit(rgb_to_pixmap(overlay_mask(res.image, self.current_mask)),
+                                     self.mask_view.width(), self.mask_view.height()))
+
+    def _failed(self, message: str) -> None:
+        self.main.statusBar().showMessage(message, 8000)
+
+    # ------------------------------------------------------------------ saving
+    def _save_all(self):
+        folder = QFileDialog.getExistingDirectory(self, "Save results to")
+        if folder:
+            self.save_all(folder)
+
+    def save_all(self, folder: str) -> None:
+        """The same files as `highlighter attention` writes, for every photo in the gallery."""
+        from highlighter.commands.attention import write_outputs
+        from highlighter.commands.common import OutputNames
+
+        engine, photos, t = self.main.engine, dict(self.photos), self.threshold.value() / 100.0
+        cached = {p: r for (p, eid), r in self.cache.items() if eid == id(engine)}
+
+        def save():
+            out, names = Path(folder), OutputNames()
+            out.mkdir(parents=True, exist_ok=True)
+            for path, img in photos.items():
+                res = cached.get(path) or engine.run(img, IMAGE_SIZE)
+                write_outputs(out, names.stem(Path(path)), res, "mass", t, None)
+            return f"saved {len(photos)} result(s) to {out}"
+
+        self.save_job = Job(lambda msg: self.main.statusBar().showMessage(msg, 8000), self._failed)
+        self.save_job.start(save)

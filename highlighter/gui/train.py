@@ -1,0 +1,230 @@
+"""The Train tab: runs `highlighter train` as a child process and follows its JSON events."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QProcess, Qt
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from highlighter.gui.qt_util import fit
+
+
+class TrainTab(QWidget):
+    def __init__(self, main):
+        super().__init__()
+        self.main = main
+        self.proc: QProcess | None = None
+        self.buffer = b""
+        self.stderr_tail: list[str] = []
+        self.points: dict[str, tuple[list, list]] = {}
+
+        self.folders = QListWidget()
+        self.folders.setMaximumHeight(80)
+        add, clear = QPushButton("Add folder…"), QPushButton("Clear")
+        add.clicked.connect(self._add_folder)
+        clear.clicked.connect(self.folders.clear)
+        self.kind = QComboBox()
+        self.kind.addItems(["dino", "mae"])
+        self.preset = QComboBox()
+        self.preset.addItems(["cpu-small", "small-data", "gpu"])
+        self.epochs = QSpinBox(minimum=1, maximum=10000, value=30)
+        self.batch = QSpinBox(minimum=1, maximum=4096, value=32)
+        self.out = QLineEdit(str(Path.home() / "highlighter-runs" / "run1"))
+        browse = QPushButton("…")
+        browse.clicked.connect(self._browse_out)
+        self.start_btn, self.stop_btn, self.resume_btn, self.use_btn = (
+            QPushButton("Start"), QPushButton("Stop"), QPushButton("Resume"), QPushButton("Use this model"))
+        self.start_btn.clicked.connect(lambda: self.start(resume=False))
+        self.resume_btn.clicked.connect(lambda: self.start(resume=True))
+        self.stop_btn.clicked.connect(self.stop)
+        self.use_btn.clicked.connect(self.use_model)
+        self.stop_btn.setEnabled(False)
+        self.progress = QProgressBar()
+        self.eta = QLabel("")
+        self.status = QLabel("Pick folders of photos, then Start.")
+        self.status.setWordWrap(True)
+        pg.setConfigOptions(antialias=True, background="w", foreground="k")
+        self.loss_plot = pg.PlotWidget(title="loss")
+        self.lr_plot = pg.PlotWidget(title="learning rate")
+        self.collapse_plot = pg.PlotWidget(title="collapse monitor: teacher entropy / KL to uniform")
+        self.collapse_plot.addLegend()
+        self.curves = {
+            "loss": self.loss_plot.plot(pen=pg.mkPen("#1f77b4", width=2)),
+            "lr": self.lr_plot.plot(pen=pg.mkPen("#d62728", width=2)),
+            "teacher_entropy": self.collapse_plot.plot(pen=pg.mkPen("#2ca02c", width=2), name="entropy"),
+            "teacher_kl_uniform": self.collapse_plot.plot(pen=pg.mkPen("#9467bd", width=2), name="KL to uniform"),
+        }
+        for p in (self.loss_plot, self.lr_plot, self.collapse_plot):
+            p.setLabel("bottom", "step")
+            p.setMinimumHeight(150)
+        self.preview = QLabel("attention previews appear here as checkpoints land")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumHeight(200)
+
+        form = QFormLayout()
+        fl = QHBoxLayout()
+        fl.addWidget(self.folders, 1)
+        fb = QVBoxLayout()
+        fb.addWidget(add)
+        fb.addWidget(clear)
+        fl.addLayout(fb)
+        form.addRow("Folders", fl)
+        opts = QHBoxLayout()
+        for label, w in (("Method", self.kind), ("Preset", self.preset), ("Epochs", self.epochs),
+                         ("Batch", self.batch)):
+            opts.addWidget(QLabel(label))
+            opts.addWidget(w)
+        form.addRow(opts)
+        ol = QHBoxLayout()
+        ol.addWidget(self.out, 1)
+        ol.addWidget(browse)
+        form.addRow("Output folder", ol)
+        buttons = QHBoxLayout()
+        for b in (self.start_btn, self.stop_btn, self.resume_btn, self.use_btn):
+            buttons.addWidget(b)
+        plots = QHBoxLayout()
+        for p in (self.loss_plot, self.lr_plot, self.collapse_plot):
+            plots.addWidget(p)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addLayout(buttons)
+        pr = QHBoxLayout()
+        pr.addWidget(self.progress, 1)
+        pr.addWidget(self.eta)
+        lay.addLayout(pr)
+        lay.addWidget(self.status)
+        lay.addLayout(plots, 1)
+        lay.addWidget(self.preview, 1)
+
+    def _add_folder(self):
+        path = QFileDialog.getExistingDirectory(self, "Folder of unlabeled photos")
+        if path:
+            self.folders.addItem(path)
+
+    def _browse_out(self):
+        path = QFileDialog.getExistingDirectory(self, "Output folder")
+        if path:
+            self.out.setText(path)
+
+    def command(self, resume: bool) -> list[str]:
+        folders = [self.folders.item(i).text() for i in range(self.folders.count())]
+        args = ["-m", "highlighter", "train", self.kind.currentText(), "--data", *folders, "--out", self.out.text(),
+                "--events", "--log-every", "1", "--preview-every", "50"]
+        if resume:
+            return [*args, "--resume"]
+        return [*args, "--preset", self.preset.currentText(), "--epochs", str(self.epochs.value()),
+                "--batch-size", str(self.batch.value()), *getattr(self, "extra_args", [])]
+
+    def start(self, resume: bool = False) -> None:
+        if self.proc is not None:
+            return
+        if not resume and self.folders.count() == 0:
+            self.status.setText("Add at least one folder of photos first.")
+            return
+        if not resume:
+            for c in self.curves.values():
+                c.setData([], [])
+            self.points = {}
+        self.buffer, self.stderr_tail = b"", []
+        self.proc = QProcess(self)
+        self.proc.readyReadStandardOutput.connect(self._read_stdout)
+        self.proc.readyReadStandardError.connect(self._read_stderr)
+        self.proc.finished.connect(self._finished)
+        self.proc.start(sys.executable, self.command(resume))
+        self.start_btn.setEnabled(False)
+        self.resume_btn.setEnabled(False)
+        self.stop_btn.setEnabled(True)
+        self.status.setText("starting…")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.status.setText("stopping: saving a checkpoint…")
+            self.proc.terminate()  # SIGTERM: the run saves a checkpoint and exits
+
+    def _read_stdout(self) -> None:
+        self.buffer += bytes(self.proc.readAllStandardOutput())
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            self.on_event(ev)
+
+    def _read_stderr(self) -> None:
+        text = bytes(self.proc.readAllStandardError()).decode(errors="replace")
+        for line in text.replace("\r", "\n").splitlines():
+            if line.strip() and "it/s" not in line and "step/s" not in line and "%|" not in line:
+                self.stderr_tail = (self.stderr_tail + [line.strip()])[-20:]
+
+    def on_event(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "start":
+            self.total = ev["total_steps"]
+            self.progress.setMaximum(self.total)
+            self.progress.setValue(ev["step"])
+            self.status.setText(f"{ev['images']} images, {ev['epochs']} epochs x {ev['steps_per_epoch']} steps on "
+                                f"{ev['device']} ({ev['precision']})")
+        elif kind == "step":
+            self.progress.setValue(ev["step"] + 1)
+            eta = ev.get("eta_s", 0)
+            self.eta.setText(f"{ev.get('img_s', 0):.1f} img/s, ETA {int(eta // 3600)}:{int(eta % 3600 // 60):02d}:"
+                             f"{int(eta % 60):02d}")
+            for key, curve in self.curves.items():
+                if key in ev:
+                    xs, ys = self.points.setdefault(key, ([], []))
+                    xs.append(ev["step"])
+                    ys.append(ev[key])
+                    curve.setData(xs, ys)
+        elif kind == "preview":
+            pix = QPixmap(ev["path"])
+            if not pix.isNull():
+                self.preview.setPixmap(fit(pix, self.preview.width(), self.preview.height()))
+        elif kind == "checkpoint":
+            self.status.setText(f"checkpoint saved at step {ev['step']} ({ev['reason']})")
+        elif kind == "error":
+            self.status.setText(ev.get("message", "error"))
+
+    def _finished(self, code: int, _status) -> None:
+        self.proc = None
+        self.start_btn.setEnabled(True)
+        self.resume_btn.setEnabled(True)
+        self.stop_btn.setEnabled(False)
+        errors = [line for line in self.stderr_tail if line.startswith("error:")]
+        if code == 0:
+            tail = self.stderr_tail[-1] if self.stderr_tail else "finished"
+            self.status.setText(tail)
+        else:
+            message = errors[-1] if errors else (self.stderr_tail[-1] if self.stderr_tail else f"exit code {code}")
+            self.status.setText(f"the run failed: {message}")
+            if not self.main.quiet:
+                QMessageBox.warning(self, "Training failed", message)
+
+    def use_model(self) -> None:
+        ck = Path(self.out.text()) / "checkpoint.pth"
+        if not ck.exists():
+            self.status.setText(f"no checkpoint yet in {ck.parent}")
+            return
+        if self.kind.currentText() == "mae":
+            self.main.mae.load_model(str(ck))
+        else:
+            self.main.load_model(str(ck))
