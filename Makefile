@@ -1,5 +1,5 @@
 # Two commands do the whole setup on a fresh clone:
-#   make run    create .venv/, install everything, run the main job
+#   make run    create .venv/, install everything, open the app on the default model and the bundled clip
 #   make test   create .venv/ if needed, install everything, run the checks and tests
 PYTHON ?= python3
 VENV   := .venv
@@ -9,19 +9,35 @@ STAMP  := $(VENV)/.installed
 # explicitly untrained weights so that the whole pipeline can be seen working.
 DEMO_CHECKPOINT ?= random:vit_small/16
 
-.PHONY: run test setup clean
+# Qt needs these Debian libraries even offscreen; without fonts, text renders as boxes.
+DEBS := libgl1 libegl1 libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
 
-setup: $(STAMP)
+.PHONY: run demo test setup deps clean
+
+setup: deps $(STAMP)
+
+deps:
+	@missing=$$(for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else echo "please install: $$missing (sudo apt-get install $$missing)"; fi; \
+	fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cpu,gui,dev]'
 	@touch $@
 
-run: $(STAMP)
+# The app on the default model (the untrained demo until one ships) and the bundled clip.
+run: deps $(STAMP)
+	$(BIN)/highlighter gui
+
+# Headless: the attention maps of the demo photos.
+demo: $(STAMP)
 	$(BIN)/highlighter attention assets --checkpoint $(DEMO_CHECKPOINT) --out outputs/demo
 
-test: $(STAMP)
+test: deps $(STAMP)
 	$(BIN)/ruff check highlighter tests benchmarks
 	$(BIN)/python -m pytest
 

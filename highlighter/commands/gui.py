@@ -6,6 +6,13 @@ from highlighter.errors import HighlighterError
 
 
 def run(args) -> int:
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("QT_QPA_PLATFORM")):
+        raise HighlighterError("no display to open the window on: run it on a desktop, or under a virtual one "
+                               "(xvfb-run highlighter gui); `make demo` runs the attention maps headless")
     try:
         from highlighter.gui.app import main
     except ImportError as e:

@@ -1,0 +1,116 @@
+"""Start the real app on a virtual X display (Xvfb), drive each tab, and save one PNG per tab.
+
+Needs Debian's xvfb and imagemagick (and libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1 for Qt's xcb
+platform). The screenshots are real X captures (ImageMagick's `import -window root`), not Qt's grab.
+
+    .venv/bin/python scripts/screenshots.py [--out screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def capture(path: Path) -> None:
+    subprocess.run(["import", "-window", "root", str(path)], check=True)
+    print(f"saved {path}", flush=True)
+
+
+def drive(out: Path) -> int:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from highlighter.gui.app import MainWindow
+
+    app = QApplication([])
+    win = MainWindow(quiet=True)
+    win.setGeometry(0, 0, 1400, 950)
+    win.show()
+    frames = SHARED / "video" / "blackswan" / "frames"
+    win.live.source.setCurrentText(str(frames if frames.is_dir() else ROOT / "assets" / "cockatoo_320x180_5s.mp4"))
+    win.live.start()
+    tmp = Path(tempfile.mkdtemp())
+    steps = []
+
+    def at(seconds, fn):
+        steps.append((seconds, fn))
+
+    def photos():
+        win.live.stop()
+        win.tabs.setCurrentWidget(win.photos)
+        win.photos.add_paths([str(ROOT / "assets")])
+
+    def mae():
+        from highlighter.images import load_rgb
+
+        win.tabs.setCurrentWidget(win.mae)
+        win.mae.set_image(load_rgb(ROOT / "assets" / "chelsea_cat.jpg"))
+
+    def train():
+        data = tmp / "photos"
+        data.mkdir()
+        src = SHARED / "train" / "tinyimagenet" / "train"
+        for f in sorted(src.rglob("*.JPEG"))[:48]:
+            shutil.copy(f, data / f.name)
+        win.tabs.setCurrentWidget(win.train)
+        t = win.train
+        t.folders.addItem(str(data))
+        t.out.setText(str(tmp / "run"))
+        t.epochs.setValue(4)
+        t.batch.setValue(8)
+        t.extra_args = ["--arch", "vit_tiny", "--global-crop-size", "64", "--local-crop-size", "32",
+                        "--num-workers", "1", "--warmup-epochs", "1", "--preview-every", "6"]
+        t.start()
+
+    at(10, lambda: capture(out / "live.png"))
+    at(11, photos)
+    at(20, lambda: capture(out / "photos.png"))
+    at(21, mae)
+    at(27, lambda: capture(out / "mae.png"))
+    at(28, train)
+    at(75, lambda: capture(out / "train.png"))
+    at(76, app.quit)
+    for seconds, fn in steps:
+        QTimer.singleShot(int(seconds * 1000), fn)
+    app.exec()
+    win.train.stop()
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="screenshots")
+    ap.add_argument("--driven", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.driven:
+        return drive(out)
+    for tool in ("Xvfb", "import"):
+        if not shutil.which(tool):
+            print(f"{tool} is missing: apt-get install xvfb imagemagick libxcb-cursor0 libxcb-icccm4 "
+                  "libxcb-keysyms1", file=sys.stderr)
+            return 1
+    display = ":97"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1400x950x24", "-nolisten", "tcp"])
+    try:
+        time.sleep(1.5)
+        env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb",
+               "HIGHLIGHTER_SETTINGS": str(Path(tempfile.mkdtemp()) / "settings.ini")}
+        return subprocess.run([sys.executable, __file__, "--out", str(out), "--driven"], env=env).returncode
+    finally:
+        xvfb.terminate()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

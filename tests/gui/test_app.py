@@ -1,0 +1,198 @@
+"""The app under pytest-qt (offscreen): real signals, assertions on what is shown."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch, cache):
+    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(cache))
+    monkeypatch.setenv("HOME", str(tmp_path))  # snapshots and runs land in the test's folder
+    from highlighter.gui.app import MainWindow
+
+    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
+    qtbot.addWidget(w)
+    w.resize(1200, 800)
+    w.show()
+    yield w
+    w.live.stop()
+    w.train.stop()
+
+
+def test_drop_event_with_file_urls_fills_the_gallery(window, qtbot, tmp_path, photos):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in photos] + [QUrl.fromLocalFile(str(broken))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.photos.dropEvent(event)
+    qtbot.waitUntil(lambda: window.photos.gallery.count() == len(photos), timeout=20000)
+    assert window.photos.unreadable.count() == 1 and "broken.jpg" in window.photos.unreadable.item(0).text()
+    names = {window.photos.gallery.item(i).text() for i in range(window.photos.gallery.count())}
+    assert names == {p.name for p in photos}
+    # the first photo is analysed and shown: heatmaps for each head, fused map and mask overlay
+    qtbot.waitUntil(lambda: window.photos.current_result() is not None, timeout=20000)
+    qtbot.waitUntil(lambda: len(window.photos.head_views) == 3, timeout=5000)
+    assert not window.photos.mask_view.pixmap().isNull() and not window.photos.fused_view.pixmap().isNull()
+
+
+def test_threshold_slider_changes_the_mask_without_a_model_call(window, qtbot, cat_path):
+    tab = window.photos
+    tab.add_paths([str(cat_path)])
+    qtbot.waitUntil(lambda: tab.current_result() is not None, timeout=20000)
+    qtbot.waitUntil(lambda: hasattr(tab, "current_mask"), timeout=5000)
+    calls, before = tab.model_calls, tab.current_mask.copy()
+    image_before = tab.mask_view.pixmap().toImage()
+    tab.threshold.setValue(20)
+    assert tab.model_calls == calls == 1
+    assert tab.current_mask.sum() < before.sum()
+    assert tab.mask_view.pixmap().toImage() != image_before  # what is shown changed too
+
+
+def test_save_all_writes_the_attention_command_files(window, qtbot, tmp_path, cat_path):
+    tab = window.photos
+    tab.add_paths([str(cat_path)])
+    qtbot.waitUntil(lambda: tab.current_result() is not None, timeout=20000)
+    tab.save_all(str(tmp_path / "saved"))
+    qtbot.waitUntil(lambda: (tmp_path / "saved" / "chelsea_cat_mask_overlay.png").exists(), timeout=20000)
+    got = np.load(tmp_path / "saved" / "chelsea_cat.npz")
+    assert got["attention"].shape[0] == 3 and got["mask"].dtype == np.uint8
+
+
+def test_live_worker_from_a_video_file_shows_overlaid_frames(window, qtbot):
+    live = window.live
+    live.source.setCurrentText(str(ROOT / "assets" / "cockatoo_320x180_5s.mp4"))
+    live.start()
+    qtbot.waitUntil(lambda: live.frames_shown >= 10, timeout=60000)
+    res = live.latest
+    assert res.overlay.shape == res.frame.shape
+    assert np.mean(res.overlay != res.frame) > 0.05  # the overlay is drawn on the frame
+    assert not live.view.pixmap().isNull()
+    qtbot.waitUntil(lambda: "fps" in live.stats.text(), timeout=10000)
+    assert "backend" in live.status.text()
+    assert live.runner.slot.max_len <= 1  # latest frame wins: never a queue
+    snaps = live.snapshot()
+    assert all(p.exists() for p in snaps)
+    live.overlay.setCurrentText("cutout")
+    assert live.settings.overlay == "cutout"
+    live.stop()
+    assert live.runner is None and live.stats.text() == "stopped"
+
+
+def test_a_missing_camera_is_a_status_not_a_crash(window, qtbot):
+    window.live.source.setCurrentText("7")
+    window.live.start()
+    qtbot.waitUntil(lambda: "camera 7" in window.live.status.text(), timeout=20000)
+    assert window.live.runner is None and window.live.start_btn.isEnabled()
+
+
+def test_mae_panels_and_mask_ratio(window, qtbot, cat_path):
+    from highlighter.images import load_rgb
+
+    mae = window.mae
+    window.tabs.setCurrentWidget(mae)
+    qtbot.waitUntil(lambda: mae.engine is not None, timeout=20000)
+    assert mae.banner.isVisible() and "untrained" in mae.banner.text()
+    mae.set_image(load_rgb(cat_path))
+    qtbot.waitUntil(lambda: mae.result is not None, timeout=20000)
+    assert all(not v.pixmap().isNull() for v in mae.views)
+    assert mae.result.mask.mean() == pytest.approx(147 / 196)
+    mae.ratio.setValue(50)
+    qtbot.waitUntil(lambda: mae.result.mask.mean() == pytest.approx(0.5), timeout=20000)
+    assert "98 of 196" in mae.note.text()
+    first = int(mae.result.mask[0])
+    mae.toggle_patch(0.01, 0.01)  # click the top-left patch
+    qtbot.waitUntil(lambda: int(mae.result.mask[0]) == 1 - first, timeout=20000)
+
+
+def test_bad_checkpoint_opens_a_dialog_and_keeps_the_old_model(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda *a, **k: shown.append(a[2]))
+    window.quiet = False
+    old, old_text = window.ck, window.model_info.text()
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(b"\x80\x02 truncated")
+    window.load_model(str(bad))
+    qtbot.waitUntil(lambda: bool(shown), timeout=20000)
+    assert "model.pth" in shown[0] and "\n" not in shown[0]
+    assert window.ck is old and window.model_info.text() == old_text
+    assert window.isVisible()
+
+
+def test_settings_persist(qtbot, tmp_path, monkeypatch, cache):
+    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "s.ini"))
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(cache))
+    from highlighter.gui.app import MainWindow
+
+    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
+    qtbot.addWidget(w)
+    w.live.threshold.setValue(42)
+    w.live.overlay.setCurrentText("contour")
+    w.live.source.setCurrentText(str(ROOT / "assets"))
+    w.live.start()
+    w.live.stop()
+    w.close()
+    w2 = MainWindow(quiet=True)
+    qtbot.addWidget(w2)
+    assert w2.live.threshold.value() == 42 and w2.live.overlay.currentText() == "contour"
+    assert w2.live.source.currentText() == str(ROOT / "assets")
+    assert w2.model_spec == "random:vit_tiny/16"
+
+
+def test_training_child_process_reports_progress_and_plots(window, qtbot, tmp_path):
+    src = SHARED / "train" / "tinyimagenet" / "train"
+    if not src.is_dir():
+        pytest.skip("shared data not present")
+    data = tmp_path / "photos"
+    data.mkdir()
+    for f in sorted(src.rglob("*.JPEG"))[:12]:
+        shutil.copy(f, data / f.name)
+    tab = window.train
+    tab.folders.addItem(str(data))
+    tab.out.setText(str(tmp_path / "run"))
+    tab.epochs.setValue(2)
+    tab.batch.setValue(4)
+    tab.extra_args = ["--arch", "vit_tiny", "--global-crop-size", "32", "--local-crop-size", "16",
+                      "--local-crops-number", "2", "--out-dim", "64", "--num-workers", "0", "--warmup-epochs", "1",
+                      "--preview-images", str(ROOT / "assets" / "chelsea_cat.jpg"), "--preview-every", "3"]
+    tab.start()
+    qtbot.waitUntil(lambda: tab.proc is None, timeout=180000)
+    assert tab.progress.value() == tab.progress.maximum() == 6
+    xs, ys = tab.curves["loss"].getData()
+    assert len(xs) == 6 and np.all(np.isfinite(ys))
+    assert len(tab.curves["teacher_entropy"].getData()[0]) == 6
+    assert not tab.preview.pixmap().isNull()
+    assert (tmp_path / "run" / "checkpoint.pth").exists()
+    tab.use_model()  # "Use this model" switches Live and Photos to the new teacher
+    qtbot.waitUntil(lambda: window.model_spec == str(tmp_path / "run" / "checkpoint.pth"), timeout=20000)
+
+
+def test_a_failed_run_shows_its_message(window, qtbot, tmp_path):
+    (tmp_path / "empty").mkdir()
+    tab = window.train
+    tab.folders.addItem(str(tmp_path / "empty"))
+    tab.out.setText(str(tmp_path / "run"))
+    tab.start()
+    qtbot.waitUntil(lambda: tab.proc is None, timeout=60000)
+    assert "the run failed" in tab.status.text() and "no images found" in tab.status.text()
+    assert window.isVisible()
