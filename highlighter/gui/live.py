@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import cv2
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,6 +49,9 @@ class LiveTab(QWidget):
         self.frames_shown = 0
         self.t_start = time.perf_counter()
         self.writer = None
+        self.user_stopped = True
+        self.retry = QTimer(self, singleShot=True, interval=3000)
+        self.retry.timeout.connect(self._retry)
         self.relay = _Relay()
         self.relay.result.connect(self._show_latest)
         self.relay.status.connect(self._on_status)
@@ -175,6 +178,7 @@ class LiveTab(QWidget):
             self._on_status("no model loaded")
             return
         self.stop()
+        self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
         self.main.set_setting("source", spec)
         size = int(self.size.currentText())
@@ -214,6 +218,20 @@ class LiveTab(QWidget):
     def _failed(self, message: str) -> None:
         self.start_btn.setEnabled(True)
         self._on_status(message)
+        self._maybe_retry()
+
+    def _is_camera(self) -> bool:
+        return self.source.currentText().strip().isdigit()
+
+    def _maybe_retry(self) -> None:
+        """A camera that is unplugged or busy is tried again every 3 s until Stop (files loop instead)."""
+        if self._is_camera() and not self.user_stopped:
+            self.status.setText(self.status.text() + " — retrying in 3 s (Stop to give up)")
+            self.retry.start()
+
+    def _retry(self) -> None:
+        if not self.user_stopped:
+            self.start()
 
     def _on_result(self, res) -> None:  # inference thread: keep only the newest, wake the GUI once
         self.latest = res
@@ -239,12 +257,16 @@ class LiveTab(QWidget):
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)
+        if self.runner is not None and "camera" in message and "stopped" in message:
+            self._maybe_retry()
 
     def _restart(self, *_):
         if self.runner is not None:
             self.start()
 
     def stop(self) -> None:
+        self.user_stopped = True
+        self.retry.stop()
         if self.runner is not None:
             self.runner.stop()
             self.runner = None

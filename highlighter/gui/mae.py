@@ -55,6 +55,7 @@ class MaeTab(QWidget):
         self.seed = 0
         self.job = Job(self._show, self._failed)
         self.model_job = Job(self._model_loaded, self._model_failed)
+        self.setAcceptDrops(True)
 
         open_btn, grab, model_btn = QPushButton("Open photo…"), QPushButton("Use live frame"), \
             QPushButton("Open MAE checkpoint…")
@@ -155,6 +156,19 @@ class MaeTab(QWidget):
                 self.set_image(load_rgb(path))
             except HighlighterError as e:
                 QMessageBox.warning(self, "Cannot read this photo", str(e))
+
+    def dragEnterEvent(self, event):  # noqa: N802 - Qt's name
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            try:
+                self.set_image(load_rgb(paths[0]))
+            except HighlighterError as e:
+                self.note.setText(str(e))
+        event.acceptProposedAction()
 
     def grab_live(self) -> None:
         res = getattr(self.main.live, "latest", None)

@@ -97,11 +97,14 @@ def test_live_worker_from_a_video_file_shows_overlaid_frames(window, qtbot):
     assert live.runner is None and live.stats.text() == "stopped"
 
 
-def test_a_missing_camera_is_a_status_not_a_crash(window, qtbot):
+def test_a_missing_camera_is_a_status_and_is_retried_until_stop(window, qtbot):
     window.live.source.setCurrentText("7")
     window.live.start()
     qtbot.waitUntil(lambda: "camera 7" in window.live.status.text(), timeout=20000)
     assert window.live.runner is None and window.live.start_btn.isEnabled()
+    assert "retrying" in window.live.status.text() and window.live.retry.isActive()
+    window.live.stop()
+    assert not window.live.retry.isActive()
 
 
 def test_mae_panels_and_mask_ratio(window, qtbot, cat_path):
@@ -121,6 +124,17 @@ def test_mae_panels_and_mask_ratio(window, qtbot, cat_path):
     first = int(mae.result.mask[0])
     mae.toggle_patch(0.01, 0.01)  # click the top-left patch
     qtbot.waitUntil(lambda: int(mae.result.mask[0]) == 1 - first, timeout=20000)
+
+
+def test_mae_tab_accepts_a_dropped_photo(window, qtbot, cat_path):
+    mae = window.mae
+    qtbot.waitUntil(lambda: mae.engine is not None, timeout=20000)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(cat_path))])
+    mae.dropEvent(QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                             Qt.KeyboardModifier.NoModifier))
+    qtbot.waitUntil(lambda: mae.result is not None, timeout=20000)
+    assert mae.image.size == (451, 300)
 
 
 def test_bad_checkpoint_opens_a_dialog_and_keeps_the_old_model(window, qtbot, tmp_path, monkeypatch):
