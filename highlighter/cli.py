@@ -136,6 +136,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(job="video")
 
+    p = sub.add_parser("eval", help="mask IoU against ground truth (with baselines), or k-NN accuracy",
+                       description="Mask mode: IoU per image between the predicted foreground (the DINO rule on the "
+                                   "fused heads, resized to the image) and the ground truth (PNG, 255 = object), "
+                                   "with a centred-ellipse and an all-foreground baseline. --knn: DINO's 20-NN "
+                                   "accuracy of the class-token features (cosine, T = 0.07).")
+    p.add_argument("--checkpoint", metavar="PATH", help="a file, or 'default' (the default)")
+    p.add_argument("--num-heads", type=int, metavar="N")
+    p.add_argument("--images", metavar="DIR")
+    p.add_argument("--masks", metavar="DIR")
+    p.add_argument("--mask-rule", default="mass", choices=["mass", "percentile", "absolute"])
+    p.add_argument("--threshold", type=float, help="the rule's parameter (mass: 0.6)")
+    p.add_argument("--image-size", type=int, default=224, metavar="S", help="shorter side fed to the model (224)")
+    p.add_argument("--knn", action="store_true")
+    p.add_argument("--train", metavar="DIR", help="k-NN: training images in one sub-folder per class")
+    p.add_argument("--val", metavar="DIR", help="k-NN: validation images")
+    p.add_argument("--labels", metavar="FILE", help="k-NN: validation labels, 'file<TAB>class' per line")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--knn-stride", type=int, default=1, metavar="N", help="k-NN: use every N-th training image")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(job="evaluate")
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", metavar="live", required=True)
     p = bsub.add_parser("live", help="the live pipeline end to end, against the reference pipeline")
@@ -173,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.command:  # no arguments: the app
         args = parser.parse_args(["gui"])
-    if hasattr(args, "image_size"):
+    if isinstance(getattr(args, "image_size", None), list):
         try:
             args.image_size = _image_size(args.image_size)
         except argparse.ArgumentTypeError as e:

@@ -1,0 +1,69 @@
+"""Evaluation: IoU, the ellipse baseline, sequences, k-NN voting, and the eval command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from highlighter.evaluation import centred_ellipse, iou, knn_classify, model_size, sequence_of, summarise
+
+
+def test_iou_and_ellipse():
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    b = np.zeros((10, 10), bool)
+    b[:, :5] = True
+    assert iou(a, b) == pytest.approx(25 / 75) and iou(a, a) == 1.0 and iou(~a & a, ~a & a) == 1.0
+    for f in (0.1, 0.3, 0.6):
+        e = centred_ellipse((480, 854), f)
+        assert e.mean() == pytest.approx(f, abs=0.01)
+        assert e[240, 427] and not e[0, 0]
+
+
+def test_sequences_and_summary():
+    assert sequence_of("bmx-trees_00035") == "bmx-trees" and sequence_of("horse001") is None
+    rows = [{"name": "a_00001", "iou": 0.2}, {"name": "a_00002", "iou": 0.4}, {"name": "b_00001", "iou": 0.9}]
+    s = summarise(rows, "iou")
+    assert s["mean"] == pytest.approx(0.5) and s["per_sequence"] == pytest.approx({"a": 0.3, "b": 0.9})
+
+
+def test_knn_votes_with_temperature_weights():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=g) * 5
+    train = torch.cat([centres[c] + 0.1 * torch.randn(30, 16, generator=g) for c in range(4)])
+    labels = torch.arange(4).repeat_interleave(30)
+    test = torch.cat([centres[c] + 0.1 * torch.randn(5, 16, generator=g) for c in range(4)])
+    assert torch.equal(knn_classify(train, labels, test, k=20), torch.arange(4).repeat_interleave(5))
+    # one very close neighbour outweighs several far ones: exp(sim / 0.07)
+    tr = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6, 0.8], [0.6, 0.8]])
+    assert knn_classify(tr, torch.tensor([0, 1, 1, 1]), torch.tensor([[1.0, 0.05]]), k=4).item() == 0
+
+
+def test_model_size_keeps_aspect_without_crop():
+    assert model_size((480, 854), 224, 16) == (224, 400) and model_size((300, 200), 224, 8) == (336, 224)
+
+
+def test_eval_command_on_a_small_set(tmp_path, cli, photos):
+    imgs, masks = tmp_path / "images", tmp_path / "masks"
+    imgs.mkdir()
+    masks.mkdir()
+    for k, p in enumerate(photos[:3]):
+        img = Image.open(p).convert("RGB")
+        img.save(imgs / f"seq{k % 2}_{k:05d}.jpg")
+        m = np.zeros((img.height, img.width), np.uint8)
+        m[img.height // 4: 3 * img.height // 4, img.width // 4: 3 * img.width // 4] = 255
+        Image.fromarray(m).save(masks / f"seq{k % 2}_{k:05d}.png")
+    Image.open(photos[3]).save(imgs / "nomask.jpg")
+    code, out, err = cli("eval", "--checkpoint", "random:vit_tiny/16", "--images", imgs, "--masks", masks,
+                         "--image-size", 96, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["images"] == 3 and "nomask.jpg" in err
+    assert set(r["iou"]["per_sequence"]) == {"seq0", "seq1"}
+    assert r["mean_foreground_fraction"] == pytest.approx(0.25, abs=0.01)
+    # the centred ellipse of the mean fraction overlaps a centred box well; all-foreground gives the fraction
+    assert r["baseline_ellipse"]["mean"] > 0.7
+    assert r["baseline_all_foreground"]["mean"] == pytest.approx(0.25, abs=0.01)
+    assert 0.0 <= r["iou"]["mean"] <= 1.0 and len(r["per_image"]) == 3
