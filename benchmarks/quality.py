@@ -1,0 +1,99 @@
+"""Mask quality: the eval sets (DAVIS stills, Weizmann horses) and the DAVIS video sequences.
+
+For the stills: mean IoU against the ground truth, next to a centred ellipse covering the set's mean
+foreground fraction and the all-foreground mask. For video: the IoU against each frame's mask, and the
+flicker (mean IoU between consecutive predicted masks; 1 = perfectly steady) with temporal smoothing
+off and on. Prints a table and writes JSON.
+
+    .venv/bin/python benchmarks/quality.py [--checkpoint PATH|default] [--image-size 224] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from highlighter.commands.common import resolve_checkpoint
+from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.engine import AttentionEngine
+from highlighter.evaluation import centred_ellipse, grid_to_image, iou, model_size
+from highlighter.images import load_rgb
+from highlighter.video.postprocess import Smoother, mass_mask_np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def stills(engine, folder: Path, size: int) -> dict:
+    rows, gts = [], []
+    for img_path in sorted((folder / "images").iterdir()):
+        mask_path = folder / "masks" / f"{img_path.stem}.png"
+        if not mask_path.exists():
+            continue
+        img = load_rgb(img_path)
+        gt = np.asarray(load_rgb(mask_path).convert("L")) >= 128
+        res = engine.run(img, model_size(gt.shape, size, engine.ck.vit.patch_size))
+        rows.append(iou(grid_to_image(res.fused_mask("mass", 0.6), gt.shape), gt))
+        gts.append(gt)
+    f = float(np.mean([g.mean() for g in gts]))
+    return {"images": len(rows), "iou": float(np.mean(rows)),
+            "ellipse": float(np.mean([iou(centred_ellipse(g.shape, f), g) for g in gts])),
+            "all_foreground": float(np.mean([g.mean() for g in gts]))}
+
+
+def video(engine, seq: Path, size: int) -> dict:
+    out = {}
+    for smoothing in (False, True):
+        smoother, prev, ious, flicker = Smoother(), None, [], []
+        for frame_path in sorted((seq / "frames").iterdir()):
+            img = load_rgb(frame_path)
+            gt_path = seq / "masks" / f"{frame_path.stem}.png"
+            res = engine.run(img, model_size((img.height, img.width), size, engine.ck.vit.patch_size))
+            fused = res.fused()
+            grid = smoother(fused, 0.6)[1] if smoothing else mass_mask_np(fused, 0.6)
+            pred = grid_to_image(grid, (img.height, img.width))
+            if gt_path.exists():
+                ious.append(iou(pred, cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE) >= 128))
+            if prev is not None:
+                flicker.append(iou(pred, prev))
+            prev = pred
+        key = "smoothed" if smoothing else "raw"
+        out[key] = {"iou": float(np.mean(ious)), "consecutive_iou": float(np.mean(flicker)), "frames": len(ious)}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
+    args = ap.parse_args()
+    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"))
+    engine = AttentionEngine(ck, "cpu")
+    print(f"model: {ck.vit.describe()} from {ck.path or ck.source}")
+    result = {"model": ck.path or ck.source, "arch": ck.vit.describe(), "image_size": args.image_size}
+    print("\n| set | images | IoU | centred ellipse | all foreground |\n|---|---|---|---|---|")
+    for name in ("davis-stills", "horses"):
+        r = stills(engine, DATA / "eval" / name, args.image_size)
+        result[name] = r
+        print(f"| {name} | {r['images']} | {r['iou']:.3f} | {r['ellipse']:.3f} | {r['all_foreground']:.3f} |",
+              flush=True)
+    print("\n| video | frames | IoU raw | IoU smoothed | consecutive IoU raw | consecutive IoU smoothed |")
+    print("|---|---|---|---|---|---|")
+    for seq in sorted((DATA / "video").iterdir()):
+        r = video(engine, seq, args.image_size)
+        result[f"video/{seq.name}"] = r
+        print(f"| {seq.name} | {r['raw']['frames']} | {r['raw']['iou']:.3f} | {r['smoothed']['iou']:.3f} | "
+              f"{r['raw']['consecutive_iou']:.3f} | {r['smoothed']['consecutive_iou']:.3f} |", flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
