@@ -16,13 +16,13 @@ from highlighter.video.sources import open_source
 
 
 def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
-    """H W as given; one int S: the shorter side S and the frame's aspect ratio, floored to the patch."""
+    """H W as given; one int S: the shorter side S and the first frame's aspect ratio, on the patch grid."""
+    from highlighter.evaluation import model_size as aspect_size
+
     if isinstance(image_size, tuple):
         H, W = image_size
-    else:
-        h, w = first_frame.shape[:2]
-        H, W = (image_size, int(image_size * w / h)) if h <= w else (int(image_size * h / w), image_size)
-    return max(patch, H - H % patch), max(patch, W - W % patch)
+        return max(patch, H - H % patch), max(patch, W - W % patch)
+    return aspect_size(first_frame.shape[:2], image_size, patch)
 
 
 def build_predictor(args, ck, size, frames_for_auto):
