@@ -179,11 +179,15 @@ class PhotosTab(QWidget):
         n = res.attention.shape[0]
         cols = min(6, n)
         for h in range(n):
-            v = QLabel()
-            v.setToolTip(f"head {h}")
-            v.setPixmap(fit(rgb_to_pixmap(heatmap(res.attention[h], p)), 150, 110))
-            self.heads_grid.addWidget(v, h // cols, h % cols)
-            self.head_views.append(v)
+            cell = QWidget()
+            box = QVBoxLayout(cell)
+            box.setContentsMargins(2, 2, 2, 2)
+            box.addWidget(QLabel(f"head {h}"))
+            img = QLabel()
+            img.setPixmap(fit(rgb_to_pixmap(heatmap(res.attention[h], p)), 150, 110))
+            box.addWidget(img)
+            self.heads_grid.addWidget(cell, h // cols, h % cols)
+            self.head_views.append(cell)
         self._rethreshold()
 
     def current_result(self):
