@@ -9,8 +9,10 @@ STAMP  := $(VENV)/.installed
 # explicitly untrained weights so that the whole pipeline can be seen working.
 DEMO_CHECKPOINT ?= random:vit_small/16
 
-# Qt needs these Debian libraries even offscreen; without fonts, text renders as boxes.
-DEBS := libgl1 libegl1 libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core
+# Qt needs these Debian libraries even offscreen (without fonts, text renders as boxes); the xcb ones
+# are for a real window.
+DEBS := libgl1 libegl1 libfontconfig1 libxkbcommon0 libdbus-1-3 fonts-dejavu-core \
+        libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
 .PHONY: run demo test setup deps clean
 
