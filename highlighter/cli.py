@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=int, metavar="N")
     p.add_argument("--images", metavar="DIR")
     p.add_argument("--masks", metavar="DIR")
-    p.add_argument("--mask-rule", default="mass", choices=["mass", "percentile", "absolute"])
+    p.add_argument("--mask-rule", default="mass", choices=["mass", "percentile", "absolute", "tokencut"],
+                   help="mass: DINO's rule on the fused heads (default); tokencut: a normalised cut over the "
+                        "last block's patch keys, the side with more attention")
     p.add_argument("--threshold", type=float, help="the rule's parameter (mass: 0.6)")
     p.add_argument("--image-size", type=int, default=224, metavar="S", help="shorter side fed to the model (224)")
     p.add_argument("--knn", action="store_true")

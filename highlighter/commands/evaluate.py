@@ -52,7 +52,8 @@ def masks(engine, args) -> dict:
         if gt.shape != (img.height, img.width):
             warn(f"skipped {img_path.name}: mask {gt.shape} and image {(img.height, img.width)} differ")
             continue
-        res = engine.run(img, model_size(gt.shape, args.image_size, engine.ck.vit.patch_size))
+        res = engine.run(img, model_size(gt.shape, args.image_size, engine.ck.vit.patch_size),
+                         keys=args.mask_rule == "tokencut")
         grid = res.fused_mask(args.mask_rule, args.threshold)
         preds.append(grid_to_image(grid, gt.shape))
         gts.append(gt)

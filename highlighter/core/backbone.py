@@ -96,11 +96,11 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, rul
     return torch.cat((cls_pos, patch_pos), dim=1)
 
 
-def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool = True):
+def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool = True, keys: list | None = None):
     """Run one timm ``Block`` and return ``(x_out, cls_attn)``, cls_attn: (B, nh, N) over all tokens.
 
     With ``with_output=False`` the block's output is skipped (``x_out`` is None): the attention row
-    needs only the qkv projection.
+    needs only the qkv projection. A list passed as ``keys`` receives the block's keys (B, N, nh * hd).
     """
     attn = blk.attn
     if getattr(attn, "gate", None) is not None:
@@ -109,6 +109,8 @@ def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool 
     qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)  # (B, nh, N, hd)
     q, k = attn.q_norm(q), attn.k_norm(k)
+    if keys is not None:
+        keys.append(k.transpose(1, 2).reshape(B, N, -1))
     cls_attn = ((q[:, :, :1] @ k.transpose(-2, -1)) * attn.scale).softmax(dim=-1)  # (B, nh, 1, N)
     if not with_output:
         return None, cls_attn[:, :, 0]
@@ -159,13 +161,13 @@ class AttentionViT(nn.Module):
     def prepare_tokens(self, img: torch.Tensor) -> torch.Tensor:
         return prepare_tokens(self.vit, self.cfg, img)
 
-    def forward(self, img: torch.Tensor, with_features: bool = False):
+    def forward(self, img: torch.Tensor, with_features: bool = False, keys: list | None = None):
         B, _, H, W = img.shape
         p = self.cfg.patch_size
         x = self.prepare_tokens(img)
         for blk in self.vit.blocks[:-1]:
             x = blk(x)
-        x, attn = block_with_cls_attention(self.vit.blocks[-1], x, with_output=with_features)
+        x, attn = block_with_cls_attention(self.vit.blocks[-1], x, with_output=with_features, keys=keys)
         attn = attn[:, :, 1 + self.cfg.num_register_tokens:].reshape(B, -1, H // p, W // p)  # (B, nh, gh, gw)
         if not with_features:
             return attn

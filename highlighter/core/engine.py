@@ -49,6 +49,7 @@ class AttentionResult:
     attention: np.ndarray  # (heads, h, w) float32, raw class-token softmax over the patches
     image: np.ndarray  # (h * p, w * p, 3) uint8: the resized, cropped photo the model saw
     patch_size: int
+    keys: np.ndarray | None = None  # (h * w, D) last-block patch keys, when asked for (TokenCut)
 
     def fused(self, heads: Sequence[int] | None = None) -> np.ndarray:
         return fuse_heads(torch.from_numpy(self.attention), list(heads) if heads else None).numpy()
@@ -59,6 +60,13 @@ class AttentionResult:
 
     def fused_mask(self, rule: str = "mass", threshold: float | None = None,
                    heads: Sequence[int] | None = None) -> np.ndarray:
+        """uint8 (h, w). ``tokencut`` needs the keys (``run(..., keys=True)``); the others use the fused map."""
+        if rule == "tokencut":
+            from highlighter.core.tokencut import tokencut_mask
+
+            if self.keys is None:
+                raise ValueError("the tokencut rule needs the patch keys: run the engine with keys=True")
+            return tokencut_mask(self.keys, self.attention.shape[1:], self.fused(heads)).astype(np.uint8)
         return threshold_maps(torch.from_numpy(self.fused(heads)), rule, threshold).numpy()
 
 
@@ -79,10 +87,15 @@ class AttentionEngine:
         return self.ck.vit.num_heads
 
     @torch.no_grad()
-    def run(self, img: Image.Image, image_size: int | Sequence[int] = DEFAULT_IMAGE_SIZE) -> AttentionResult:
+    def run(self, img: Image.Image, image_size: int | Sequence[int] = DEFAULT_IMAGE_SIZE,
+            keys: bool = False) -> AttentionResult:
         x, shown = dino_preprocess(img, image_size, self.ck.vit.patch_size)
-        attn = self.model(x.to(self.device))[0]  # (heads, h, w)
-        return AttentionResult(attn.float().cpu().numpy(), shown, self.ck.vit.patch_size)
+        got: list | None = [] if keys else None
+        attn = self.model(x.to(self.device), keys=got)[0]  # (heads, h, w)
+        patch_keys = None
+        if keys:
+            patch_keys = got[0][0, 1 + self.ck.vit.num_register_tokens:].float().cpu().numpy()  # (h*w, D)
+        return AttentionResult(attn.float().cpu().numpy(), shown, self.ck.vit.patch_size, patch_keys)
 
 
 @dataclass
