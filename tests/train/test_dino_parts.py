@@ -118,3 +118,22 @@ def test_mae_loss_falls_on_a_repeated_batch(real_photos):
     losses = [task.step(batch, it=i, epoch=0, in_epoch=i)["loss"] for i in range(20)]
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-3:]) / 3 < 0.7 * losses[0], losses
+
+
+def test_mae_gradient_accumulation_steps_every_accum_iter(real_photos):
+    from highlighter.config import MaeCfg
+    from highlighter.train.augment import MaeCrop
+    from highlighter.train.engine import MaeTask
+
+    cfg = MaeCfg(arch="vit_tiny", input_size=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+                 batch_size=4, epochs=2, warmup_epochs=0, precision="fp32", accum_iter=2)
+    task = MaeTask(cfg, Dist(), niter_per_epoch=10)
+    assert task.base_lr == cfg.blr * 4 * 2 / 256  # the effective batch counts the accumulation
+    batch = real_batch(real_photos, MaeCrop(64, (0.2, 1.0), 16))
+    w0 = task.model_plain.decoder_pred.weight.detach().clone()
+    task.step(batch, it=0, epoch=0, in_epoch=0)
+    assert torch.equal(task.model_plain.decoder_pred.weight, w0)  # gradients accumulated, no step yet
+    assert task.model_plain.decoder_pred.weight.grad is not None
+    task.step(batch, it=1, epoch=0, in_epoch=1)
+    assert not torch.equal(task.model_plain.decoder_pred.weight, w0)
+    assert task.model_plain.decoder_pred.weight.grad is None  # zeroed after the step
