@@ -186,6 +186,7 @@ class PhotosTab(QWidget):
             img = QLabel()
             img.setPixmap(fit(rgb_to_pixmap(heatmap(res.attention[h], p)), 150, 110))
             box.addWidget(img)
+            box.addStretch(1)  # caption and image stay together at the top of the cell
             self.heads_grid.addWidget(cell, h // cols, h % cols)
             self.head_views.append(cell)
         self._rethreshold()
