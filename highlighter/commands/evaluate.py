@@ -12,6 +12,7 @@ from tqdm import tqdm
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import AttentionEngine
+from highlighter.core.transforms import dino_preprocess
 from highlighter.errors import HighlighterError, ImageError
 from highlighter.evaluation import centred_ellipse, grid_to_image, iou, knn_classify, model_size, summarise
 from highlighter.images import IMAGE_EXTENSIONS, load_rgb
@@ -78,9 +79,7 @@ def masks(engine, args) -> dict:
 def _features(engine, paths: list[Path], size: int) -> torch.Tensor:
     feats = []
     for p in tqdm(paths, desc="features", unit="img", disable=None):
-        img = load_rgb(p)
-        x, _ = __import__("highlighter.core.transforms", fromlist=["dino_preprocess"]).dino_preprocess(
-            img, (size, size), engine.ck.vit.patch_size)
+        x, _ = dino_preprocess(load_rgb(p), (size, size), engine.ck.vit.patch_size)
         with torch.no_grad():
             _, f = engine.model(x.to(engine.device), with_features=True)
         feats.append(f[0].float().cpu())
