@@ -67,3 +67,28 @@ def test_eval_command_on_a_small_set(tmp_path, cli, photos):
     assert r["baseline_ellipse"]["mean"] > 0.7
     assert r["baseline_all_foreground"]["mean"] == pytest.approx(0.25, abs=0.01)
     assert 0.0 <= r["iou"]["mean"] <= 1.0 and len(r["per_image"]) == 3
+
+
+def test_knn_command(tmp_path, cli, photos):
+    """Each validation image is a copy of a training image: its own copy (similarity 1, weight exp(1 / 0.07))
+    outvotes everything else whatever the features, so the labels, classes and voting are what is tested."""
+    train, val = tmp_path / "train", tmp_path / "val"
+    labels = []
+    for c, p in enumerate(photos[1:3]):
+        img = Image.open(p).convert("RGB").resize((64, 64))
+        (train / f"class{c}").mkdir(parents=True)
+        for k in range(4):
+            (img.transpose(Image.FLIP_LEFT_RIGHT) if k % 2 else img).rotate(3 * k).save(
+                train / f"class{c}" / f"{k}.jpg")
+        val.mkdir(exist_ok=True)
+        img.rotate(3).save(val / f"v{c}.jpg")
+        (train / f"class{c}" / "1.jpg").write_bytes((val / f"v{c}.jpg").read_bytes())
+        labels.append(f"v{c}.jpg\tclass{c}")
+    (tmp_path / "labels.tsv").write_text("\n".join(labels) + "\n")
+    code, out, err = cli("eval", "--knn", "--checkpoint", "random:vit_tiny/16", "--train", train, "--val", val,
+                         "--labels", tmp_path / "labels.tsv", "--image-size", 64, "--k", 3,
+                         "--json", tmp_path / "k.json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "k.json").read_text())
+    assert r["classes"] == 2 and r["train_images"] == 8 and r["val_images"] == 2
+    assert r["knn_top1"] == 1.0
