@@ -7,7 +7,6 @@ from collections import defaultdict
 
 import cv2
 import numpy as np
-import torch
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -58,16 +57,18 @@ def model_size(shape: tuple[int, int], short: int, patch: int) -> tuple[int, int
     return max(patch, round(H * scale / patch) * patch), max(patch, round(W * scale / patch) * patch)
 
 
-@torch.no_grad()
-def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor, k: int = 20,
-                 temperature: float = 0.07, num_classes: int | None = None, chunk: int = 256) -> torch.Tensor:
+def knn_classify(train_feats, train_labels, test_feats, k: int = 20, temperature: float = 0.07,
+                 num_classes: int | None = None, chunk: int = 256):
     """DINO's eval_knn: cosine similarity on L2-normalised features, the k nearest training samples vote
-    with weight exp(sim / T). Returns the predicted labels."""
+    with weight exp(sim / T). Tensors in, predicted labels out. (torch is imported here, so that the IoU
+    above serves the torch-free live path too.)"""
+    import torch
+
     num_classes = num_classes or int(train_labels.max()) + 1
     train = torch.nn.functional.normalize(train_feats, dim=1)
     test = torch.nn.functional.normalize(test_feats, dim=1)
     preds = []
-    for i in range(0, len(test), chunk):
+    for i in range(0, len(test), chunk):  # no autograd: features are plain tensors
         sim = test[i:i + chunk] @ train.T  # (b, N)
         top, idx = sim.topk(min(k, train.shape[0]), dim=1)
         votes = torch.zeros(len(top), num_classes)

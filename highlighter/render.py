@@ -12,12 +12,14 @@ from PIL import Image
 MASK_COLOUR = (255, 48, 48)
 
 
-def colormap(values: np.ndarray, cmap: int = cv2.COLORMAP_VIRIDIS) -> np.ndarray:
-    """(h, w) float -> (h, w, 3) RGB uint8, min-max normalised per map (as plt.imsave does)."""
+def colormap(values: np.ndarray, cmap: int = cv2.COLORMAP_VIRIDIS, bgr: bool = False) -> np.ndarray:
+    """(h, w) float -> (h, w, 3) uint8, RGB (or BGR for OpenCV frames), min-max normalised per map (as
+    plt.imsave does)."""
     v = values.astype(np.float64)
     lo, hi = float(v.min()), float(v.max())
     u8 = np.zeros(v.shape, np.uint8) if hi <= lo else ((v - lo) / (hi - lo) * 255.0 + 0.5).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(u8, cmap), cv2.COLOR_BGR2RGB)
+    coloured = cv2.applyColorMap(u8, cmap)  # BGR
+    return coloured if bgr else cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
 
 
 def upsample(grid: np.ndarray, factor: int) -> np.ndarray:

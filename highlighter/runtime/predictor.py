@@ -103,16 +103,12 @@ def bf16_usable(device: str = "auto") -> bool:
     return cpu_supports_bf16()
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
 def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto", threshold: float = 0.6,
                    repeats: int = 5, log=print) -> tuple[Predictor, dict]:
     """Try each backend on the frames: keep those whose masks (the fused map under DINO's rule, as the live
     overlay shows them) agree with torch fp32 at a mean IoU >= 0.98, and return the fastest (median model
     time), with the table of what was measured."""
+    from highlighter.evaluation import iou
     from highlighter.video.postprocess import mass_mask_np
 
     def masks(pred, f):
@@ -128,7 +124,7 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
         except Exception as e:  # noqa: BLE001 - a backend that cannot start is simply not chosen
             report[name] = {"error": f"{type(e).__name__}: {e}"[:200]}
             continue
-        ious = [mask_iou(masks(pred, f), m) for f, m in zip(frames, ref_masks)]
+        ious = [iou(masks(pred, f), m) for f, m in zip(frames, ref_masks)]
         times = []
         for _ in range(repeats):
             for f in frames[:2]:

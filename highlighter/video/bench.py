@@ -15,10 +15,10 @@ from highlighter.video.postprocess import mass_mask_np
 
 
 def frame_files(source: str | Path, n: int) -> list[Path]:
-    from highlighter.images import IMAGE_EXTENSIONS
+    """``n`` frame paths from a folder (sorted, cycled) or a single image."""
+    from highlighter.images import expand_inputs
 
-    src = Path(source)
-    files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if src.is_dir() else [src]
+    files, _ = expand_inputs([source])
     if not files:
         raise FileNotFoundError(f"no frames in {source}")
     return [files[i % len(files)] for i in range(n)]
@@ -98,9 +98,9 @@ def measure_reference(ck, image_size: tuple[int, int], files: list[Path], warmup
 
 
 def mean_iou(masks: list[np.ndarray], ref: list[np.ndarray]) -> float:
-    from highlighter.runtime.predictor import mask_iou
+    from highlighter.evaluation import iou
 
-    return float(np.mean([mask_iou(a, b) for a, b in zip(masks, ref)]))
+    return float(np.mean([iou(a, b) for a, b in zip(masks, ref)]))
 
 
 __all__ = ["frame_files", "measure_pipeline", "measure_reference", "mean_iou", "mass_mask_np"]

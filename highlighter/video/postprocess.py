@@ -57,9 +57,9 @@ class Smoother:
 
 def heat_colours(grid: np.ndarray) -> np.ndarray:
     """(h, w) -> (h, w, 3) BGR, min-max normalised, on the patch grid."""
-    lo, hi = float(grid.min()), float(grid.max())
-    u8 = np.zeros(grid.shape, np.uint8) if hi <= lo else ((grid - lo) * (255.0 / (hi - lo))).astype(np.uint8)
-    return cv2.applyColorMap(u8, cv2.COLORMAP_JET)
+    from highlighter.render import colormap
+
+    return colormap(grid, cv2.COLORMAP_JET, bgr=True)
 
 
 def render(frame: np.ndarray, fused: np.ndarray, mask: np.ndarray, mode: str = "mask", alpha: float = 0.45,
