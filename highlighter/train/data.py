@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,11 @@ class EpochBatches:
 
 def _worker_init(_):
     torch.set_num_threads(1)
+    # Ctrl-C in a terminal (or a kill of the process group) reaches the workers too. They ignore it: the
+    # main process saves a checkpoint and then shuts them down. A worker dying first would make the
+    # DataLoader raise in the middle of that save.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Decoding must not take cores from the model: a worker that preempts one of the compute threads stalls
     # every parallel region. SCHED_IDLE lets workers use only the CPU time the model leaves idle.
     policy = os.environ.get("HIGHLIGHTER_WORKER_SCHED", "idle")

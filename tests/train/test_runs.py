@@ -156,6 +156,22 @@ def test_sigint_saves_and_exits_cleanly_then_resumes(real_photos, tmp_path):
     assert r.returncode == 0 and events(run, "step")[-1]["step"] == last + 2
 
 
+def test_sigterm_to_the_whole_process_group_with_workers(real_photos, tmp_path):
+    """SIGTERM to the whole process group (pkill, kill -- -PGID) reaches the data workers too: the run still
+    saves and exits cleanly instead of crashing in the middle of the save."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "highlighter", "train", "dino", "--data", str(real_photos), "--out", str(run),
+           *DINO_TINY, "--num-workers", "2", "--log-every", "1", "--epochs", "50"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            start_new_session=True)
+    wait_for_step(proc, run, 2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "checkpoint saved" in err and "Traceback" not in err
+    assert torch.load(run / "checkpoint.pth", weights_only=True)["global_step"] >= 3
+
+
 def test_corrupt_files_are_skipped_counted_and_reported(real_photos, tmp_path):
     data = tmp_path / "data"
     for p in sorted(real_photos.rglob("*.JPEG"))[:8]:
