@@ -1,11 +1,13 @@
 """Mask quality: the eval sets (DAVIS stills, Weizmann horses) and the DAVIS video sequences.
 
-For the stills: mean IoU against the ground truth, next to a centred ellipse covering the set's mean
-foreground fraction and the all-foreground mask. For video: the IoU against each frame's mask, and the
+For the stills: mean IoU against the ground truth with the DINO rule (60% of the attention mass) and with
+TokenCut, next to a centred ellipse covering the set's mean foreground fraction and the all-foreground mask. For video: the IoU against each frame's mask, and the
 flicker (mean IoU between consecutive predicted masks; 1 = perfectly steady) with temporal smoothing
-off and on. Prints a table and writes JSON.
+off and on. For the MAE: the masked-patch MSE on the DAVIS stills against a mean-of-visible-pixels fill.
+Prints tables and writes JSON.
 
-    .venv/bin/python benchmarks/quality.py [--checkpoint PATH|default] [--image-size 224] [--json FILE]
+    .venv/bin/python benchmarks/quality.py [--checkpoint PATH|default] [--image-size 224]
+                                           [--mae-checkpoint PATH|default|none] [--json FILE]
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import cv2
 import numpy as np
 
 from highlighter.commands.common import resolve_checkpoint
+from highlighter.commands.evaluate import reconstruction
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import AttentionEngine
+from highlighter.core.engine import AttentionEngine, MAEEngine
 from highlighter.evaluation import centred_ellipse, grid_to_image, iou, model_size
 from highlighter.images import load_rgb
 from highlighter.video.postprocess import Smoother, mass_mask_np
 
+RULES = ("mass", "tokencut")  # the DINO rule (60% of the mass) first
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -36,11 +40,13 @@ def stills(engine, folder: Path, size: int) -> dict:
             continue
         img = load_rgb(img_path)
         gt = np.asarray(load_rgb(mask_path).convert("L")) >= 128
-        res = engine.run(img, model_size(gt.shape, size, engine.ck.vit.patch_size))
-        rows.append(iou(grid_to_image(res.fused_mask("mass", 0.6), gt.shape), gt))
+        res = engine.run(img, model_size(gt.shape, size, engine.ck.vit.patch_size), keys=True)
+        rows.append([iou(grid_to_image(res.fused_mask(rule), gt.shape), gt) for rule in RULES])
         gts.append(gt)
     f = float(np.mean([g.mean() for g in gts]))
-    return {"images": len(rows), "iou": float(np.mean(rows)),
+    per_rule = np.mean(rows, axis=0)
+    return {"images": len(rows), "iou": float(per_rule[0]),
+            **{f"iou_{rule}": float(v) for rule, v in zip(RULES, per_rule)},
             "ellipse": float(np.mean([iou(centred_ellipse(g.shape, f), g) for g in gts])),
             "all_foreground": float(np.mean([g.mean() for g in gts]))}
 
@@ -66,22 +72,38 @@ def video(engine, seq: Path, size: int) -> dict:
     return out
 
 
+def mae(checkpoint: str) -> dict:
+    """The MAE's masked-patch MSE on the DAVIS stills (ratio 0.75, 3 masks each) against a mean-of-visible fill."""
+    ck = load_checkpoint(resolve_checkpoint(checkpoint, "mae"))
+    args = argparse.Namespace(images=str(DATA / "eval" / "davis-stills" / "images"), mask_ratio=0.75, seeds=3)
+    r = reconstruction(MAEEngine(ck, "cpu"), args)
+    r.pop("per_image")
+    print(f"\nMAE {ck.vit.describe()} from {ck.path or ck.source}")
+    print("\n| MAE, DAVIS stills, ratio 0.75 | images x masks | masked-patch MSE | mean-of-visible fill | reduction |")
+    print("|---|---|---|---|---|")
+    print(f"| pixels in [0, 1] at {r['input_size']} px | {r['images']} x {r['masks_per_image']} | "
+          f"{r['mse']['mean']:.5f} | {r['baseline_mean_fill']['mean']:.5f} | {r['reduction_vs_mean_fill']:.1%} |")
+    return r
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--mae-checkpoint", default="default", help="the MAE to score on the DAVIS stills ('none': skip)")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args()
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"))
     engine = AttentionEngine(ck, "cpu")
     print(f"model: {ck.vit.describe()} from {ck.path or ck.source}")
     result = {"model": ck.path or ck.source, "arch": ck.vit.describe(), "image_size": args.image_size}
-    print("\n| set | images | IoU | centred ellipse | all foreground |\n|---|---|---|---|---|")
+    print("\n| set | images | IoU, DINO rule (60% mass) | IoU, TokenCut | centred ellipse | all foreground |")
+    print("|---|---|---|---|---|---|")
     for name in ("davis-stills", "horses"):
         r = stills(engine, DATA / "eval" / name, args.image_size)
         result[name] = r
-        print(f"| {name} | {r['images']} | {r['iou']:.3f} | {r['ellipse']:.3f} | {r['all_foreground']:.3f} |",
-              flush=True)
+        print(f"| {name} | {r['images']} | {r['iou_mass']:.3f} | {r['iou_tokencut']:.3f} | {r['ellipse']:.3f} | "
+              f"{r['all_foreground']:.3f} |", flush=True)
     print("\n| video | frames | IoU raw | IoU smoothed | consecutive IoU raw | consecutive IoU smoothed |")
     print("|---|---|---|---|---|---|")
     for seq in sorted((DATA / "video").iterdir()):
@@ -89,6 +111,8 @@ def main() -> int:
         result[f"video/{seq.name}"] = r
         print(f"| {seq.name} | {r['raw']['frames']} | {r['raw']['iou']:.3f} | {r['smoothed']['iou']:.3f} | "
               f"{r['raw']['consecutive_iou']:.3f} | {r['smoothed']['consecutive_iou']:.3f} |", flush=True)
+    if args.mae_checkpoint != "none":
+        result["mae"] = mae(args.mae_checkpoint)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")

@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Mask mode: IoU per image between the predicted foreground (the DINO rule on the "
                                    "fused heads, resized to the image) and the ground truth (PNG, 255 = object), "
                                    "with a centred-ellipse and an all-foreground baseline. --knn: DINO's 20-NN "
-                                   "accuracy of the class-token features (cosine, T = 0.07).")
+                                   "accuracy of the class-token features (cosine, T = 0.07). --mae: an MAE's "
+                                   "masked-patch MSE against filling hidden patches with the visible pixels' mean.")
     p.add_argument("--checkpoint", metavar="PATH", help="a file, or 'default' (the default)")
     p.add_argument("--num-heads", type=int, metavar="N")
     p.add_argument("--images", metavar="DIR")
@@ -155,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", metavar="DIR", help="k-NN: validation images")
     p.add_argument("--labels", metavar="FILE", help="k-NN: validation labels, 'file<TAB>class' per line")
     p.add_argument("--k", type=int, default=20)
+    p.add_argument("--mae", action="store_true",
+                   help="MAE mode: masked-patch MSE in pixel space against a mean-of-visible-pixels fill")
+    p.add_argument("--mask-ratio", type=float, default=0.75, help="MAE mode: fraction hidden (0.75)")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="MAE mode: random masks per image (3)")
     p.add_argument("--knn-stride", type=int, default=1, metavar="N", help="k-NN: use every N-th training image")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", metavar="FILE")

@@ -75,3 +75,23 @@ def knn_classify(train_feats, train_labels, test_feats, k: int = 20, temperature
         votes.scatter_add_(1, train_labels[idx], (top / temperature).exp())
         preds.append(votes.argmax(1))
     return torch.cat(preds)
+
+
+def hidden_pixels(mask: np.ndarray, grid: tuple[int, int], patch: int) -> np.ndarray:
+    """Patch mask (L,), 1 = hidden, row-major over ``grid`` (h, w) -> boolean pixel mask (h*p, w*p)."""
+    h, w = grid
+    m = np.asarray(mask, dtype=bool).reshape(h, w)
+    return np.repeat(np.repeat(m, patch, axis=0), patch, axis=1)
+
+
+def mean_fill(img: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """The MAE baseline: every hidden pixel gets the per-channel mean of the visible pixels. img (H, W, C)."""
+    out = np.array(img, dtype=np.float64, copy=True)
+    out[hidden] = out[~hidden].mean(axis=0)
+    return out
+
+
+def masked_mse(pred: np.ndarray, target: np.ndarray, hidden: np.ndarray) -> float:
+    """Mean squared error over the hidden pixels (all channels)."""
+    diff = np.asarray(pred, dtype=np.float64)[hidden] - np.asarray(target, dtype=np.float64)[hidden]
+    return float(np.mean(diff**2))

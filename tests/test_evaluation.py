@@ -7,7 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from highlighter.evaluation import centred_ellipse, iou, knn_classify, model_size, sequence_of, summarise
+from highlighter.evaluation import (
+    centred_ellipse,
+    hidden_pixels,
+    iou,
+    knn_classify,
+    masked_mse,
+    mean_fill,
+    model_size,
+    sequence_of,
+    summarise,
+)
 
 
 def test_iou_and_ellipse():
@@ -92,3 +102,68 @@ def test_knn_command(tmp_path, cli, photos):
     r = json.loads((tmp_path / "k.json").read_text())
     assert r["classes"] == 2 and r["train_images"] == 8 and r["val_images"] == 2
     assert r["knn_top1"] == 1.0
+
+
+def test_mae_baseline_and_masked_mse_against_loops():
+    rng = np.random.default_rng(0)
+    p, grid = 4, (3, 5)
+    img = rng.random((12, 20, 3))
+    mask = np.zeros(15, np.uint8)
+    mask[[0, 3, 7, 8, 14]] = 1  # row-major: (0,0) (0,3) (1,2) (1,3) (2,4)
+    hidden = hidden_pixels(mask, grid, p)
+    assert hidden.sum() == 5 * p * p and hidden[0:4, 12:16].all() and not hidden[0:4, 4:8].any()
+    visible = [img[r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(-1, 3)
+               for r in range(3) for c in range(5) if not mask[r * 5 + c]]
+    fill = np.concatenate(visible).mean(axis=0)
+    filled = mean_fill(img, hidden)
+    assert np.allclose(filled[4:8, 8:12], fill) and np.array_equal(filled[~hidden], img[~hidden])
+    errs = [((fill - img[r * p:(r + 1) * p, c * p:(c + 1) * p]) ** 2).mean()
+            for r in range(3) for c in range(5) if mask[r * 5 + c]]
+    assert masked_mse(filled, img, hidden) == pytest.approx(np.mean(errs))
+    assert masked_mse(img, img, hidden) == 0.0
+
+
+def test_mae_eval_command(tmp_path, cli, photos):
+    from highlighter.core.checkpoint import random_mae_checkpoint, save_model
+    from highlighter.core.engine import MAEEngine
+    from highlighter.core.mae import IMAGENET_MEAN, IMAGENET_STD
+    from highlighter.images import load_rgb
+
+    ck = random_mae_checkpoint()
+    path = save_model(tmp_path / "mae.safetensors", "mae", ck.vit, ck.state, decoder=ck.decoder)
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    for k, p in enumerate(photos[:2]):
+        Image.open(p).convert("RGB").save(imgs / f"p{k}.jpg")
+    code, out, err = cli("eval", "--mae", "--checkpoint", path, "--images", imgs, "--seeds", 2,
+                         "--device", "cpu", "--json", tmp_path / "m.json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "m.json").read_text())
+    assert r["images"] == 2 and r["masks_per_image"] == 2 and r["mask_ratio"] == 0.75
+    # recompute the first image's figures independently: same seeds, pixels in [0, 1], hidden patches only
+    engine = MAEEngine.from_checkpoint(str(path), device="cpu")
+    mse, fill = [], []
+    for s in range(2):
+        res = engine.run(load_rgb(imgs / "p0.jpg"), 0.75, seed=s)
+        assert res.mask.sum() == 147  # 75% of 196
+        px = [np.clip(v * IMAGENET_STD + IMAGENET_MEAN, 0, 1) for v in (res.views.original, res.views.reconstruction)]
+        m = res.mask.reshape(14, 14).astype(bool)
+        keep = np.kron(~m, np.ones((16, 16), bool))
+        orig, rec = px
+        mse.append(((rec - orig)[~keep] ** 2).mean())
+        fill.append(((orig[keep].mean(axis=0) - orig[~keep]) ** 2).mean())
+    row = r["per_image"][0]
+    assert row["mse"] == pytest.approx(np.mean(mse), rel=1e-6)
+    assert row["mean_fill_mse"] == pytest.approx(np.mean(fill), rel=1e-6)
+    assert r["reduction_vs_mean_fill"] == pytest.approx(1 - r["mse"]["mean"] / r["baseline_mean_fill"]["mean"])
+    assert "lower" in err or "lower" in out
+
+
+def test_mae_eval_refuses_an_encoder_only_file(tmp_path, cli, photos):
+    from highlighter.core.checkpoint import random_mae_checkpoint, save_model
+
+    ck = random_mae_checkpoint()
+    enc = {k: v for k, v in ck.state.items() if not k.startswith(("decoder", "mask_token"))}
+    path = save_model(tmp_path / "enc.safetensors", "mae", ck.vit, enc)
+    code, out, err = cli("eval", "--mae", "--checkpoint", path, "--images", tmp_path)
+    assert code != 0 and "decoder" in err

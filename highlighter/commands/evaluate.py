@@ -11,18 +11,34 @@ from tqdm import tqdm
 
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import AttentionEngine
+from highlighter.core.engine import AttentionEngine, MAEEngine
+from highlighter.core.mae import IMAGENET_MEAN, IMAGENET_STD
 from highlighter.core.transforms import dino_preprocess
 from highlighter.errors import HighlighterError, ImageError
-from highlighter.evaluation import centred_ellipse, grid_to_image, iou, knn_classify, model_size, summarise
+from highlighter.evaluation import (
+    centred_ellipse,
+    grid_to_image,
+    hidden_pixels,
+    iou,
+    knn_classify,
+    masked_mse,
+    mean_fill,
+    model_size,
+    summarise,
+)
 from highlighter.images import IMAGE_EXTENSIONS, load_rgb
 
 
 def run(args) -> int:
-    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
-    engine = AttentionEngine(ck, args.device)
-    report_model(ck)
-    result = knn(engine, args) if args.knn else masks(engine, args)
+    if args.mae:
+        ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "mae"), num_heads=args.num_heads)
+        report_model(ck)
+        result = reconstruction(MAEEngine(ck, args.device), args)
+    else:
+        ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
+        engine = AttentionEngine(ck, args.device)
+        report_model(ck)
+        result = knn(engine, args) if args.knn else masks(engine, args)
     result["model"] = {"checkpoint": ck.path or ck.source, "arch": ck.vit.describe()}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -109,3 +125,44 @@ def knn(engine, args) -> dict:
          f"{len(classes)} classes, chance {1 / len(classes):.2%})")
     return {"knn_top1": acc, "k": args.k, "temperature": 0.07, "train_images": len(train), "val_images": len(val),
             "classes": len(classes)}
+
+
+def _pixels(normalised: np.ndarray) -> np.ndarray:
+    """(H, W, 3) ImageNet-normalised -> RGB in [0, 1], clipped as the MAE tab displays it."""
+    return np.clip(normalised * IMAGENET_STD + IMAGENET_MEAN, 0.0, 1.0)
+
+
+def reconstruction(engine: MAEEngine, args) -> dict:
+    """Masked-patch MSE in pixel space ([0, 1] RGB at the model's input size) of the reconstruction, against
+    filling every hidden patch with the mean of the visible pixels; the same masks for both."""
+    if not args.images:
+        raise HighlighterError("eval --mae needs --images DIR")
+    if not engine.model.has_decoder:
+        raise HighlighterError("eval --mae needs a checkpoint with the MAE decoder (this one is an encoder only)")
+    paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not paths:
+        raise HighlighterError(f"no images in {args.images}")
+    p = engine.ck.vit.patch_size
+    grid = (engine.model.input_size // p,) * 2
+    rows = []
+    for i, path in enumerate(tqdm(paths, desc="mae eval", unit="img", disable=None)):
+        try:
+            img = load_rgb(path)
+        except ImageError as e:
+            warn(f"skipped {e}")
+            continue
+        model, base = [], []
+        for s in range(args.seeds):
+            res = engine.run(img, args.mask_ratio, seed=1000 * i + s)
+            hidden = hidden_pixels(res.mask, grid, p)
+            original = _pixels(res.views.original)
+            model.append(masked_mse(_pixels(res.views.reconstruction), original, hidden))
+            base.append(masked_mse(mean_fill(original, hidden), original, hidden))
+        rows.append({"name": path.stem, "mse": float(np.mean(model)), "mean_fill_mse": float(np.mean(base))})
+    mse, fill = summarise(rows, "mse"), summarise(rows, "mean_fill_mse")
+    reduction = 1.0 - mse["mean"] / fill["mean"]
+    info(f"masked-patch MSE {mse['mean']:.5f} over {len(rows)} images x {args.seeds} masks at ratio "
+         f"{args.mask_ratio}   (mean-of-visible fill {fill['mean']:.5f}: {reduction:.1%} lower)")
+    return {"images": len(rows), "mask_ratio": args.mask_ratio, "masks_per_image": args.seeds,
+            "input_size": engine.model.input_size, "space": "RGB in [0, 1], clipped",
+            "mse": mse, "baseline_mean_fill": fill, "reduction_vs_mean_fill": reduction, "per_image": rows}
