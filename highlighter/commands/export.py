@@ -9,8 +9,31 @@ import torch
 
 from highlighter.commands.common import info, warn
 from highlighter.config import KNOWN_DECODER_HEADS, default_num_heads
-from highlighter.core.checkpoint import atomic_write, build_attention_model, load_checkpoint, save_model
+from highlighter.core.checkpoint import (
+    atomic_write,
+    build_attention_model,
+    load_checkpoint,
+    read_checkpoint_file,
+    save_model,
+)
 from highlighter.errors import HighlighterError
+
+
+def provenance(path: str, key: str) -> dict:
+    """How a training run's checkpoint was made (recipe, data folders, epochs, images, hours), for the file's
+    header; empty for anything that is not one of our training checkpoints."""
+    if str(path).startswith("random:"):
+        return {}
+    obj, _ = read_checkpoint_file(path)
+    meta = obj.get("highlighter") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict) or "train" not in meta:
+        return {}
+    return {"trained": {"task": meta.get("kind"), "weights": key if meta.get("kind") == "dino" else "model",
+                        "recipe": meta["train"], "data": meta.get("data"), "images": meta.get("images"),
+                        "epochs_done": obj.get("epoch"), "steps": obj.get("global_step"),
+                        "images_seen": obj.get("images_seen"),
+                        "hours": round(float(obj.get("elapsed_s") or 0.0) / 3600, 2),
+                        "world_size": meta.get("world_size")}}
 
 
 def run(args) -> int:
@@ -40,7 +63,7 @@ def run(args) -> int:
         state = dict(ck.state) if ck.decoder is not None and args.with_decoder else encoder
         kind = "mae" if ck.decoder is not None else "dino"
         save_model(out, kind, ck.vit, state, ck.decoder if state is not encoder else None, dtype=dtype,
-                   source=ck.source)
+                   source=ck.source, **provenance(args.checkpoint, args.checkpoint_key))
         what = f"highlighter safetensors ({'fp16' if args.half else 'fp32'})"
     elif fmt == "onnx":
         from highlighter.runtime.export import LiveModel, export_onnx, quantize_int8

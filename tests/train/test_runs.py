@@ -115,6 +115,20 @@ def test_mae_run_end_to_end(real_photos, tmp_path, cli):
     assert code == 0, err
     np.testing.assert_array_equal(np.load(tmp_path / "m" / "chelsea_cat.npz")["pred"],
                                   np.load(tmp_path / "n" / "chelsea_cat.npz")["pred"])
+    # the shipping path: fp16 safetensors with the decoder, whose header says how the weights were made
+    code, _, err = cli("export", "--checkpoint", run / "checkpoint.pth", "--half", "--with-decoder", "--out",
+                       tmp_path / "mae.safetensors")
+    assert code == 0, err
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "mae.safetensors", "pt") as f:
+        header = json.loads(f.metadata()["highlighter"])
+        assert f.get_tensor("decoder_pred.weight").dtype == torch.float16
+    trained = header["trained"]
+    assert header["kind"] == "mae" and trained["task"] == "mae" and trained["epochs_done"] == 3
+    assert trained["steps"] == 18 and trained["images_seen"] == 72 and trained["recipe"]["norm_pix_loss"] is True
+    shipped = load_checkpoint(tmp_path / "mae.safetensors")
+    assert shipped.decoder.norm_pix_loss and shipped.decoder.num_heads == 2  # kept in the header, no flag needed
 
 
 @pytest.mark.parametrize("kind", ["dino", "mae"])
