@@ -5,9 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The shipped default model arrives with the default-models work; until then the demo runs on
-# explicitly untrained weights so that the whole pipeline can be seen working.
-DEMO_CHECKPOINT ?= random:vit_small/16
+# The DINO model shipped in models/ (see models/README.md); any checkpoint path works too.
+DEMO_CHECKPOINT ?= default
 
 # Qt needs these Debian libraries even offscreen (without fonts, text renders as boxes); the xcb ones
 # are for a real window.
@@ -31,7 +30,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cpu,gui,dev]'
 	@touch $@
 
-# The app on the default model (the untrained demo until one ships) and the bundled clip.
+# The app on the default model (models/) and the bundled clip.
 run: deps $(STAMP)
 	$(BIN)/highlighter gui
 

@@ -127,7 +127,7 @@ class MaeTab(QWidget):
         self.model_label.setText(f"MAE model: {ck.vit.describe()}, {where}")
         warn = []
         if not ck.path:
-            warn.append("No trained MAE model is shipped yet: this is an untrained network, so the "
+            warn.append("No trained MAE model was found in models/: this is an untrained network, so the "
                         "reconstructions are noise. Open an MAE checkpoint to see real ones.")
         if engine.norm_pix:
             warn.append("This checkpoint predicts per-patch normalised pixels: hidden patches are shown with the "
