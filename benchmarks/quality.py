@@ -1,7 +1,8 @@
 """Mask quality: the eval sets (DAVIS stills, Weizmann horses) and the DAVIS video sequences.
 
 For the stills: mean IoU against the ground truth with the DINO rule (60% of the attention mass) and with
-TokenCut, next to a centred ellipse covering the set's mean foreground fraction and the all-foreground mask. For video: the IoU against each frame's mask, and the
+TokenCut, next to a centred ellipse covering the set's mean foreground fraction and the all-foreground
+mask. For video: the IoU against each frame's mask, and the
 flicker (mean IoU between consecutive predicted masks; 1 = perfectly steady) with temporal smoothing
 off and on. For the MAE: the masked-patch MSE on the DAVIS stills against a mean-of-visible-pixels fill.
 Prints tables and writes JSON.
@@ -90,6 +91,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--no-stills", action="store_true", help="skip the two eval sets (the slow part: TokenCut)")
     ap.add_argument("--mae-checkpoint", default="default", help="the MAE to score on the DAVIS stills ('none': skip)")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args()
@@ -99,7 +101,7 @@ def main() -> int:
     result = {"model": ck.path or ck.source, "arch": ck.vit.describe(), "image_size": args.image_size}
     print("\n| set | images | IoU, DINO rule (60% mass) | IoU, TokenCut | centred ellipse | all foreground |")
     print("|---|---|---|---|---|---|")
-    for name in ("davis-stills", "horses"):
+    for name in () if args.no_stills else ("davis-stills", "horses"):
         r = stills(engine, DATA / "eval" / name, args.image_size)
         result[name] = r
         print(f"| {name} | {r['images']} | {r['iou_mass']:.3f} | {r['iou_tokencut']:.3f} | {r['ellipse']:.3f} | "
