@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write previews every N steps (0: only at the end; default 200)")
         p.add_argument("--preview-images", nargs="+", metavar="IMG", help="photos for previews (default: assets/)")
         p.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps")
+        if kind == "dino":
+            p.add_argument("--probe-every-minutes", type=float, default=0.0, metavar="M",
+                           help="score the teacher's objectness every M minutes into log.jsonl (default 0: off)")
+            p.add_argument("--probe-data", nargs="+", metavar="DIR",
+                           help="probe folders with images/ and masks/ (PNG, 255 = object); every 3rd photo is "
+                                "used (default: the development eval sets, if present)")
+            p.add_argument("--probe-sizes", nargs="+", type=int, metavar="S",
+                           help="shorter sides fed to the probe (default: the global crop size and 1.5x it)")
         add_config_flags(p, cls)
         p.set_defaults(job="train")
 

@@ -97,6 +97,10 @@ class DinoCfg(_Record):
 
     arch: str = _f("vit_small", "backbone: vit_tiny, vit_small or vit_base")
     patch_size: int = _f(16, "patch size (8 or 16)")
+    depth: int = _f(12, "transformer blocks (12 in every official ViT)")
+    num_heads: int = _f(0, "attention heads (0: the official count for --arch)")
+    mlp_ratio: float = _f(4.0, "MLP hidden width / embedding dim (4 in every official ViT)")
+    num_registers: int = _f(0, "register tokens (Darcet et al. 2024; DINOv2's layout), 0 for none")
     out_dim: int = _f(65536, "DINO head output dimension K")
     norm_last_layer: bool = _f(True, "fix the weight-norm scale of the head's last layer to 1")
     head_hidden_dim: int = _f(2048, "hidden width of the 3-layer head MLP")

@@ -68,4 +68,6 @@ def run(args) -> int:
     return pretrain(args.kind, cfg, args.data, args.out, device=args.device, resume=args.resume, events=args.events,
                     log_every=args.log_every, save_every_minutes=args.save_every_minutes,
                     save_every_steps=args.save_every_steps, preview_every=args.preview_every,
-                    preview_images=args.preview_images, max_steps=args.max_steps)
+                    preview_images=args.preview_images, max_steps=args.max_steps,
+                    probe_every_minutes=getattr(args, "probe_every_minutes", 0.0),
+                    probe_data=getattr(args, "probe_data", None), probe_sizes=getattr(args, "probe_sizes", None))

@@ -54,14 +54,22 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype
     raise HighlighterError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
 
 
-def vit_config(arch: str, patch_size: int, image_size: int) -> ViTConfig:
+def vit_config(arch: str, patch_size: int, image_size: int, depth: int = 12, num_heads: int = 0,
+               mlp_ratio: float = 4.0, num_registers: int = 0) -> ViTConfig:
+    """The backbone of a training run: an official width (--arch), optionally shallower, narrower in the MLP,
+    with other head counts or with registers."""
     if arch not in ("vit_tiny", "vit_small", "vit_base"):
         raise HighlighterError(f"--arch {arch}: training supports vit_tiny, vit_small and vit_base")
     dim = ARCH_DIMS[arch]
     if image_size % patch_size:
         raise HighlighterError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
-    return ViTConfig(embed_dim=dim, depth=12, num_heads=default_num_heads(dim, 12), patch_size=patch_size,
-                     pos_grid=image_size // patch_size, mlp_hidden=4 * dim)
+    heads = num_heads or default_num_heads(dim, 12)
+    if depth < 1 or dim % heads or mlp_ratio <= 0 or num_registers < 0:
+        raise HighlighterError(f"invalid backbone: depth {depth}, {heads} heads for dim {dim}, mlp ratio "
+                               f"{mlp_ratio}, {num_registers} registers")
+    return ViTConfig(embed_dim=dim, depth=depth, num_heads=heads, patch_size=patch_size,
+                     pos_grid=image_size // patch_size, mlp_hidden=int(round(mlp_ratio * dim)),
+                     num_register_tokens=num_registers)
 
 
 class _Task:
@@ -112,13 +120,16 @@ class DinoTask(_Task):
     def __init__(self, cfg: DinoCfg, dist: Dist, niter_per_epoch: int):
         super().__init__(dist, cfg.precision)
         self.cfg = cfg
-        self.vit_cfg = vit_config(cfg.arch, cfg.patch_size, cfg.global_crop_size)
+        self.vit_cfg = vit_config(cfg.arch, cfg.patch_size, cfg.global_crop_size, cfg.depth, cfg.num_heads,
+                                  cfg.mlp_ratio, cfg.num_registers)
         self.ncrops = 2 + cfg.local_crops_number
         dim = self.vit_cfg.embed_dim
 
         def make(drop_path: float, norm_last_layer: bool) -> DINOModel:
             vit = build_vit(self.vit_cfg, drop_path_rate=drop_path)
             nn.init.trunc_normal_(vit.cls_token, std=0.02)  # DINO initialises the class token like pos_embed
+            if self.vit_cfg.num_register_tokens:  # distinct values, or the registers stay identical forever
+                nn.init.trunc_normal_(vit.register_tokens, std=0.02)
             head = DINOHead(dim, cfg.out_dim, cfg.head_hidden_dim, cfg.head_bottleneck_dim, norm_last_layer)
             return DINOModel(vit, self.vit_cfg, head)
 

@@ -92,7 +92,8 @@ def _preview_images(files: list[Path], explicit: list[str] | None) -> tuple[list
 def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str = "auto", resume: bool = False,
         events: bool = False, log_every: int = 10, save_every_minutes: float = 5.0, save_every_steps: int = 0,
         preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
-        source: str = "cli") -> int:
+        source: str = "cli", probe_every_minutes: float = 0.0, probe_data: list[str] | None = None,
+        probe_sizes: list[int] | None = None) -> int:
     run_dir = Path(out)
     ckpt_path = run_dir / CHECKPOINT
     if resume and not ckpt_path.exists():
@@ -120,14 +121,31 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
     except ValueError as e:
         raise HighlighterError(str(e)) from None
     try:
+        probe = None
+        if probe_every_minutes and kind == "dino" and dist.is_main:
+            probe = make_probe(cfg, probe_data, probe_sizes)
         return _run(kind, cfg, data, run_dir, dist, state, events, log_every, save_every_minutes, save_every_steps,
-                    preview_every, preview_images, max_steps)
+                    preview_every, preview_images, max_steps, probe, probe_every_minutes)
     finally:
         shutdown(dist)
 
 
+def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
+    """The objectness probe for a DINO run: the given folders (images/ + masks/), else the development eval
+    sets; sizes: the global crop size and 1.5 times it (multiples of the patch), unless given."""
+    from highlighter.probe import Probe, default_probe_folders
+
+    folders = [Path(f) for f in folders] if folders else default_probe_folders()
+    if not folders:
+        raise HighlighterError("--probe-every-minutes needs --probe-data DIR (folders with images/ and masks/, "
+                               "PNG, 255 = object)")
+    p = cfg.patch_size
+    sizes = sizes or [cfg.global_crop_size, max(p, round(cfg.global_crop_size * 1.5 / p) * p)]
+    return Probe(folders, p, sizes, split="selection")
+
+
 def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, save_every_minutes, save_every_steps,
-         preview_every, preview_images, max_steps) -> int:
+         preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0) -> int:
     files = find_training_images(data)
     previews, files = _preview_images(files, preview_images)
     if kind == "dino":
@@ -184,6 +202,18 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
         path = preview.write_preview(run_dir, pic, step, epoch)
         log("preview", step=step, epoch=epoch, path=str(path))
 
+    def run_probe(step: int, epoch: int) -> None:
+        if probe is None:
+            return
+        figures = probe(task.attention_model(), dist.device)
+        model_train(task)
+        log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), **figures)
+        best = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
+                and isinstance(v, dict)
+                and str(probe.sizes[0]) in v}
+        tqdm.write("probe at step {}: in/out {} ({:.0f} s)".format(
+            step, ", ".join(f"{n} {r:.3f}" for n, r in best.items()), figures["seconds"]), file=sys.stderr)
+
     t0 = time.time()
     if main:
         log("start", kind=kind, resumed=state is not None, step=global_step, total_steps=total_steps,
@@ -195,6 +225,10 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
               file=sys.stderr, flush=True)
     last_save, rate_t, rate_n, steps_done = time.time(), time.time(), 0, 0
     stopped_by = None
+    if probe is not None:
+        tqdm.write(probe.describe(), file=sys.stderr)
+        run_probe(global_step, start_epoch)
+    last_probe = time.time()
     with StopFlag() as stop:
         bar = tqdm(total=total_steps, initial=global_step, unit="step", disable=not main or None, dynamic_ncols=True)
         try:
@@ -234,6 +268,9 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                         rate_t, rate_n = now, 0
                     if preview_every and global_step % preview_every == 0:
                         write_preview(global_step, epoch)
+                    if probe is not None and time.time() - last_probe > probe_every_minutes * 60:
+                        run_probe(global_step, epoch)
+                        last_probe = time.time()
                     done_epoch = in_epoch + 1 == niter
                     if not done_epoch and ((save_every_steps and global_step % save_every_steps == 0)
                                            or now - last_save > save_every_minutes * 60):
@@ -257,6 +294,8 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
             bar.close()
     if main:
         write_preview(global_step, min(epoch, cfg.epochs - 1))
+        if probe is not None and time.time() - last_probe > 60:
+            run_probe(global_step, min(epoch, cfg.epochs - 1))
         if stopped_by is not None:
             log("stopped", step=global_step, signal=signal.Signals(stopped_by).name)
             print(f"stopped by {signal.Signals(stopped_by).name}: checkpoint saved in {run_dir / CHECKPOINT}; "
