@@ -27,7 +27,8 @@ from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import AttentionEngine, MAEEngine
 from highlighter.evaluation import centred_ellipse, grid_to_image, iou, model_size
 from highlighter.images import load_rgb
-from highlighter.video.postprocess import Smoother, mass_mask_np
+from highlighter.postprocess import mass_mask
+from highlighter.video.smoothing import Smoother
 
 RULES = ("mass", "tokencut")  # the DINO rule (60% of the mass) first
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -61,7 +62,7 @@ def video(engine, seq: Path, size: int) -> dict:
             gt_path = seq / "masks" / f"{frame_path.stem}.png"
             res = engine.run(img, model_size((img.height, img.width), size, engine.ck.vit.patch_size))
             fused = res.fused()
-            grid = smoother(fused, 0.6)[1] if smoothing else mass_mask_np(fused, 0.6)
+            grid = smoother(fused, 0.6)[1] if smoothing else mass_mask(fused, 0.6)
             pred = grid_to_image(grid, (img.height, img.width))
             if gt_path.exists():
                 ious.append(iou(pred, cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE) >= 128))

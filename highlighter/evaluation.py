@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-import cv2
 import numpy as np
+
+from highlighter.postprocess import grid_to_pixels
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -45,8 +46,8 @@ def summarise(rows: list[dict], key: str) -> dict:
 
 
 def grid_to_image(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    H, W = shape
-    return cv2.resize(mask.astype(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).astype(bool)
+    """A patch-grid mask at the image's (H, W), as bool (``postprocess.grid_to_pixels``)."""
+    return grid_to_pixels(np.asarray(mask).astype(bool), shape)
 
 
 def model_size(shape: tuple[int, int], short: int, patch: int) -> tuple[int, int]:
@@ -80,8 +81,7 @@ def knn_classify(train_feats, train_labels, test_feats, k: int = 20, temperature
 def hidden_pixels(mask: np.ndarray, grid: tuple[int, int], patch: int) -> np.ndarray:
     """Patch mask (L,), 1 = hidden, row-major over ``grid`` (h, w) -> boolean pixel mask (h*p, w*p)."""
     h, w = grid
-    m = np.asarray(mask, dtype=bool).reshape(h, w)
-    return np.repeat(np.repeat(m, patch, axis=0), patch, axis=1)
+    return grid_to_pixels(np.asarray(mask, dtype=bool).reshape(h, w), (h * patch, w * patch))
 
 
 def mean_fill(img: np.ndarray, hidden: np.ndarray) -> np.ndarray:

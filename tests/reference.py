@@ -173,6 +173,18 @@ def visualize_attention(model: RefViT, pil_img, image_size, patch, threshold=0.6
     return attentions.reshape(nh, w_featmap, h_featmap).numpy(), th_attn.numpy()
 
 
+def mass_rule(attentions: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
+    """visualize_attention.py's th_attn on (nh, N) maps, as the script writes it: bool (nh, N)."""
+    val, idx = torch.sort(attentions)
+    val = val / torch.sum(val, dim=1, keepdim=True)
+    cumval = torch.cumsum(val, dim=1)
+    th_attn = cumval > (1 - threshold)
+    idx2 = torch.argsort(idx)
+    for head in range(th_attn.shape[0]):
+        th_attn[head] = th_attn[head][idx2[head]]
+    return th_attn
+
+
 class RefMAE(nn.Module):
     """models_mae.MaskedAutoencoderViT semantics."""
 

@@ -10,6 +10,7 @@ from highlighter.commands.common import PhotoBatch, info, report_model, resolve_
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import AttentionEngine
 from highlighter.errors import HighlighterError
+from highlighter.postprocess import check_heads
 from highlighter.render import heatmap, overlay_mask, save_png
 
 
@@ -36,9 +37,10 @@ def run(args) -> int:
     except ValueError as e:
         raise HighlighterError(str(e)) from None
     report_model(ck)
-    heads = args.heads
-    if heads and any(not 0 <= h < engine.num_heads for h in heads):
-        raise HighlighterError(f"--heads {heads}: the model has heads 0..{engine.num_heads - 1}")
+    try:
+        heads = check_heads(args.heads, engine.num_heads)
+    except ValueError as e:
+        raise HighlighterError(f"--heads: {e}") from None
     batch = PhotoBatch(args.images, args.out, "attention")
     for path, img in batch:
         try:

@@ -7,7 +7,7 @@ import numpy as np
 from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import MAEEngine
-from highlighter.core.mae import to_display
+from highlighter.core.mae import check_mask, to_display
 from highlighter.errors import HighlighterError
 from highlighter.render import label, save_png, side_by_side
 
@@ -17,12 +17,10 @@ def read_mask_file(path: str, n: int) -> np.ndarray:
         mask = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise HighlighterError(f"--mask {path}: cannot read a .npy array ({e})") from None
-    mask = np.asarray(mask).reshape(-1)
-    if mask.shape[0] != n or not np.isin(mask, (0, 1)).all():
-        raise HighlighterError(f"--mask {path}: need {n} zeros and ones (1 = hidden), got {mask.size} values")
-    if mask.all():
-        raise HighlighterError(f"--mask {path}: every patch is hidden; leave at least one visible")
-    return mask.astype(np.uint8)
+    try:
+        return check_mask(mask, n)
+    except ValueError as e:
+        raise HighlighterError(f"--mask {path}: {e}") from None
 
 
 def panels(res) -> np.ndarray:

@@ -10,8 +10,8 @@ from tqdm import tqdm
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.errors import HighlighterError
+from highlighter.postprocess import mask_png
 from highlighter.video.pipeline import FramePipeline, Settings
-from highlighter.video.postprocess import full_size_mask
 from highlighter.video.sources import open_source
 
 
@@ -68,7 +68,7 @@ def run(args) -> int:
             res = pipe.process(frame.image, frame.index, frame.name)
             name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
             used.add(name)
-            cv2.imwrite(str(out / "masks" / f"{name}.png"), full_size_mask(res.mask, frame.image.shape[:2]))
+            cv2.imwrite(str(out / "masks" / f"{name}.png"), mask_png(res.mask, frame.image.shape[:2]))
             ov = res.overlay
             if ov.shape[:2] != (H0, overlay_w):
                 ov = cv2.resize(ov, (overlay_w, H0), interpolation=cv2.INTER_AREA)

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from highlighter.core.attention import fuse_heads, threshold_maps
 from highlighter.core.checkpoint import LoadedCheckpoint, build_attention_model, build_mae_model, load_checkpoint
-from highlighter.core.mae import MAEViews, compose_views
+from highlighter.core.mae import MAEViews, check_mask, compose_views
 from highlighter.core.transforms import dino_preprocess, mae_preprocess
+from highlighter.postprocess import AttentionResult
 
 DEFAULT_IMAGE_SIZE = (480, 480)  # visualize_attention.py's default
 
@@ -42,32 +42,6 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-
-
-@dataclass
-class AttentionResult:
-    attention: np.ndarray  # (heads, h, w) float32, raw class-token softmax over the patches
-    image: np.ndarray  # (h * p, w * p, 3) uint8: the resized, cropped photo the model saw
-    patch_size: int
-    keys: np.ndarray | None = None  # (h * w, D) last-block patch keys, when asked for (TokenCut)
-
-    def fused(self, heads: Sequence[int] | None = None) -> np.ndarray:
-        return fuse_heads(torch.from_numpy(self.attention), list(heads) if heads else None).numpy()
-
-    def masks(self, rule: str = "mass", threshold: float | None = None) -> np.ndarray:
-        """Per-head masks, uint8 (heads, h, w)."""
-        return threshold_maps(torch.from_numpy(self.attention), rule, threshold).numpy()
-
-    def fused_mask(self, rule: str = "mass", threshold: float | None = None,
-                   heads: Sequence[int] | None = None) -> np.ndarray:
-        """uint8 (h, w). ``tokencut`` needs the keys (``run(..., keys=True)``); the others use the fused map."""
-        if rule == "tokencut":
-            from highlighter.core.tokencut import tokencut_mask
-
-            if self.keys is None:
-                raise ValueError("the tokencut rule needs the patch keys: run the engine with keys=True")
-            return tokencut_mask(self.keys, self.attention.shape[1:], self.fused(heads)).astype(np.uint8)
-        return threshold_maps(torch.from_numpy(self.fused(heads)), rule, threshold).numpy()
 
 
 class AttentionEngine:
@@ -132,9 +106,7 @@ class MAEEngine:
         L = self.num_patches
         x = mae_preprocess(img, self.model.input_size).to(self.device)
         if mask is not None:
-            mask = np.asarray(mask).reshape(-1)
-            if mask.shape[0] != L or not np.isin(mask, (0, 1)).all():
-                raise ValueError(f"the mask must hold {L} zeros and ones (1 = hidden), got shape {mask.shape}")
+            mask = check_mask(mask, L)
             loss, pred, m = self.model(x, mask=torch.from_numpy(mask.astype(np.float32))[None])
         else:
             if not 0.0 <= mask_ratio < 1.0:

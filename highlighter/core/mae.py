@@ -78,6 +78,17 @@ def masking_from_noise(noise: torch.Tensor, mask_ratio: float):
     return ids_shuffle[:, :len_keep], mask, ids_restore
 
 
+def check_mask(mask, num_patches: int) -> np.ndarray:
+    """An explicit MAE mask as (L,) uint8, 1 = hidden; ValueError unless it holds ``num_patches`` zeros and
+    ones with at least one patch visible."""
+    m = np.asarray(mask).reshape(-1)
+    if m.shape[0] != num_patches or not np.isin(m, (0, 1)).all():
+        raise ValueError(f"need {num_patches} zeros and ones (1 = hidden), got {m.size} values")
+    if m.all():
+        raise ValueError("every patch is hidden; leave at least one visible")
+    return m.astype(np.uint8)
+
+
 def masking_from_mask(mask: torch.Tensor):
     """An explicit mask (N, L), 1 = hidden, every row hiding the same count -> (ids_keep, mask, ids_restore)."""
     mask = mask.float()

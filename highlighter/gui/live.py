@@ -22,8 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.qt_util import Job, bgr_to_pixmap, fit
+from highlighter.postprocess import mask_png
 from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
-from highlighter.video.postprocess import OVERLAYS, full_size_mask
+from highlighter.video.postprocess import OVERLAYS
 from highlighter.video.sources import list_cameras, open_source
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -284,7 +285,7 @@ class LiveTab(QWidget):
         stem = time.strftime("%Y%m%d-%H%M%S") + f"-{res.index:05d}"
         paths = [folder / f"{stem}_frame.png", folder / f"{stem}_mask.png", folder / f"{stem}_overlay.png"]
         cv2.imwrite(str(paths[0]), res.frame)
-        cv2.imwrite(str(paths[1]), full_size_mask(res.mask, res.frame.shape[:2]))
+        cv2.imwrite(str(paths[1]), mask_png(res.mask, res.frame.shape[:2]))
         cv2.imwrite(str(paths[2]), res.overlay)
         self.status.setText(f"saved {paths[2].name} and its frame and mask in {folder}")
         return paths

@@ -109,10 +109,10 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
     overlay shows them) agree with torch fp32 at a mean IoU >= 0.98, and return the fastest (median model
     time), with the table of what was measured."""
     from highlighter.evaluation import iou
-    from highlighter.video.postprocess import mass_mask_np
+    from highlighter.postprocess import fuse, mass_mask
 
     def masks(pred, f):
-        return mass_mask_np(pred(f).attention.mean(axis=0), threshold)
+        return mass_mask(fuse(pred(f).attention), threshold)
 
     reference = make_predictor("torch-fp32", ck, image_size, device, log)
     ref_masks = [masks(reference, f) for f in frames]

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from highlighter.core.attention import threshold_maps
 from highlighter.core.mae import compose_views, masking_from_noise, to_display
 from highlighter.core.transforms import dino_preprocess, mae_preprocess
+from highlighter.postprocess import threshold_maps
 from highlighter.render import heatmap, label, overlay_mask, save_png, side_by_side
 
 
@@ -21,7 +21,7 @@ def dino_preview(model, images: list[Image.Image], size: int, device) -> np.ndar
         x, shown = dino_preprocess(img, size, model.cfg.patch_size)
         attn = model(x.to(device))[0].float().cpu()  # (heads, h, w)
         fused = attn.mean(0)
-        mask = threshold_maps(fused, "mass", 0.6).numpy()
+        mask = threshold_maps(fused.numpy(), "mass", 0.6)
         heads = [heatmap(a.numpy(), model.cfg.patch_size) for a in attn[:3]]
         rows.append(side_by_side([shown, heatmap(fused.numpy(), model.cfg.patch_size), overlay_mask(shown, mask),
                                   *heads], ["photo", "fused", "mask (60% mass)", *[f"head {i}" for i in range(3)]]))

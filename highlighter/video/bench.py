@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from highlighter.postprocess import grid_to_pixels, threshold_maps, upsample
 from highlighter.video.pipeline import FramePipeline, Settings
-from highlighter.video.postprocess import mass_mask_np
 
 
 def frame_files(source: str | Path, n: int) -> list[Path]:
@@ -55,10 +55,9 @@ def measure_pipeline(predictor, files: list[Path], warmup: int = 3, overlay: str
 def measure_reference(ck, image_size: tuple[int, int], files: list[Path], warmup: int = 2,
                       threshold: float = 0.6) -> dict:
     """The straightforward way, per frame: PIL decode and bilinear resize, ToTensor + Normalize, eager fp32
-    forward with explicit softmax attention in every block, the official per-head mass rule with torch.sort,
+    forward with explicit softmax attention in every block, the official per-head mass rule,
     nearest upsampling of the masks to the image, and a numpy overlay on the full-resolution frame."""
     import torch
-    import torch.nn.functional as F
     from PIL import Image
 
     from highlighter.core.backbone import set_fused_attention
@@ -75,16 +74,10 @@ def measure_reference(ck, image_size: tuple[int, int], files: list[Path], warmup
         img = Image.open(path).convert("RGB")
         x = to_normalised_tensor(img.resize((W, H), Image.BILINEAR))[None]
         with torch.no_grad():
-            attn = model(x)[0].reshape(model.cfg.num_heads, -1)  # (nh, N)
-        val, idx = torch.sort(attn)
-        val = val / val.sum(dim=1, keepdim=True)
-        th = torch.cumsum(val, dim=1) > (1 - threshold)
-        idx2 = torch.argsort(idx)
-        for h in range(th.shape[0]):
-            th[h] = th[h][idx2[h]]
-        th = th.reshape(1, -1, H // p, W // p).float()
-        up = F.interpolate(th, scale_factor=p, mode="nearest")[0].numpy()  # (nh, H, W)
-        fg = cv2.resize(up.max(0).astype(np.uint8), (img.width, img.height), interpolation=cv2.INTER_NEAREST)
+            attn = model(x)[0].numpy()  # (nh, h, w)
+        th = threshold_maps(attn, "mass", threshold)  # the official rule, head by head
+        up = np.stack([upsample(m, p) for m in th])  # (nh, H, W), nearest as scale_factor=p
+        fg = grid_to_pixels(up.max(0), (img.height, img.width))
         frame = np.asarray(img).astype(np.float32)
         overlay = np.where(fg[..., None] > 0, 0.55 * frame + 0.45 * np.array([255, 48, 48]), frame)
         overlay.astype(np.uint8)
@@ -103,4 +96,4 @@ def mean_iou(masks: list[np.ndarray], ref: list[np.ndarray]) -> float:
     return float(np.mean([iou(a, b) for a, b in zip(masks, ref)]))
 
 
-__all__ = ["frame_files", "measure_pipeline", "measure_reference", "mean_iou", "mass_mask_np"]
+__all__ = ["frame_files", "measure_pipeline", "measure_reference", "mean_iou"]

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from highlighter.postprocess import fuse, mass_mask
 from highlighter.runtime.base import Predictor
-from highlighter.video.postprocess import Smoother, fuse, mass_mask_np, render
+from highlighter.video.postprocess import render
+from highlighter.video.smoothing import Smoother
 
 
 @dataclass
@@ -44,7 +46,7 @@ class FramePipeline:
         fused = fuse(attention, s.head)
         if s.smoothing:
             return self.smoother(fused, s.threshold)
-        return fused, mass_mask_np(fused, s.threshold)
+        return fused, mass_mask(fused, s.threshold)
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
         pred = self.predictor(frame)

@@ -1,4 +1,4 @@
-"""Per-frame post-processing on the patch grid, in numpy: masks, smoothing and overlays.
+"""Per-frame overlays drawn from the patch grid (numpy + OpenCV).
 
 Everything is computed on the small patch grid first; the picture is resized once and blended once.
 """
@@ -9,50 +9,6 @@ import cv2
 import numpy as np
 
 OVERLAYS = ("heatmap", "mask", "contour", "cutout", "side")
-
-
-def mass_mask_np(attn: np.ndarray, threshold: float = 0.6) -> np.ndarray:
-    """DINO's mass rule on (..., h, w) maps (the numpy twin of core.attention.mass_mask): bool."""
-    shape = attn.shape
-    flat = attn.reshape(-1, shape[-2] * shape[-1]).astype(np.float32)
-    idx = np.argsort(flat, axis=-1, kind="stable")
-    val = np.take_along_axis(flat, idx, axis=-1)
-    cum = np.cumsum(val / val.sum(axis=-1, keepdims=True), axis=-1)
-    keep = np.zeros_like(flat, dtype=bool)
-    np.put_along_axis(keep, idx, cum > (1 - threshold), axis=-1)
-    return keep.reshape(shape)
-
-
-def fuse(attn: np.ndarray, head: int | None = None) -> np.ndarray:
-    """(heads, h, w) -> (h, w): one head, or the mean of all (fused)."""
-    return attn[head] if head is not None else attn.mean(axis=0)
-
-
-class Smoother:
-    """Temporal smoothing against flicker: an EMA of the attention map, and hysteresis on the mask (a patch
-    joins when its smoothed map is in the top ``on`` mass, and leaves only when it falls out of the
-    wider top ``off`` mass)."""
-
-    def __init__(self, alpha: float = 0.5, margin: float = 0.1):
-        self.alpha, self.margin = alpha, margin
-        self.state: np.ndarray | None = None
-        self.mask: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self.state = self.mask = None
-
-    def __call__(self, fused: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        if self.state is None or self.state.shape != fused.shape:
-            self.state, self.mask = fused.astype(np.float32), None
-        else:
-            self.state = self.alpha * fused + (1 - self.alpha) * self.state
-        strict = mass_mask_np(self.state, threshold)
-        if self.mask is None:
-            self.mask = strict
-        else:
-            loose = mass_mask_np(self.state, min(1.0, threshold + self.margin))
-            self.mask = strict | (self.mask & loose)
-        return self.state, self.mask
 
 
 def heat_colours(grid: np.ndarray) -> np.ndarray:
@@ -90,9 +46,3 @@ def render(frame: np.ndarray, fused: np.ndarray, mask: np.ndarray, mode: str = "
         cv2.copyTo(frame, m, out)
         return out
     raise ValueError(f"unknown overlay {mode!r}; choose from {', '.join(OVERLAYS)}")
-
-
-def full_size_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Patch-grid mask -> (H, W) uint8 0/255, nearest neighbour."""
-    H, W = size
-    return cv2.resize(mask.astype(np.uint8) * 255, (W, H), interpolation=cv2.INTER_NEAREST)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from highlighter.core.checkpoint import build_attention_model, random_checkpoint
 from highlighter.core.engine import AttentionEngine
-from highlighter.core.tokencut import tokencut_mask
+from highlighter.postprocess import tokencut_mask
 
 
 def planted(h=12, w=16, d=32, seed=0):

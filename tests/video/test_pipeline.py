@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from highlighter.core.attention import mass_mask
+from highlighter.postprocess import mass_mask as mass_mask_np
 from highlighter.runtime.base import Predictor
 from highlighter.video.pipeline import FramePipeline, LatestSlot, LiveRunner, Settings
-from highlighter.video.postprocess import OVERLAYS, Smoother, mass_mask_np
+from highlighter.video.postprocess import OVERLAYS
+from highlighter.video.smoothing import Smoother
 from highlighter.video.sources import SourceError, open_source
+
+from reference import mass_rule as mass_mask
 
 SHARED_FRAMES = "../shared/data/video/blackswan/frames"
 

@@ -1,0 +1,182 @@
+"""Attention post-processing, in numpy: the one home for every road (CLI, Photos, Live, `video`, the ONNX
+Runtime path, evaluation and training previews).
+
+Maps come in as the class-token attention on the patch grid, (heads, h, w); out go the fused map (h, w),
+foreground masks on the grid (DINO's mass rule, a percentile, an absolute cut, or TokenCut) and masks at
+pixel size. No torch, no Qt: the ONNX Runtime predictor path imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MASK_RULES = ("mass", "percentile", "absolute")
+DEFAULT_THRESHOLDS = {"mass": 0.6, "percentile": 80.0, "absolute": 0.01}
+
+
+# ============================================================================= heads
+def check_heads(heads: Sequence[int] | None, num_heads: int) -> list[int] | None:
+    """The chosen head indices as a list (None or empty: all heads); ValueError names the first bad one."""
+    if not heads:
+        return None
+    bad = [h for h in heads if not 0 <= int(h) < num_heads]
+    if bad:
+        raise ValueError(f"head index {bad[0]} out of range: the model has heads 0..{num_heads - 1}")
+    return [int(h) for h in heads]
+
+
+def fuse(attn: np.ndarray, heads: Sequence[int] | int | None = None) -> np.ndarray:
+    """(heads, h, w) -> (h, w): the mean over the chosen heads (all by default); one int picks one head."""
+    if isinstance(heads, (int, np.integer)):
+        heads = [int(heads)]
+    chosen = check_heads(heads, attn.shape[0])
+    if chosen is None:
+        return attn.mean(axis=0)
+    if len(chosen) == 1:
+        return attn[chosen[0]]
+    return attn[chosen].mean(axis=0)
+
+
+# ============================================================================= mask rules, per map
+def _flat(maps: np.ndarray) -> np.ndarray:
+    return maps.reshape(-1, maps.shape[-2] * maps.shape[-1])  # (maps, h*w)
+
+
+def mass_mask(maps: np.ndarray, threshold: float = 0.6) -> np.ndarray:
+    """DINO's rule (visualize_attention.py) on each (h, w) map of (..., h, w): keep the top patches that hold
+    ``threshold`` of the map's attention. Sort ascending, divide by the sum, cumulative sum, keep where
+    cumsum > 1 - threshold, unsort. Returns bool of the maps' shape."""
+    flat = _flat(maps)
+    idx = np.argsort(flat, axis=-1, kind="stable")
+    val = np.take_along_axis(flat, idx, axis=-1)
+    cum = np.cumsum(val / val.sum(axis=-1, keepdims=True), axis=-1)
+    keep = np.zeros(flat.shape, dtype=bool)
+    np.put_along_axis(keep, idx, cum > (1 - threshold), axis=-1)
+    return keep.reshape(maps.shape)
+
+
+def percentile_mask(maps: np.ndarray, percentile: float = 80.0) -> np.ndarray:
+    """Keep patches at or above the given percentile of each map (linear interpolation)."""
+    flat = _flat(maps)
+    q = np.percentile(flat, percentile, axis=-1, keepdims=True)
+    return (flat >= q.astype(flat.dtype)).reshape(maps.shape)
+
+
+def absolute_mask(maps: np.ndarray, cut: float = 0.01) -> np.ndarray:
+    """Keep patches whose raw attention is at least ``cut``."""
+    return maps >= cut
+
+
+_RULES = {"mass": mass_mask, "percentile": percentile_mask, "absolute": absolute_mask}
+
+
+def threshold_maps(maps: np.ndarray, rule: str = "mass", threshold: float | None = None) -> np.ndarray:
+    """Apply a mask rule to maps of shape (..., h, w); returns uint8 (..., h, w) with 1 = foreground."""
+    if rule not in _RULES:
+        raise ValueError(f"unknown mask rule {rule!r}; choose from {', '.join(MASK_RULES)}")
+    t = DEFAULT_THRESHOLDS[rule] if threshold is None else threshold
+    return _RULES[rule](np.asarray(maps), t).astype(np.uint8)
+
+
+# ============================================================================= TokenCut
+def border_ring(grid: tuple[int, int]) -> np.ndarray:
+    """bool (h, w): the outermost row and column of patches on each side."""
+    ring = np.zeros(grid, dtype=bool)
+    ring[0], ring[-1], ring[:, 0], ring[:, -1] = True, True, True, True
+    return ring
+
+
+def _component(mask: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
+    """The 4-connected component of ``mask`` that contains ``seed``."""
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+    return labels == labels[seed] if mask[seed] else mask
+
+
+def tokencut_mask(keys: np.ndarray, grid: tuple[int, int], attention: np.ndarray | None = None, tau: float = 0.2,
+                  eps: float = 1e-5, side: str = "attention") -> np.ndarray:
+    """TokenCut (Wang et al. 2022), a normalised cut over the last block's patch keys.
+
+    keys: (h*w, D). Affinity A_ij = 1 where cos(k_i, k_j) > tau, else eps; the second-smallest generalised
+    eigenvector of (D - A) x = lambda D x splits the patches in two. ``side`` picks which half is the object:
+    ``attention`` (the half with more of DINO's attention, or without attention the half holding the largest
+    |x|, as TokenCut), or ``border`` (Deep Spectral Methods' rule: the half that covers more of the border
+    ring is the background). The object is kept to its connected component. Returns bool (h, w)."""
+    k = np.asarray(keys, dtype=np.float64)
+    k = k / np.maximum(np.linalg.norm(k, axis=1, keepdims=True), 1e-12)
+    a = k @ k.T
+    a = np.where(a > tau, 1.0, eps)
+    d = a.sum(1)
+    d_isqrt = 1.0 / np.sqrt(d)
+    lap = np.eye(len(d)) - d_isqrt[:, None] * a * d_isqrt[None, :]  # D^-1/2 (D - A) D^-1/2
+    _, vecs = np.linalg.eigh(lap)
+    x = d_isqrt * vecs[:, 1]  # back to the generalised problem
+    part = x > x.mean()
+    h, w = grid
+    if side == "border":
+        ring = border_ring(grid).reshape(-1)
+        if part[ring].mean() > (~part)[ring].mean():
+            part = ~part
+        seed_idx = int(np.argmax(np.where(part, np.abs(x), -np.inf)))
+    elif attention is not None:  # the side that holds more of DINO's attention is the object
+        att = np.asarray(attention).reshape(-1)
+        if att[part].mean() < att[~part].mean():
+            part = ~part
+        seed_idx = int(np.argmax(np.where(part, att, -np.inf)))
+    else:
+        seed_idx = int(np.argmax(np.abs(x)))
+        if not part[seed_idx]:
+            part = ~part
+    return _component(part.reshape(h, w), divmod(seed_idx, w))
+
+
+# ============================================================================= grid to pixels
+def grid_to_pixels(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a patch grid (h, w) or (h, w, C) to (H, W[, C]); the dtype is kept (bool
+    too). For whole multiples of the grid this is the official ``scale_factor=patch`` upsampling."""
+    H, W = size
+    if grid.shape[:2] == (H, W):
+        return grid
+    if grid.dtype == bool:
+        return cv2.resize(grid.view(np.uint8), (W, H), interpolation=cv2.INTER_NEAREST).view(bool)
+    return cv2.resize(grid, (W, H), interpolation=cv2.INTER_NEAREST)
+
+
+def upsample(grid: np.ndarray, patch: int) -> np.ndarray:
+    """Each patch-grid cell to a patch x patch block, as the official scripts show maps."""
+    return grid_to_pixels(grid, (grid.shape[0] * patch, grid.shape[1] * patch))
+
+
+def mask_png(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A patch-grid mask as the written mask file: (H, W) uint8, 0 or 255."""
+    return grid_to_pixels(np.asarray(mask).astype(np.uint8), size) * np.uint8(255)
+
+
+# ============================================================================= one photo's maps
+@dataclass
+class AttentionResult:
+    """What the attention road hands on for one picture; every method is plain numpy."""
+
+    attention: np.ndarray  # (heads, h, w) float32, raw class-token softmax over the patches
+    image: np.ndarray  # (h * p, w * p, 3) uint8 RGB: the resized photo the model saw
+    patch_size: int
+    keys: np.ndarray | None = None  # (h * w, D) last-block patch keys, when asked for (TokenCut)
+
+    def fused(self, heads: Sequence[int] | int | None = None) -> np.ndarray:
+        return fuse(self.attention, heads)
+
+    def masks(self, rule: str = "mass", threshold: float | None = None) -> np.ndarray:
+        """Per-head masks, uint8 (heads, h, w)."""
+        return threshold_maps(self.attention, rule, threshold)
+
+    def fused_mask(self, rule: str = "mass", threshold: float | None = None,
+                   heads: Sequence[int] | int | None = None) -> np.ndarray:
+        """uint8 (h, w). ``tokencut`` needs the keys (``run(..., keys=True)``); the others use the fused map."""
+        if rule == "tokencut":
+            if self.keys is None:
+                raise ValueError("the tokencut rule needs the patch keys: run the engine with keys=True")
+            return tokencut_mask(self.keys, self.attention.shape[1:], self.fused(heads)).astype(np.uint8)
+        return threshold_maps(self.fused(heads), rule, threshold)
