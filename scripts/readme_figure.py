@@ -16,7 +16,7 @@ from highlighter.commands.common import resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import AttentionEngine
 from highlighter.images import load_rgb
-from highlighter.render import heatmap, label, overlay_mask, side_by_side
+from highlighter.render import heatmap, label, overlay, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def main() -> int:
         res = engine.run(load_rgb(path), args.image_size)
         p = res.patch_size
         mask = res.fused_mask("mass", 0.6)
-        rows.append(side_by_side([res.image, heatmap(res.fused(), p), overlay_mask(res.image, mask)],
+        rows.append(side_by_side([res.image, heatmap(res.fused(), p), overlay("mask", res.image, res.fused(), mask)],
                                  [path.stem, "fused attention", "mask (60% of the mass)"]))
     width = max(r.shape[1] for r in rows)
     grid = np.concatenate([np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])

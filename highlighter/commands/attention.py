@@ -11,7 +11,7 @@ from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.engine import AttentionEngine
 from highlighter.errors import HighlighterError
 from highlighter.postprocess import check_heads
-from highlighter.render import heatmap, overlay_mask, save_png
+from highlighter.render import heatmap, overlay, save_png
 
 
 def write_outputs(out: Path, stem: str, res, rule: str, threshold: float | None, heads) -> dict:
@@ -25,7 +25,7 @@ def write_outputs(out: Path, stem: str, res, rule: str, threshold: float | None,
     for h in range(res.attention.shape[0]):
         save_png(out / f"{stem}_attn_head{h}.png", heatmap(res.attention[h], p))
     save_png(out / f"{stem}_attn_fused.png", heatmap(fused, p))
-    save_png(out / f"{stem}_mask_overlay.png", overlay_mask(res.image, fused_mask))
+    save_png(out / f"{stem}_mask_overlay.png", overlay("mask", res.image, fused, fused_mask))
     return {"fused_fraction": float(fused_mask.mean())}
 
 

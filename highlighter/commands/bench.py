@@ -24,9 +24,9 @@ def run(args) -> int:
         files = frame_files(args.source, args.frames)
     except (FileNotFoundError, NotADirectoryError) as e:
         raise HighlighterError(str(e)) from None
-    import cv2
+    from highlighter.video.sources import read_rgb
 
-    demo = [cv2.imread(str(f)) for f in files[:: max(1, len(files) // 4)][:4]]
+    demo = [read_rgb(f) for f in files[:: max(1, len(files) // 4)][:4]]
     if args.backend == "auto":
         predictor, report = choose_backend(ck, size, demo, log=info)
         info("auto: " + ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()

@@ -12,7 +12,7 @@ from highlighter.core.checkpoint import load_checkpoint
 from highlighter.errors import HighlighterError
 from highlighter.postprocess import mask_png
 from highlighter.video.pipeline import FramePipeline, Settings
-from highlighter.video.sources import open_source
+from highlighter.video.sources import open_source, to_bgr
 
 
 def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
@@ -72,7 +72,7 @@ def run(args) -> int:
             ov = res.overlay
             if ov.shape[:2] != (H0, overlay_w):
                 ov = cv2.resize(ov, (overlay_w, H0), interpolation=cv2.INTER_AREA)
-            writer.write(ov)
+            writer.write(to_bgr(ov))
             n += 1
             bar.update(1)
     finally:

@@ -21,11 +21,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from highlighter.gui.qt_util import Job, bgr_to_pixmap, fit
+from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.postprocess import mask_png
+from highlighter.render import OVERLAYS
 from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
-from highlighter.video.postprocess import OVERLAYS
-from highlighter.video.sources import list_cameras, open_source
+from highlighter.video.sources import list_cameras, open_source, to_bgr
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_CLIP = ASSETS / "cockatoo_320x180_5s.mp4"
@@ -245,10 +245,10 @@ class LiveTab(QWidget):
         res = self.latest
         if res is None:
             return
-        self.view.setPixmap(fit(bgr_to_pixmap(res.overlay), self.view.width(), self.view.height()))
+        self.view.setPixmap(fit(rgb_to_pixmap(res.overlay), self.view.width(), self.view.height()))
         self.frames_shown += 1
         if self.writer is not None:
-            self.writer.write(cv2.resize(res.overlay, self._record_size))
+            self.writer.write(to_bgr(cv2.resize(res.overlay, self._record_size)))
         dt = time.perf_counter() - self.t_start
         if self.frames_shown % 5 == 0 and dt > 0:
             t = res.timings
@@ -284,9 +284,9 @@ class LiveTab(QWidget):
         folder.mkdir(parents=True, exist_ok=True)
         stem = time.strftime("%Y%m%d-%H%M%S") + f"-{res.index:05d}"
         paths = [folder / f"{stem}_frame.png", folder / f"{stem}_mask.png", folder / f"{stem}_overlay.png"]
-        cv2.imwrite(str(paths[0]), res.frame)
+        cv2.imwrite(str(paths[0]), to_bgr(res.frame))
         cv2.imwrite(str(paths[1]), mask_png(res.mask, res.frame.shape[:2]))
-        cv2.imwrite(str(paths[2]), res.overlay)
+        cv2.imwrite(str(paths[2]), to_bgr(res.overlay))
         self.status.setText(f"saved {paths[2].name} and its frame and mask in {folder}")
         return paths
 

@@ -175,7 +175,7 @@ class MaeTab(QWidget):
         if res is None:
             self.note.setText("The Live tab has no frame yet: start it first.")
             return
-        self.set_image(Image.fromarray(res.frame[..., ::-1].copy()))
+        self.set_image(Image.fromarray(res.frame))
 
     def set_image(self, img: Image.Image) -> None:
         self.image, self.mask = img, None

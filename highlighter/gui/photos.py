@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from highlighter.errors import ImageError
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
-from highlighter.render import heatmap, overlay_mask
+from highlighter.render import heatmap, overlay
 
 IMAGE_SIZE = 448  # shorter side: keeps the photo's aspect ratio
 
@@ -204,7 +204,7 @@ class PhotosTab(QWidget):
         if res is None:
             return
         self.current_mask = res.fused_mask("mass", t)
-        self.mask_view.setPixmap(fit(rgb_to_pixmap(overlay_mask(res.image, self.current_mask)),
+        self.mask_view.setPixmap(fit(rgb_to_pixmap(overlay("mask", res.image, res.fused(), self.current_mask)),
                                      self.mask_view.width(), self.mask_view.height()))
 
     def _failed(self, message: str) -> None:

@@ -16,10 +16,6 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def bgr_to_pixmap(bgr: np.ndarray) -> QPixmap:
-    return QPixmap.fromImage(rgb_to_qimage(bgr[..., ::-1]))
-
-
 def rgb_to_pixmap(rgb: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(rgb_to_qimage(rgb))
 

@@ -1,4 +1,4 @@
-"""The predictor interface: a BGR uint8 frame in, a ``Prediction`` out. numpy + OpenCV only."""
+"""The predictor interface: an RGB uint8 frame in, a ``Prediction`` out. numpy + OpenCV only."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ class Prediction:
     model_ms: float
 
 
-def to_blob(frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize, BGR->RGB and NCHW float32 in one OpenCV pass; the normalisation lives in the model."""
+def to_blob(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize and NCHW float32 in one OpenCV pass, RGB kept; the normalisation lives in the model."""
     H, W = size
-    return cv2.dnn.blobFromImage(frame_bgr, 1.0, (W, H), swapRB=True, crop=False)
+    return cv2.dnn.blobFromImage(frame, 1.0, (W, H), swapRB=False, crop=False)
 
 
 class Predictor:
@@ -33,9 +33,9 @@ class Predictor:
     def run(self, blob: np.ndarray) -> np.ndarray:  # (1, 3, H, W) float32 [0, 255] -> (heads, h, w)
         raise NotImplementedError
 
-    def __call__(self, frame_bgr: np.ndarray) -> Prediction:
+    def __call__(self, frame: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
-        blob = to_blob(frame_bgr, self.image_size)
+        blob = to_blob(frame, self.image_size)
         t1 = time.perf_counter()
         attn = self.run(blob)
         t2 = time.perf_counter()

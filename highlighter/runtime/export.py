@@ -1,7 +1,7 @@
 """A fixed-resolution, normalisation-folded ViT for the live path, and its ONNX export.
 
 ``LiveModel`` takes raw RGB in [0, 255], NCHW float32, exactly what ``cv2.dnn.blobFromImage(frame,
-size=(W, H), swapRB=True)`` produces in one pass: the ImageNet normalisation is folded into the patch
+size=(W, H))`` produces from an RGB frame in one pass: the ImageNet normalisation is folded into the patch
 embedding, and the position embedding is interpolated once (official rule) for the fixed grid. Its
 outputs are the last block's class-token attention (B, heads, h, w), computed explicitly so that it
 exists in the ONNX graph too, and optionally the class-token features.

@@ -10,8 +10,8 @@ from PIL import Image
 
 from highlighter.core.mae import compose_views, masking_from_noise, to_display
 from highlighter.core.transforms import dino_preprocess, mae_preprocess
-from highlighter.postprocess import threshold_maps
-from highlighter.render import heatmap, label, overlay_mask, save_png, side_by_side
+from highlighter.postprocess import fuse, threshold_maps
+from highlighter.render import heatmap, label, overlay, save_png, side_by_side, stack
 
 
 @torch.no_grad()
@@ -19,13 +19,13 @@ def dino_preview(model, images: list[Image.Image], size: int, device) -> np.ndar
     rows = []
     for img in images:
         x, shown = dino_preprocess(img, size, model.cfg.patch_size)
-        attn = model(x.to(device))[0].float().cpu()  # (heads, h, w)
-        fused = attn.mean(0)
-        mask = threshold_maps(fused.numpy(), "mass", 0.6)
-        heads = [heatmap(a.numpy(), model.cfg.patch_size) for a in attn[:3]]
-        rows.append(side_by_side([shown, heatmap(fused.numpy(), model.cfg.patch_size), overlay_mask(shown, mask),
+        attn = model(x.to(device))[0].float().cpu().numpy()  # (heads, h, w)
+        fused = fuse(attn)
+        mask = threshold_maps(fused, "mass", 0.6)
+        heads = [heatmap(a, model.cfg.patch_size) for a in attn[:3]]
+        rows.append(side_by_side([shown, heatmap(fused, model.cfg.patch_size), overlay("mask", shown, fused, mask),
                                   *heads], ["photo", "fused", "mask (60% mass)", *[f"head {i}" for i in range(3)]]))
-    return _stack(rows)
+    return stack(rows)
 
 
 @torch.no_grad()
@@ -40,13 +40,7 @@ def mae_preview(model, images: list[Image.Image], device, mask_ratio: float = 0.
         v = compose_views(x[0].cpu(), pred[0].float().cpu(), mask[0].cpu(), model.cfg.patch_size, norm_pix)
         rows.append(side_by_side([to_display(a) for a in (v.original, v.masked, v.reconstruction, v.paste)],
                                  ["original", "masked", "reconstruction", "reconstruction + visible"]))
-    return _stack(rows)
-
-
-def _stack(rows: list[np.ndarray]) -> np.ndarray:
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.concatenate(padded, axis=0)
+    return stack(rows)
 
 
 def write_preview(run_dir: Path, picture: np.ndarray, step: int, epoch: int) -> Path:

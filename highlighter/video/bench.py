@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from highlighter.postprocess import grid_to_pixels, threshold_maps, upsample
 from highlighter.video.pipeline import FramePipeline, Settings
+from highlighter.video.sources import read_rgb
 
 
 def frame_files(source: str | Path, n: int) -> list[Path]:
@@ -31,16 +31,16 @@ def _summary(lat_ms: list[float], model_ms: list[float], wall_s: float, n: int) 
 
 
 def measure_pipeline(predictor, files: list[Path], warmup: int = 3, overlay: str = "mask") -> tuple[dict, list]:
-    """Each frame: cv2.imread (decode) -> pipeline (resize+colour+normalise in one pass, model, mass mask on
+    """Each frame: cv2.imread to RGB (decode) -> pipeline (resize+colour+normalise in one pass, model, mass mask on
     the patch grid, one resize and one blend). Returns the summary and the per-frame fused masks."""
     pipe = FramePipeline(predictor, Settings(overlay=overlay))
     for f in files[:warmup]:
-        pipe.process(cv2.imread(str(f)))
+        pipe.process(read_rgb(f))
     lat, model, pre, post, masks = [], [], [], [], []
     t_start = time.perf_counter()
     for f in files:
         t0 = time.perf_counter()
-        frame = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        frame = read_rgb(f)
         res = pipe.process(frame, t_read=t0)
         lat.append(res.timings["latency_ms"])
         model.append(res.timings["model_ms"])

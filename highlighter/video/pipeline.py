@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from highlighter.postprocess import fuse, mass_mask
+from highlighter.render import overlay
 from highlighter.runtime.base import Predictor
-from highlighter.video.postprocess import render
 from highlighter.video.smoothing import Smoother
 
 
@@ -27,11 +27,11 @@ class Settings:
 class FrameResult:
     index: int
     name: str
-    frame: np.ndarray  # BGR
+    frame: np.ndarray  # RGB
     attention: np.ndarray  # (heads, h, w)
     fused: np.ndarray  # (h, w)
     mask: np.ndarray  # (h, w) bool
-    overlay: np.ndarray  # BGR
+    overlay: np.ndarray  # RGB
     timings: dict = field(default_factory=dict)  # preprocess_ms, model_ms, post_ms, latency_ms
 
 
@@ -52,12 +52,12 @@ class FramePipeline:
         pred = self.predictor(frame)
         t = time.perf_counter()
         fused, mask = self.masks_from(pred.attention)
-        overlay = render(frame, fused, mask, self.settings.overlay)
+        drawn = overlay(self.settings.overlay, frame, fused, mask)
         now = time.perf_counter()
         timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}
         if t_read is not None:
             timings["latency_ms"] = (now - t_read) * 1e3
-        return FrameResult(index, name, frame, pred.attention, fused, mask, overlay, timings)
+        return FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings)
 
 
 class LatestSlot:

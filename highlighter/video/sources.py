@@ -1,4 +1,7 @@
-"""Frame sources: a camera index, a video file, an image folder, or a glob pattern -> BGR frames."""
+"""Frame sources: a camera index, a video file, an image folder, or a glob pattern -> RGB frames.
+
+OpenCV reads BGR; frames are turned into RGB here, as they are read, and back to BGR only where they are
+written (``to_bgr``), so everything in between is RGB."""
 
 from __future__ import annotations
 
@@ -21,10 +24,26 @@ class SourceError(HighlighterError):
     pass
 
 
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+
+
+def read_rgb(path: str | Path) -> np.ndarray | None:
+    """Decode an image file to RGB uint8 (None when OpenCV cannot read it)."""
+    if _IMREAD_RGB is not None:
+        return cv2.imread(str(path), _IMREAD_RGB)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_bgr(rgb: np.ndarray) -> np.ndarray:
+    """An RGB picture in OpenCV's channel order, for cv2.imwrite and cv2.VideoWriter."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
 @dataclass
 class Frame:
     index: int
-    image: np.ndarray  # BGR uint8
+    image: np.ndarray  # RGB uint8
     name: str  # a stem for output files
     t: float  # when it was read (perf_counter)
 
@@ -79,7 +98,7 @@ class VideoSource(Source):
                 else:
                     self.status = f"{self.description}: end of video ({i} frames)"
                     return
-            yield Frame(i, img, f"{stem}_{i:06d}", time.perf_counter())
+            yield Frame(i, cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f"{stem}_{i:06d}", time.perf_counter())
             i += 1
 
     def close(self) -> None:
@@ -97,7 +116,7 @@ class ImageSequence(Source):
         i = 0
         while True:
             for path in self.files:
-                img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                img = read_rgb(path)
                 if img is None:
                     self.skipped.append(str(path))
                     continue

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from highlighter.postprocess import mass_mask as mass_mask_np
+from highlighter.render import OVERLAYS
 from highlighter.runtime.base import Predictor
 from highlighter.video.pipeline import FramePipeline, LatestSlot, LiveRunner, Settings
-from highlighter.video.postprocess import OVERLAYS
 from highlighter.video.smoothing import Smoother
 from highlighter.video.sources import SourceError, open_source
 
