@@ -24,7 +24,7 @@ import numpy as np
 from highlighter.commands.common import resolve_checkpoint
 from highlighter.commands.evaluate import reconstruction
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import AttentionEngine, MAEEngine
+from highlighter.core.inference import AttentionEngine, MAEEngine
 from highlighter.evaluation import centred_ellipse, grid_to_image, iou, model_size
 from highlighter.images import load_rgb
 from highlighter.postprocess import mass_mask

@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos or folders of photos")
     _add_model_args(p)
     p.add_argument("--arch", help="refuse the checkpoint unless it is this ViT (e.g. vit_small or vit_small/8)")
-    p.add_argument("--image-size", nargs="+", type=int, default=[480, 480], metavar="N",
-                   help="H W, or one int for the shorter side (default: 480 480, as visualize_attention.py)")
+    p.add_argument("--image-size", nargs="+", type=int, metavar="N",
+                   help="H W, or one int for the shorter side, as visualize_attention.py (which defaults to 480 "
+                        "480); default: the shorter side at 224 with the aspect ratio kept, as the app")
     p.add_argument("--mask-rule", default="mass", choices=["mass", "percentile", "absolute"],
                    help="mass: DINO's rule, keep the top patches holding THRESHOLD of the attention (default); "
                         "percentile: keep patches at or above the THRESHOLD-th percentile; absolute: "
@@ -133,8 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=int, metavar="N")
     p.add_argument("--backend", default="auto", help="auto (default: the fastest that agrees with fp32), "
                    "torch-fp32, torch-bf16, ort-fp32 or ort-int8")
-    p.add_argument("--image-size", nargs="+", type=int, default=[224, 224], metavar="N",
-                   help="model input H W, or one int for the shorter side (default 224 224)")
+    p.add_argument("--image-size", nargs="+", type=int, metavar="N",
+                   help="model input H W, or one int for the shorter side with the first frame's aspect ratio "
+                        "(default: 224, as the app's Live tab)")
     p.add_argument("--threshold", type=float, default=0.6, help="attention mass kept (default 0.6)")
     p.add_argument("--head", type=int, help="one head instead of the fused map")
     p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side"])

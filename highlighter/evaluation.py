@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 
 from highlighter.postprocess import grid_to_pixels
+from highlighter.preprocess import fit_size
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -50,12 +51,7 @@ def grid_to_image(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return grid_to_pixels(np.asarray(mask).astype(bool), shape)
 
 
-def model_size(shape: tuple[int, int], short: int, patch: int) -> tuple[int, int]:
-    """(H, W) with the shorter side ``short`` and the photo's aspect ratio, both multiples of the patch (so
-    that nothing is cropped and the mask maps back onto the whole photo)."""
-    H, W = shape
-    scale = short / min(H, W)
-    return max(patch, round(H * scale / patch) * patch), max(patch, round(W * scale / patch) * patch)
+model_size = fit_size  # the photo's shorter side at S, aspect kept, on the patch grid (highlighter.preprocess)
 
 
 def knn_classify(train_feats, train_labels, test_feats, k: int = 20, temperature: float = 0.07,

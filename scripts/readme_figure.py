@@ -14,7 +14,7 @@ from PIL import Image
 
 from highlighter.commands.common import resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import AttentionEngine
+from highlighter.core.inference import AttentionEngine
 from highlighter.images import load_rgb
 from highlighter.render import heatmap, label, overlay, side_by_side
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import AttentionEngine
+from highlighter.core.inference import AttentionEngine
 from highlighter.errors import HighlighterError
 from highlighter.postprocess import check_heads
 from highlighter.render import heatmap, overlay, save_png

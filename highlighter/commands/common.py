@@ -10,11 +10,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from highlighter.errors import CheckpointError, HighlighterError, ImageError
+from highlighter.errors import HighlighterError, ImageError
 from highlighter.images import expand_inputs, load_rgb
-
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODELS = {"attention": "dino_default.safetensors", "mae": "mae_default.safetensors"}
+from highlighter.paths import default_checkpoint
 
 
 def warn(msg: str) -> None:
@@ -29,13 +27,7 @@ def resolve_checkpoint(spec: str | None, kind: str) -> str:
     """``None`` or ``default`` -> the model shipped in models/ (or $HIGHLIGHTER_MODELS)."""
     if spec not in (None, "default"):
         return str(spec)
-    folder = Path(os.environ.get("HIGHLIGHTER_MODELS", REPO_MODELS))
-    path = folder / DEFAULT_MODELS[kind]
-    if not path.is_file():
-        raise CheckpointError(
-            f"no default {kind} model in {folder} (expected {path.name}); pass --checkpoint PATH, "
-            "or --checkpoint random:vit_small/16 for an untrained pipeline demo")
-    return str(path)
+    return str(default_checkpoint(kind))
 
 
 class OutputNames:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import AttentionEngine, MAEEngine
+from highlighter.core.inference import AttentionEngine, MAEEngine
 from highlighter.core.mae import IMAGENET_MEAN, IMAGENET_STD
 from highlighter.core.transforms import dino_preprocess
 from highlighter.errors import HighlighterError, ImageError

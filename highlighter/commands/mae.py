@@ -6,7 +6,7 @@ import numpy as np
 
 from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
 from highlighter.core.checkpoint import load_checkpoint
-from highlighter.core.engine import MAEEngine
+from highlighter.core.inference import MAEEngine
 from highlighter.core.mae import check_mask, to_display
 from highlighter.errors import HighlighterError
 from highlighter.render import label, save_png, side_by_side

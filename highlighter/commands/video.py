@@ -11,18 +11,18 @@ from highlighter.commands.common import info, report_model, resolve_checkpoint, 
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.errors import HighlighterError
 from highlighter.postprocess import mask_png
+from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
 from highlighter.video.pipeline import FramePipeline, Settings
 from highlighter.video.sources import open_source, to_bgr
 
 
 def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
-    """H W as given; one int S: the shorter side S and the first frame's aspect ratio, on the patch grid."""
-    from highlighter.evaluation import model_size as aspect_size
-
+    """H W as given (on the patch grid); one int S: the shorter side S and the first frame's aspect ratio, as
+    the Live tab; None: S = the default image size."""
     if isinstance(image_size, tuple):
         H, W = image_size
         return max(patch, H - H % patch), max(patch, W - W % patch)
-    return aspect_size(first_frame.shape[:2], image_size, patch)
+    return fit_size(first_frame.shape[:2], image_size or DEFAULT_IMAGE_SIZE, patch)
 
 
 def build_predictor(args, ck, size, frames_for_auto):

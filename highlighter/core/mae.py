@@ -16,8 +16,9 @@ import torch.nn as nn
 
 from highlighter.config import MAEDecoderConfig, ViTConfig
 from highlighter.core.backbone import build_vit
-from highlighter.core.transforms import IMAGENET_MEAN as _MEAN
-from highlighter.core.transforms import IMAGENET_STD as _STD
+from highlighter.preprocess import IMAGENET_MEAN as _MEAN
+from highlighter.preprocess import IMAGENET_STD as _STD
+from highlighter.preprocess import to_display  # noqa: F401 - re-exported: the MAE views' display
 
 IMAGENET_MEAN = np.array(_MEAN)
 IMAGENET_STD = np.array(_STD)
@@ -289,7 +290,3 @@ def compose_views(img: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, p: 
 
     return MAEViews(hwc(img), hwc(masked), hwc(y), hwc(masked + y * m), note)
 
-
-def to_display(img: np.ndarray) -> np.ndarray:
-    """Normalised (H, W, 3) -> uint8, as the notebook's show_image: clip((x * std + mean) * 255)."""
-    return np.clip((img * IMAGENET_STD + IMAGENET_MEAN) * 255, 0, 255).astype(np.uint8)

@@ -21,9 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.qt_util import Job
+from highlighter.paths import default_checkpoint_or_none
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_DINO = REPO_MODELS / "dino_default.safetensors"
 DEMO = "random:vit_small/16"
 OPEN = "Open checkpoint…"
 
@@ -63,8 +62,8 @@ class MainWindow(QMainWindow):
         lay.addLayout(top)
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        spec = checkpoint or self.settings_value("model", "", str) or (str(DEFAULT_DINO) if DEFAULT_DINO.exists()
-                                                                        else DEMO)
+        default = default_checkpoint_or_none("attention")
+        spec = checkpoint or self.settings_value("model", "", str) or (str(default) if default else DEMO)
         self._load_sync_first(spec)
         self.live = LiveTab(self)
         if source is not None:
@@ -96,8 +95,9 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ models
     def _fill_models(self) -> None:
         self.model_combo.clear()
-        if DEFAULT_DINO.exists():
-            self.model_combo.addItem(f"Default ({DEFAULT_DINO.name})", str(DEFAULT_DINO))
+        default = default_checkpoint_or_none("attention")  # models/, or $HIGHLIGHTER_MODELS
+        if default:
+            self.model_combo.addItem(f"Default ({default.name})", str(default))
         self.model_combo.addItem("Untrained demo (random ViT-S/16)", DEMO)
         for p in self.recent():
             self.model_combo.addItem(Path(p).name, p)
@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
 
     def _load_sync_first(self, spec: str) -> None:
         """The first model loads before the tabs exist (a bad saved path falls back to the demo)."""
-        from highlighter.core.engine import AttentionEngine
+        from highlighter.core.inference import AttentionEngine
 
         try:
             engine = AttentionEngine.from_checkpoint(spec, device="cpu")
@@ -133,7 +133,7 @@ class MainWindow(QMainWindow):
         self._set_model(spec, engine)
 
     def load_model(self, spec: str) -> None:
-        from highlighter.core.engine import AttentionEngine
+        from highlighter.core.inference import AttentionEngine
 
         self.statusBar().showMessage(f"loading {spec}…")
         self.model_job.start(lambda: (spec, AttentionEngine.from_checkpoint(spec, device="cpu")))

@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
+from highlighter.paths import demo_clip
 from highlighter.postprocess import mask_png
+from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
 from highlighter.render import OVERLAYS
 from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
 from highlighter.video.sources import list_cameras, open_source, to_bgr
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-DEFAULT_CLIP = ASSETS / "cockatoo_320x180_5s.mp4"
 SIZES = (160, 224, 288, 384, 480)
 
 
@@ -61,8 +61,8 @@ class LiveTab(QWidget):
         self.source = QComboBox(editable=True)
         for i in list_cameras():
             self.source.addItem(str(i))
-        if DEFAULT_CLIP.exists():
-            self.source.addItem(str(DEFAULT_CLIP))
+        if demo_clip().exists():
+            self.source.addItem(str(demo_clip()))
         last = main.settings_value("source", "", str)
         self.source.setCurrentText(last or (self.source.itemText(0) if self.source.count() else ""))
         self.source.setToolTip("a camera index, a video file, an image folder or a pattern like frames/*.jpg")
@@ -86,7 +86,8 @@ class LiveTab(QWidget):
         self.head.currentIndexChanged.connect(self._set_head)
         self.size = QComboBox()
         self.size.addItems([str(s) for s in SIZES])
-        self.size.setCurrentText("224")
+        self.size.setCurrentText(str(DEFAULT_IMAGE_SIZE))
+        self.size.setToolTip("the shorter side fed to the model, the aspect ratio kept (as in Photos)")
         self.size.currentTextChanged.connect(self._restart)
         self.smooth = QCheckBox("Smoothing")
         self.smooth.toggled.connect(self._set_smoothing)
@@ -182,22 +183,26 @@ class LiveTab(QWidget):
         self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
         self.main.set_setting("source", spec)
-        size = int(self.size.currentText())
+        short = int(self.size.currentText())
         ck = self.main.ck
         self.status.setText(f"starting {spec}: choosing the fastest backend…")
         self.start_btn.setEnabled(False)
 
         def prepare():
             source = open_source(spec, loop=True)
+            demo = []
+            if demo_clip().exists():  # the backends are compared on the bundled clip
+                clip = open_source(str(demo_clip()))
+                demo = [f.image for _, f in zip(range(3), clip)]
+                clip.close()
+            if not demo:
+                demo = [f.image for _, f in zip(range(3), source)]
+            size = fit_size(source.frame_shape or demo[0].shape[:2], short, ck.vit.patch_size)
             key = (id(ck), size)
             if key not in self.predictors:
                 from highlighter.runtime.predictor import choose_backend
 
-                demo = [f.image for _, f in zip(range(3), open_source(str(DEFAULT_CLIP)))] \
-                    if DEFAULT_CLIP.exists() else []
-                if not demo:
-                    demo = [f.image for _, f in zip(range(3), source)]
-                self.predictors[key] = choose_backend(ck, (size, size), demo, repeats=2, log=lambda m: None)
+                self.predictors[key] = choose_backend(ck, size, demo, repeats=2, log=lambda m: None)
             return source, self.predictors[key]
 
         self.job.start(prepare)

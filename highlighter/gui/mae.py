@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
@@ -21,8 +19,8 @@ from PySide6.QtWidgets import (
 from highlighter.errors import HighlighterError
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.images import load_rgb
+from highlighter.paths import default_checkpoint_or_none
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 PANELS = ("original", "masked input", "reconstruction", "reconstruction + visible")
 
 
@@ -103,12 +101,12 @@ class MaeTab(QWidget):
     def load_model(self, path: str | None) -> None:
         def load():
             from highlighter.core.checkpoint import load_checkpoint, random_mae_checkpoint
-            from highlighter.core.engine import MAEEngine
+            from highlighter.core.inference import MAEEngine
 
-            default = REPO_MODELS / "mae_default.safetensors"
+            default = default_checkpoint_or_none("mae")  # models/, or $HIGHLIGHTER_MODELS
             if path:
                 ck = load_checkpoint(path)
-            elif default.exists():
+            elif default:
                 ck = load_checkpoint(default)
             else:
                 ck = random_mae_checkpoint()

@@ -26,7 +26,7 @@ from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.render import heatmap, overlay
 
-IMAGE_SIZE = 448  # shorter side: keeps the photo's aspect ratio
+IMAGE_SIZE = None  # the default: the shorter side at preprocess.DEFAULT_IMAGE_SIZE, as the CLI and Live
 
 
 class PhotosTab(QWidget):

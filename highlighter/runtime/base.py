@@ -1,12 +1,14 @@
-"""The predictor interface: an RGB uint8 frame in, a ``Prediction`` out. numpy + OpenCV only."""
+"""The predictor interface: an RGB uint8 frame in (``preprocess.fast``), a ``Prediction`` out. numpy + OpenCV
+only."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from highlighter.preprocess import fast
 
 
 @dataclass
@@ -14,12 +16,6 @@ class Prediction:
     attention: np.ndarray  # (heads, h, w) float32: class-token attention over the patch grid
     preprocess_ms: float
     model_ms: float
-
-
-def to_blob(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize and NCHW float32 in one OpenCV pass, RGB kept; the normalisation lives in the model."""
-    H, W = size
-    return cv2.dnn.blobFromImage(frame, 1.0, (W, H), swapRB=False, crop=False)
 
 
 class Predictor:
@@ -35,7 +31,7 @@ class Predictor:
 
     def __call__(self, frame: np.ndarray) -> Prediction:
         t0 = time.perf_counter()
-        blob = to_blob(frame, self.image_size)
+        blob = fast(frame, self.image_size)
         t1 = time.perf_counter()
         attn = self.run(blob)
         t2 = time.perf_counter()

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from highlighter.config import ViTConfig
 from highlighter.core.backbone import block_with_cls_attention, interpolate_pos_embed
-from highlighter.core.transforms import IMAGENET_MEAN, IMAGENET_STD
+from highlighter.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
 def fold_normalisation(proj: nn.Conv2d) -> nn.Conv2d:

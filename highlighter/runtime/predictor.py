@@ -23,7 +23,7 @@ class TorchPredictor(Predictor):
         import torch
 
         from highlighter.core.checkpoint import build_attention_model
-        from highlighter.core.engine import resolve_device
+        from highlighter.core.device import resolve_device
         from highlighter.runtime.export import LiveModel
 
         self.torch = torch
@@ -96,7 +96,7 @@ def make_predictor(backend: str, ck, image_size: tuple[int, int], device: str = 
 def bf16_usable(device: str = "auto") -> bool:
     import torch
 
-    from highlighter.core.engine import cpu_supports_bf16
+    from highlighter.core.device import cpu_supports_bf16
 
     if device != "cpu" and torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()

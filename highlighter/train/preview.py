@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from highlighter.core.mae import compose_views, masking_from_noise, to_display
-from highlighter.core.transforms import dino_preprocess, mae_preprocess
 from highlighter.postprocess import fuse, threshold_maps
+from highlighter.preprocess import official, official_mae
 from highlighter.render import heatmap, label, overlay, save_png, side_by_side, stack
 
 
@@ -18,8 +18,8 @@ from highlighter.render import heatmap, label, overlay, save_png, side_by_side, 
 def dino_preview(model, images: list[Image.Image], size: int, device) -> np.ndarray:
     rows = []
     for img in images:
-        x, shown = dino_preprocess(img, size, model.cfg.patch_size)
-        attn = model(x.to(device))[0].float().cpu().numpy()  # (heads, h, w)
+        x, shown = official(img, size, model.cfg.patch_size)
+        attn = model(torch.from_numpy(x).to(device))[0].float().cpu().numpy()  # (heads, h, w)
         fused = fuse(attn)
         mask = threshold_maps(fused, "mass", 0.6)
         heads = [heatmap(a, model.cfg.patch_size) for a in attn[:3]]
@@ -33,7 +33,7 @@ def mae_preview(model, images: list[Image.Image], device, mask_ratio: float = 0.
     rows = []
     norm_pix = bool(model.dec_cfg.norm_pix_loss)
     for k, img in enumerate(images):
-        x = mae_preprocess(img, model.input_size).to(device)
+        x = torch.from_numpy(official_mae(img, model.input_size)).to(device)
         noise = torch.rand(1, model.num_patches, generator=torch.Generator().manual_seed(k)).to(device)
         ids_keep, mask, ids_restore = masking_from_noise(noise, mask_ratio)
         pred = model.forward_decoder(model.forward_encoder(x, ids_keep), ids_restore)

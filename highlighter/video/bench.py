@@ -62,7 +62,7 @@ def measure_reference(ck, image_size: tuple[int, int], files: list[Path], warmup
 
     from highlighter.core.backbone import set_fused_attention
     from highlighter.core.checkpoint import build_attention_model
-    from highlighter.core.transforms import to_normalised_tensor
+    from highlighter.preprocess import official
 
     model = build_attention_model(ck)
     set_fused_attention(model, False)
@@ -72,9 +72,9 @@ def measure_reference(ck, image_size: tuple[int, int], files: list[Path], warmup
     def one(path: Path) -> float:
         t0 = time.perf_counter()
         img = Image.open(path).convert("RGB")
-        x = to_normalised_tensor(img.resize((W, H), Image.BILINEAR))[None]
+        x, _ = official(img, (H, W), p)  # PIL bilinear resize, ToTensor, Normalize
         with torch.no_grad():
-            attn = model(x)[0].numpy()  # (nh, h, w)
+            attn = model(torch.from_numpy(x))[0].numpy()  # (nh, h, w)
         th = threshold_maps(attn, "mass", threshold)  # the official rule, head by head
         up = np.stack([upsample(m, p) for m in th])  # (nh, H, W), nearest as scale_factor=p
         fg = grid_to_pixels(up.max(0), (img.height, img.width))

@@ -54,6 +54,7 @@ class Source:
     description = ""
     status = ""
     total: int | None = None
+    frame_shape: tuple[int, int] | None = None  # (H, W) of the frames, when known before the first one
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -74,6 +75,8 @@ class VideoSource(Source):
         n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.total = n if n > 0 and not self.is_camera else None
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 25.0
+        h, w = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.frame_shape = (h, w) if h > 0 and w > 0 else None
         self.description = f"camera {spec}" if self.is_camera else Path(str(spec)).name
 
     def __iter__(self):
@@ -111,6 +114,8 @@ class ImageSequence(Source):
             raise SourceError(f"{description}: no images found")
         self.files, self.description, self.loop, self.total = files, description, loop, len(files)
         self.skipped: list[str] = []
+        first = next((img for img in map(read_rgb, files[:5]) if img is not None), None)
+        self.frame_shape = first.shape[:2] if first is not None else None
 
     def __iter__(self):
         i = 0

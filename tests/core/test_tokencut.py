@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from highlighter.core.checkpoint import build_attention_model, random_checkpoint
-from highlighter.core.engine import AttentionEngine
+from highlighter.core.inference import AttentionEngine
 from highlighter.postprocess import tokencut_mask
 
 
@@ -36,7 +36,7 @@ def test_engine_keys_are_the_last_blocks_keys(cat_path):
     res = engine.run(load_rgb(cat_path), (96, 128), keys=True)
     assert res.keys.shape == (6 * 8, 192)
     model = build_attention_model(ck)
-    from highlighter.core.transforms import dino_preprocess
+    from highlighter.core.transforms import dino_preprocess  # the official path, as a tensor
 
     x, _ = dino_preprocess(load_rgb(cat_path), (96, 128), 16)
     with torch.no_grad():

@@ -10,7 +10,7 @@ from highlighter.core.checkpoint import build_attention_model, load_checkpoint
 from highlighter.core.transforms import to_normalised_tensor
 from highlighter.evaluation import iou as mask_iou
 from highlighter.postprocess import mass_mask as mass_mask_np
-from highlighter.runtime.base import to_blob
+from highlighter.preprocess import fast as to_blob
 from highlighter.runtime.predictor import choose_backend, make_predictor
 
 COCKATOO = "assets/cockatoo_320x180_5s.mp4"

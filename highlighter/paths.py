@@ -1,0 +1,63 @@
+"""Where the shipped data lives: the default models and the demo media, in a checkout or in an installed wheel.
+
+In the repository they stay where they are, ``models/`` and ``assets/`` at the top; the wheel carries them as
+package data under ``highlighter/_data/`` (see pyproject.toml). ``HIGHLIGHTER_MODELS=DIR`` points every
+command and the app at another models folder; an empty value means unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from highlighter.errors import CheckpointError
+
+MODELS_ENV = "HIGHLIGHTER_MODELS"
+DEFAULT_MODELS = {"attention": "dino_default.safetensors", "mae": "mae_default.safetensors"}
+DEMO_CLIP = "cockatoo_320x180_5s.mp4"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _shipped(name: str) -> Path:
+    """The installed copy (``highlighter/_data/<name>``) when there is one, else the checkout's ``<name>/``."""
+    packaged = _PACKAGE / "_data" / name
+    return packaged if packaged.is_dir() else _PACKAGE.parent / name
+
+
+def models_dir() -> Path:
+    env = os.environ.get(MODELS_ENV, "").strip()
+    return Path(env).expanduser() if env else _shipped("models")
+
+
+def assets_dir() -> Path:
+    return _shipped("assets")
+
+
+def default_checkpoint(kind: str) -> Path:
+    """The default model for ``attention`` (DINO) or ``mae``; CheckpointError when it is not there."""
+    folder = models_dir()
+    path = folder / DEFAULT_MODELS[kind]
+    if not path.is_file():
+        raise CheckpointError(
+            f"no default {kind} model in {folder} (expected {path.name}); pass --checkpoint PATH, "
+            "or --checkpoint random:vit_small/16 for an untrained pipeline demo")
+    return path
+
+
+def default_checkpoint_or_none(kind: str) -> Path | None:
+    try:
+        return default_checkpoint(kind)
+    except CheckpointError:
+        return None
+
+
+def demo_clip() -> Path:
+    """The bundled video (it may be missing from a stripped-down install: check ``exists()``)."""
+    return assets_dir() / DEMO_CLIP
+
+
+def demo_photos() -> list[Path]:
+    folder = assets_dir()
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES) if folder.is_dir() else []

@@ -1,0 +1,116 @@
+"""Preprocessing, named by purpose (numpy, PIL and OpenCV; no torch).
+
+- ``official``: visualize_attention.py's path. PIL bilinear resize, ToTensor, ImageNet normalisation, a crop
+  from the top-left to a multiple of the patch size. It is the reference for faithful numbers (bit for bit
+  torchvision's ``Resize + ToTensor + Normalize``), used by the CLI, the Photos tab, evaluation and training
+  previews.
+- ``fast``: the live path. One ``cv2.dnn.blobFromImage`` pass (bilinear resize, NCHW float32 in [0, 255]); the
+  normalisation is folded into the patch embedding (``runtime.export.fold_normalisation``). Used by the Live
+  tab, ``highlighter video`` and ``bench live``, on every backend.
+- ``official_mae``: the MAE demo notebook's path (PIL bicubic to the model's square input, float64 maths).
+
+The two attention paths see the same geometry at the same image size (``fit_size``); they differ only in
+resampling: PIL filters over the whole footprint when it shrinks a photo, OpenCV's bilinear reads the two
+nearest pixels per axis. ``tests/test_roads.py`` checks that their masks still agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The default image size, for every road (CLI, Photos, Live, `video`, `eval`): the photo's shorter side in
+# pixels, its aspect ratio kept (``fit_size``).
+DEFAULT_IMAGE_SIZE = 224
+
+_MEAN32 = np.array(IMAGENET_MEAN, np.float32)[:, None, None]
+_STD32 = np.array(IMAGENET_STD, np.float32)[:, None, None]
+
+
+# ============================================================================= sizes
+def resized_size(width: int, height: int, image_size: int | Sequence[int]) -> tuple[int, int]:
+    """torchvision ``Resize`` semantics -> (new_width, new_height).
+
+    Two ints are (H, W); one int sets the shorter side and keeps the aspect ratio (long side truncated).
+    """
+    if isinstance(image_size, int) or len(image_size) == 1:
+        s = image_size if isinstance(image_size, int) else int(image_size[0])
+        if width <= height:
+            return s, int(s * height / width)
+        return int(s * width / height), s
+    h, w = image_size
+    return int(w), int(h)
+
+
+def fit_size(shape: tuple[int, int], short: int, patch: int) -> tuple[int, int]:
+    """(H, W) with the shorter side ``short`` and the photo's aspect ratio, both rounded to multiples of the
+    patch, so that nothing is cropped and the mask maps back onto the whole photo."""
+    H, W = shape[:2]
+    scale = short / min(H, W)
+    return max(patch, round(H * scale / patch) * patch), max(patch, round(W * scale / patch) * patch)
+
+
+def input_size(shape: tuple[int, int], image_size: int | Sequence[int] | None, patch: int) -> tuple[int, int]:
+    """The model input (H, W) for a picture of ``shape`` (H, W): ``None`` is the default (``fit_size`` at
+    DEFAULT_IMAGE_SIZE); one int or (H, W) are visualize_attention.py's sizes, cropped to the patch grid."""
+    if image_size is None:
+        return fit_size(shape, DEFAULT_IMAGE_SIZE, patch)
+    w, h = resized_size(shape[1], shape[0], image_size)
+    return h - h % patch, w - w % patch
+
+
+# ============================================================================= official
+def normalise(rgb: np.ndarray) -> np.ndarray:
+    """``ToTensor`` then ``Normalize`` with the ImageNet statistics: (H, W, 3) uint8 -> (3, H, W) float32."""
+    x = np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / np.float32(255)
+    return (x - _MEAN32) / _STD32
+
+
+def unnormalise(x: np.ndarray) -> np.ndarray:
+    """ImageNet-normalised (H, W, 3) -> RGB in [0, 1], clipped: what the MAE views show and are scored on."""
+    return np.clip(x * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN), 0.0, 1.0)
+
+
+def to_display(x: np.ndarray) -> np.ndarray:
+    """Normalised (H, W, 3) -> uint8, as the MAE notebook's show_image: clip((x * std + mean) * 255)."""
+    return (unnormalise(x) * 255).astype(np.uint8)
+
+
+def official(img: Image.Image, image_size: int | Sequence[int] | None, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """visualize_attention.py: PIL bilinear resize, ToTensor, Normalize, crop from the top-left to a multiple of
+    the patch size. ``image_size`` as in ``input_size``. Returns (x (1, 3, H, W) float32, the resized and
+    cropped RGB uint8 photo the model sees)."""
+    if image_size is None:
+        w, h = fit_size((img.height, img.width), DEFAULT_IMAGE_SIZE, patch)[::-1]
+    else:
+        w, h = resized_size(img.width, img.height, image_size)
+    if w < patch or h < patch:
+        raise ValueError(f"image size {h}x{w} is smaller than one {patch}-pixel patch")
+    resized = img.resize((w, h), Image.BILINEAR) if (w, h) != img.size else img
+    H, W = h - h % patch, w - w % patch
+    shown = np.asarray(resized, dtype=np.uint8)
+    return np.ascontiguousarray(normalise(shown)[None, :, :H, :W]), shown[:H, :W]
+
+
+def official_mae(img: Image.Image, size: int) -> np.ndarray:
+    """The MAE demo notebook: PIL bicubic resize to the model's input size, /255, ImageNet normalisation
+    (in float64, as numpy does there, then cast). Returns (1, 3, size, size) float32."""
+    arr = np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float64) / 255.0
+    arr = (arr - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+# ============================================================================= fast
+def fast(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB uint8 frame -> (1, 3, H, W) float32 in [0, 255], resized in one OpenCV pass. The model the blob
+    goes to has the ImageNet normalisation folded into its patch embedding."""
+    H, W = size
+    return cv2.dnn.blobFromImage(frame, 1.0, (W, H), swapRB=False, crop=False)
+
+
+PREPROCESSING = {"official": official, "fast": fast}
