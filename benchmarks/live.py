@@ -17,7 +17,7 @@ import platform
 import sys
 from pathlib import Path
 
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.runtime.predictor import BACKENDS, bf16_usable, make_predictor
 from highlighter.video.bench import frame_files, mean_iou, measure_pipeline, measure_reference
 

@@ -21,17 +21,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from highlighter.commands.common import resolve_checkpoint
-from highlighter.commands.evaluate import reconstruction
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine, MAEEngine
-from highlighter.evaluation import centred_ellipse, grid_to_image, iou, model_size
+from highlighter.evaluation import centred_ellipse, evaluate_mae, grid_to_image, iou, model_size
 from highlighter.images import load_rgb
+from highlighter.paths import default_checkpoint
 from highlighter.postprocess import mass_mask
 from highlighter.video.smoothing import Smoother
 
 RULES = ("mass", "tokencut")  # the DINO rule (60% of the mass) first
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def checkpoint_path(spec: str, kind: str) -> str:
+    return str(default_checkpoint(kind)) if spec == "default" else spec
 
 
 def stills(engine, folder: Path, size: int) -> dict:
@@ -76,9 +79,8 @@ def video(engine, seq: Path, size: int) -> dict:
 
 def mae(checkpoint: str) -> dict:
     """The MAE's masked-patch MSE on the DAVIS stills (ratio 0.75, 3 masks each) against a mean-of-visible fill."""
-    ck = load_checkpoint(resolve_checkpoint(checkpoint, "mae"))
-    args = argparse.Namespace(images=str(DATA / "eval" / "davis-stills" / "images"), mask_ratio=0.75, seeds=3)
-    r = reconstruction(MAEEngine(ck, "cpu"), args)
+    ck = load_checkpoint(checkpoint_path(checkpoint, "mae"))
+    r = evaluate_mae(MAEEngine(ck, "cpu"), DATA / "eval" / "davis-stills" / "images", mask_ratio=0.75, seeds=3)
     r.pop("per_image")
     print(f"\nMAE {ck.vit.describe()} from {ck.path or ck.source}")
     print("\n| MAE, DAVIS stills, ratio 0.75 | images x masks | masked-patch MSE | mean-of-visible fill | reduction |")
@@ -96,7 +98,7 @@ def main() -> int:
     ap.add_argument("--mae-checkpoint", default="default", help="the MAE to score on the DAVIS stills ('none': skip)")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args()
-    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"))
+    ck = load_checkpoint(checkpoint_path(args.checkpoint, "attention"))
     engine = AttentionEngine(ck, "cpu")
     print(f"model: {ck.vit.describe()} from {ck.path or ck.source}")
     result = {"model": ck.path or ck.source, "arch": ck.vit.describe(), "image_size": args.image_size}

@@ -26,13 +26,37 @@ KNOWN_HEADS = {
 # Official MAE decoders: (decoder_embed_dim, decoder_depth) -> heads.
 KNOWN_DECODER_HEADS = {(512, 8): 16}
 
+# What an architecture name means, in one place: the width, the depth (12 unless listed), the head count
+# (KNOWN_HEADS), an MLP four times as wide, and the 224-pixel grid of the official releases.
 ARCH_DIMS = {"vit_tiny": 192, "vit_small": 384, "vit_base": 768, "vit_large": 1024, "vit_huge": 1280,
              "vit_giant": 1536}
+ARCH_DEPTHS = {"vit_large": 24, "vit_huge": 32, "vit_giant": 40}
 
 
 def default_num_heads(dim: int, depth: int, table: dict[tuple[int, int], int] = KNOWN_HEADS) -> int:
     """Official head count when the architecture is a known one, else dim/64."""
     return table.get((dim, depth), max(1, dim // 64))
+
+
+def parse_arch(spec: str) -> tuple[str, int | None]:
+    """``vit_small``, ``vit_small/8`` or ``vit_small_patch8`` -> (name, patch or None); ValueError otherwise."""
+    import re
+
+    m = re.fullmatch(r"(vit_[a-z]+)(?:[/_](?:patch)?(\d+))?", spec.strip().lower())
+    if not m or m.group(1) not in ARCH_DIMS:
+        raise ValueError(f"unknown architecture {spec!r}; use one of {', '.join(ARCH_DIMS)} (optionally /PATCH)")
+    return m.group(1), int(m.group(2)) if m.group(2) else None
+
+
+def arch_config(name: str, patch_size: int = 16, image_size: int = 224, depth: int | None = None,
+                num_heads: int | None = None, mlp_ratio: float = 4.0, num_registers: int = 0) -> ViTConfig:
+    """The ViTConfig that ``name`` (``vit_tiny`` ... ``vit_giant``) stands for, optionally changed; the
+    position-embedding grid covers ``image_size``."""
+    dim = ARCH_DIMS[name]
+    depth = depth or ARCH_DEPTHS.get(name, 12)
+    return ViTConfig(embed_dim=dim, depth=depth, num_heads=num_heads or default_num_heads(dim, depth),
+                     patch_size=patch_size, pos_grid=image_size // patch_size,
+                     mlp_hidden=int(round(mlp_ratio * dim)), num_register_tokens=num_registers)
 
 
 class _Record:

@@ -91,3 +91,147 @@ def masked_mse(pred: np.ndarray, target: np.ndarray, hidden: np.ndarray) -> floa
     """Mean squared error over the hidden pixels (all channels)."""
     diff = np.asarray(pred, dtype=np.float64)[hidden] - np.asarray(target, dtype=np.float64)[hidden]
     return float(np.mean(diff**2))
+
+
+# ============================================================================= the evaluation runs
+# Engines come in as arguments (``core.inference``), so this module imports neither torch nor the engines.
+def _image_files(folder) -> list:
+    from pathlib import Path
+
+    from highlighter.images import IMAGE_EXTENSIONS
+
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _progress(items, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", disable=None)
+
+
+def evaluate_masks(engine, images, masks, rule: str = "mass", threshold: float | None = None, short: int = 224,
+                   warn=_quiet) -> dict:
+    """IoU per image between the predicted foreground (``rule`` on the fused heads, the photo fed with its
+    shorter side at ``short`` and its aspect ratio) and the ground truth (PNG, 255 = object), with the
+    centred-ellipse and all-foreground baselines. ``images``/``masks``: folders; masks share the stems."""
+    from pathlib import Path
+
+    from highlighter.errors import HighlighterError, ImageError
+    from highlighter.images import load_rgb
+
+    pairs = [(p, Path(masks) / f"{p.stem}.png") for p in _image_files(images)]
+    missing = [p.name for p, m in pairs if not m.exists()]
+    if missing:
+        warn(f"{len(missing)} image(s) without a mask are skipped, e.g. {missing[0]}")
+    pairs = [(p, m) for p, m in pairs if m.exists()]
+    if not pairs:
+        raise HighlighterError(f"no image in {images} has a mask in {masks}")
+    gts, preds, names = [], [], []
+    for img_path, mask_path in _progress(pairs, "eval"):
+        try:
+            img = load_rgb(img_path)
+        except ImageError as e:
+            warn(f"skipped {e}")
+            continue
+        gt = np.asarray(load_rgb(mask_path).convert("L")) >= 128  # 255 = object
+        if gt.shape != (img.height, img.width):
+            warn(f"skipped {img_path.name}: mask {gt.shape} and image {(img.height, img.width)} differ")
+            continue
+        res = engine.run(img, fit_size(gt.shape, short, engine.ck.vit.patch_size), keys=rule == "tokencut")
+        preds.append(grid_to_image(res.fused_mask(rule, threshold), gt.shape))
+        gts.append(gt)
+        names.append(img_path.stem)
+    fraction = float(np.mean([g.mean() for g in gts]))
+    rows = [{"name": name, "iou": iou(pred, gt), "ellipse": iou(centred_ellipse(gt.shape, fraction), gt),
+             "all_foreground": iou(np.ones_like(gt), gt), "predicted_fraction": float(pred.mean()),
+             "true_fraction": float(gt.mean())} for name, gt, pred in zip(names, gts, preds)]
+    return {"images": len(rows), "mask_rule": rule, "threshold": threshold, "image_size": short,
+            "mean_foreground_fraction": fraction, "iou": summarise(rows, "iou"),
+            "baseline_ellipse": summarise(rows, "ellipse"),
+            "baseline_all_foreground": summarise(rows, "all_foreground"), "per_image": rows}
+
+
+def class_token_features(engine, paths, size: int):
+    """The final-norm class token of each photo at size x size: (N, D) tensor."""
+    import torch
+
+    from highlighter.images import load_rgb
+    from highlighter.preprocess import official
+
+    feats = []
+    for p in _progress(paths, "features"):
+        x, _ = official(load_rgb(p), (size, size), engine.ck.vit.patch_size)
+        with torch.no_grad():
+            _, f = engine.model(torch.from_numpy(x).to(engine.device), with_features=True)
+        feats.append(f[0].float().cpu())
+    return torch.stack(feats)
+
+
+def evaluate_knn(engine, train, val, labels, size: int = 224, k: int = 20, stride: int = 1) -> dict:
+    """DINO's k-NN accuracy of the class-token features: ``train`` has one sub-folder per class, ``labels`` is
+    a 'file<TAB>class' file for the photos in ``val``; every ``stride``-th training photo is used."""
+    from pathlib import Path
+
+    import torch
+
+    from highlighter.errors import HighlighterError
+    from highlighter.images import IMAGE_EXTENSIONS
+
+    train_root = Path(train)
+    classes = sorted(d.name for d in train_root.iterdir() if d.is_dir())
+    index = {c: i for i, c in enumerate(classes)}
+    train_set = [(p, index[c]) for c in classes for p in sorted((train_root / c).rglob("*"))
+                 if p.suffix.lower() in IMAGE_EXTENSIONS][:: max(1, stride)]
+    table = dict(line.split("\t")[:2] for line in Path(labels).read_text().splitlines() if "\t" in line)
+    val_set = [(Path(val) / f, index[w.strip()]) for f, w in table.items() if w.strip() in index]
+    val_set = [(p, y) for p, y in val_set if p.exists()]
+    if not train_set or not val_set:
+        raise HighlighterError("no training or validation images found for the k-NN evaluation")
+    ftr = class_token_features(engine, [p for p, _ in train_set], size)
+    fva = class_token_features(engine, [p for p, _ in val_set], size)
+    pred = knn_classify(ftr, torch.tensor([y for _, y in train_set]), fva, k=k, temperature=0.07,
+                        num_classes=len(classes))
+    acc = float((pred == torch.tensor([y for _, y in val_set])).float().mean())
+    return {"knn_top1": acc, "k": k, "temperature": 0.07, "train_images": len(train_set),
+            "val_images": len(val_set), "classes": len(classes)}
+
+
+def evaluate_mae(engine, images, mask_ratio: float = 0.75, seeds: int = 3, warn=_quiet) -> dict:
+    """An MAE's masked-patch MSE in pixel space (RGB in [0, 1] at the model's input size, the reconstruction
+    clipped as the MAE tab shows it), against filling every hidden patch with the mean of the visible pixels;
+    the same ``seeds`` random masks per photo for both."""
+    from highlighter.errors import HighlighterError, ImageError
+    from highlighter.images import load_rgb
+    from highlighter.preprocess import unnormalise
+
+    if not engine.model.has_decoder:
+        raise HighlighterError("eval --mae needs a checkpoint with the MAE decoder (this one is an encoder only)")
+    paths = _image_files(images)
+    if not paths:
+        raise HighlighterError(f"no images in {images}")
+    p = engine.ck.vit.patch_size
+    grid = (engine.model.input_size // p,) * 2
+    rows = []
+    for i, path in enumerate(_progress(paths, "mae eval")):
+        try:
+            img = load_rgb(path)
+        except ImageError as e:
+            warn(f"skipped {e}")
+            continue
+        model, base = [], []
+        for s in range(seeds):
+            res = engine.run(img, mask_ratio, seed=1000 * i + s)
+            hidden = hidden_pixels(res.mask, grid, p)
+            original = unnormalise(res.views.original)
+            model.append(masked_mse(unnormalise(res.views.reconstruction), original, hidden))
+            base.append(masked_mse(mean_fill(original, hidden), original, hidden))
+        rows.append({"name": path.stem, "mse": float(np.mean(model)), "mean_fill_mse": float(np.mean(base))})
+    mse, fill = summarise(rows, "mse"), summarise(rows, "mean_fill_mse")
+    return {"images": len(rows), "mask_ratio": mask_ratio, "masks_per_image": seeds,
+            "input_size": engine.model.input_size, "space": "RGB in [0, 1], clipped", "mse": mse,
+            "baseline_mean_fill": fill, "reduction_vs_mean_fill": 1.0 - mse["mean"] / fill["mean"],
+            "per_image": rows}

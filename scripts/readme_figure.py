@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from highlighter.commands.common import resolve_checkpoint
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine
 from highlighter.images import load_rgb
 from highlighter.render import heatmap, label, overlay, side_by_side

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 from highlighter.commands.common import info, resolve_checkpoint
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.errors import HighlighterError
 
 

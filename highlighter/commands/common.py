@@ -13,6 +13,7 @@ from tqdm import tqdm
 from highlighter.errors import HighlighterError, ImageError
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.paths import default_checkpoint
+from highlighter.results import OutputNames
 
 
 def warn(msg: str) -> None:
@@ -28,23 +29,6 @@ def resolve_checkpoint(spec: str | None, kind: str) -> str:
     if spec not in (None, "default"):
         return str(spec)
     return str(default_checkpoint(kind))
-
-
-class OutputNames:
-    """Unique output stems: a second ``cat.jpg`` from another folder becomes ``cat-2``."""
-
-    def __init__(self) -> None:
-        self.used: set[str] = set()
-
-    def stem(self, path: Path) -> str:
-        stem, n = path.stem, 1
-        while stem in self.used:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        if n > 1:
-            warn(f"{path}: another input is also called {path.stem!r}; writing it as {stem!r}")
-        self.used.add(stem)
-        return stem
 
 
 def report_model(ck) -> None:
@@ -66,7 +50,8 @@ class PhotoBatch:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.desc = desc
-        self.names = OutputNames()
+        self.names = OutputNames(lambda path, stem: warn(f"{path}: another input is also called "
+                                                         f"{path.stem!r}; writing it as {stem!r}"))
         self.done = self.skipped = 0
 
     def __iter__(self) -> Iterator[tuple[Path, Image.Image]]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import MAEEngine
-from highlighter.core.mae import check_mask, to_display
+from highlighter.core.mae import check_mask
 from highlighter.errors import HighlighterError
-from highlighter.render import label, save_png, side_by_side
+from highlighter.results import write_mae
 
 
 def read_mask_file(path: str, n: int) -> np.ndarray:
@@ -21,15 +21,6 @@ def read_mask_file(path: str, n: int) -> np.ndarray:
         return check_mask(mask, n)
     except ValueError as e:
         raise HighlighterError(f"--mask {path}: {e}") from None
-
-
-def panels(res) -> np.ndarray:
-    v = res.views
-    hidden = res.mask.mean()
-    picture = side_by_side(
-        [to_display(v.original), to_display(v.masked), to_display(v.reconstruction), to_display(v.paste)],
-        ["original", f"masked ({hidden:.0%} hidden)", "reconstruction", "reconstruction + visible"])
-    return label(picture, v.note)
 
 
 def run(args) -> int:
@@ -48,9 +39,7 @@ def run(args) -> int:
     for path, img in batch:
         res = engine.run(img, args.mask_ratio, args.seed, mask, args.denorm)
         stem = batch.names.stem(path)
-        np.savez_compressed(batch.out / f"{stem}.npz", mask=res.mask, pred=res.pred.astype(np.float32),
-                            paste=res.views.paste.astype(np.float32), original=res.views.original.astype(np.float32))
-        save_png(batch.out / f"{stem}.png", panels(res))
+        write_mae(batch.out, stem, res)
         info(f"{path} -> {batch.out / stem}.png ({int(res.mask.sum())}/{res.mask.size} patches hidden, "
              f"masked-patch loss {res.loss:.4f}); {res.views.note}")
         batch.done += 1

@@ -8,7 +8,7 @@ import cv2
 from tqdm import tqdm
 
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.errors import HighlighterError
 from highlighter.postprocess import mask_png
 from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size

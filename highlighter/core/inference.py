@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from highlighter.core.checkpoint import LoadedCheckpoint, build_attention_model, build_mae_model, load_checkpoint
+from highlighter.core.build import build_attention_model, build_mae_model
 from highlighter.core.device import resolve_device
+from highlighter.core.formats import LoadedCheckpoint, load_checkpoint
 from highlighter.core.mae import MAEViews, check_mask, compose_views
 from highlighter.postprocess import AttentionResult
 from highlighter.preprocess import official, official_mae

@@ -100,7 +100,7 @@ class MaeTab(QWidget):
     # ------------------------------------------------------------------ model
     def load_model(self, path: str | None) -> None:
         def load():
-            from highlighter.core.checkpoint import load_checkpoint, random_mae_checkpoint
+            from highlighter.core.formats import load_checkpoint, random_mae_checkpoint
             from highlighter.core.inference import MAEEngine
 
             default = default_checkpoint_or_none("mae")  # models/, or $HIGHLIGHTER_MODELS

@@ -218,8 +218,7 @@ class PhotosTab(QWidget):
 
     def save_all(self, folder: str) -> None:
         """The same files as `highlighter attention` writes, for every photo in the gallery."""
-        from highlighter.commands.attention import write_outputs
-        from highlighter.commands.common import OutputNames
+        from highlighter.results import OutputNames, write_attention
 
         engine, photos, t = self.main.engine, dict(self.photos), self.threshold.value() / 100.0
         cached = {p: r for (p, eid), r in self.cache.items() if eid == id(engine)}
@@ -229,7 +228,7 @@ class PhotosTab(QWidget):
             out.mkdir(parents=True, exist_ok=True)
             for path, img in photos.items():
                 res = cached.get(path) or engine.run(img, IMAGE_SIZE)
-                write_outputs(out, names.stem(Path(path)), res, "mass", t, None)
+                write_attention(out, names.stem(Path(path)), res, "mass", t, None)
             return f"saved {len(photos)} result(s) to {out}"
 
         self.save_job = Job(lambda msg: self.main.statusBar().showMessage(msg, 8000), self._failed)

@@ -95,3 +95,18 @@ def quantize_int8(src: str | Path, dst: str | Path) -> Path:
     quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=True)
     pre.unlink(missing_ok=True)
     return dst
+
+
+def export_live(ck, path: str | Path, image_size: tuple[int, int], int8: bool = False,
+                with_features: bool = False) -> Path:
+    """The live graph of a checkpoint at a fixed size, written to ``path`` (int8: quantised by ONNX Runtime)."""
+    from highlighter.core.build import build_attention_model
+
+    path = Path(path)
+    live = LiveModel(build_attention_model(ck).vit, ck.vit, image_size, with_features=with_features)
+    if not int8:
+        return export_onnx(live, path)
+    fp32 = export_onnx(live, path.with_suffix(".fp32.onnx"))
+    quantize_int8(fp32, path)
+    fp32.unlink()
+    return path

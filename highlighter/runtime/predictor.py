@@ -22,7 +22,7 @@ class TorchPredictor(Predictor):
     def __init__(self, ck, image_size: tuple[int, int], precision: str = "fp32", device: str = "auto"):
         import torch
 
-        from highlighter.core.checkpoint import build_attention_model
+        from highlighter.core.build import build_attention_model
         from highlighter.core.device import resolve_device
         from highlighter.runtime.export import LiveModel
 
@@ -59,7 +59,7 @@ def fingerprint(ck, image_size: tuple[int, int]) -> str:
 
 def onnx_for(ck, image_size: tuple[int, int], int8: bool = False, log=print) -> Path:
     """The exported graph for this checkpoint and size, made once and cached (atomically)."""
-    from highlighter.core.checkpoint import build_attention_model
+    from highlighter.core.build import build_attention_model
     from highlighter.runtime.export import LiveModel, export_onnx, quantize_int8
 
     H, W = image_size

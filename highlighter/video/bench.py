@@ -61,7 +61,7 @@ def measure_reference(ck, image_size: tuple[int, int], files: list[Path], warmup
     from PIL import Image
 
     from highlighter.core.backbone import set_fused_attention
-    from highlighter.core.checkpoint import build_attention_model
+    from highlighter.core.build import build_attention_model
     from highlighter.preprocess import official
 
     model = build_attention_model(ck)
