@@ -40,6 +40,7 @@ demo: $(STAMP)
 
 test: deps $(STAMP)
 	$(BIN)/ruff check highlighter tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 clean:

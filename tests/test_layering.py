@@ -23,3 +23,17 @@ def test_ort_path_needs_no_torch():
             "print([m for m in sys.modules if m.split('.')[0] == 'torch'])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_import_contracts_hold():
+    """pyproject.toml's import-linter contracts (every import, those inside functions too)."""
+    import pytest
+
+    pytest.importorskip("importlinter")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"],
+                       capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "0 broken" in r.stdout and "Only gui imports Qt KEPT" in r.stdout
