@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from highlighter.core.formats import load_checkpoint
+from highlighter.paths import default_checkpoint_or_none, models_dir
 from highlighter.runtime.predictor import BACKENDS, bf16_usable, make_predictor
 from highlighter.video.bench import frame_files, mean_iou, measure_pipeline, measure_reference
 
@@ -28,7 +29,6 @@ MODELS = [  # name, spec, size, frames, target fps
     ("ViT-S/8 224", "random:vit_small/8", (224, 224), 0.4, 12),
     ("ViT-S/16 480", "random:vit_small/16", (480, 480), 0.4, None),
 ]
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "dino_default.safetensors"
 
 
 def main() -> int:
@@ -40,10 +40,11 @@ def main() -> int:
         print(f"missing {FRAMES}", file=sys.stderr)
         return 1
     models = list(MODELS)
-    if DEFAULT_MODEL.exists():
-        models.append(("default model 224", str(DEFAULT_MODEL), (224, 224), 1.0, None))
+    default_model = default_checkpoint_or_none("attention")
+    if default_model:
+        models.append(("default model 224", str(default_model), (224, 224), 1.0, None))
     else:
-        print(f"(no default model in {DEFAULT_MODEL.parent}: that row is skipped)")
+        print(f"(no default model in {models_dir()}: that row is skipped)")
     backends = [b for b in BACKENDS if b != "torch-bf16" or bf16_usable("cpu")]
     rows = []
     for name, spec, size, share, target in models:

@@ -42,8 +42,9 @@ def main() -> int:
     win = MainWindow(checkpoint=args.checkpoint, quiet=True)
     win.resize(1280, 860)
     win.show()
-    clip = Path(__file__).resolve().parents[1] / "assets" / "cockatoo_320x180_5s.mp4"
-    win.live.source.setCurrentText(str(clip))
+    from highlighter.paths import demo_clip
+
+    win.live.source.setCurrentText(str(demo_clip()))
     win.live.start()
     t0 = time.time()
     samples: list[dict] = []

@@ -1,8 +1,8 @@
 """Where the shipped data lives: the default models and the demo media, in a checkout or in an installed wheel.
 
 In the repository they stay where they are, ``models/`` and ``assets/`` at the top; the wheel carries them as
-package data under ``highlighter/_data/`` (see pyproject.toml). ``HIGHLIGHTER_MODELS=DIR`` points every
-command and the app at another models folder; an empty value means unset.
+package data, ``highlighter/_models/`` and ``highlighter/_assets/`` (see pyproject.toml).
+``HIGHLIGHTER_MODELS=DIR`` points every command and the app at another models folder; empty means unset.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def _shipped(name: str) -> Path:
-    """The installed copy (``highlighter/_data/<name>``) when there is one, else the checkout's ``<name>/``."""
-    packaged = _PACKAGE / "_data" / name
+    """The installed copy (``highlighter/_<name>``) when there is one, else the checkout's ``<name>/``."""
+    packaged = _PACKAGE / f"_{name}"
     return packaged if packaged.is_dir() else _PACKAGE.parent / name
 
 
