@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
 from highlighter.errors import HighlighterError
-from highlighter.postprocess import mask_png
 from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
 from highlighter.video.pipeline import FramePipeline, Settings
-from highlighter.video.sources import open_source, to_bgr
+from highlighter.video.sources import open_source
+from highlighter.video.writer import Recorder, Writer, write_mask
 
 
 def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
@@ -51,16 +50,14 @@ def run(args) -> int:
     size = model_size(args.image_size, first.image, ck.vit.patch_size)
     predictor = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
-    pipe = FramePipeline(predictor, Settings(threshold=args.threshold, head=args.head, overlay=args.overlay,
+    pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=args.head, overlay=args.overlay,
                                              smoothing=args.smooth))
     out = Path(args.out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     H0, W0 = first.image.shape[:2]
     fps = getattr(source, "fps", 0) or args.fps
-    overlay_w = W0 * (2 if args.overlay == "side" else 1)
-    writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (overlay_w, H0))
-    if not writer.isOpened():
-        raise HighlighterError(f"cannot write {out / 'overlay.mp4'} (no mp4 encoder in this OpenCV build?)")
+    recorder = Recorder(out / "overlay.mp4", fps).open((W0 * (2 if args.overlay == "side" else 1), H0))
+    writer = Writer(max_pending=16)  # PNG and mp4 encoding overlap the next frame's inference
     n, used = 0, set()
     bar = tqdm(total=source.total, unit="frame", disable=None)
     try:
@@ -68,17 +65,17 @@ def run(args) -> int:
             res = pipe.process(frame.image, frame.index, frame.name)
             name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
             used.add(name)
-            cv2.imwrite(str(out / "masks" / f"{name}.png"), mask_png(res.mask, frame.image.shape[:2]))
-            ov = res.overlay
-            if ov.shape[:2] != (H0, overlay_w):
-                ov = cv2.resize(ov, (overlay_w, H0), interpolation=cv2.INTER_AREA)
-            writer.write(to_bgr(ov))
+            writer.submit(write_mask, out / "masks" / f"{name}.png", res.mask, frame.image.shape[:2])
+            writer.submit(recorder.write, res.overlay)
             n += 1
             bar.update(1)
     finally:
+        writer.submit(recorder.close)
+        writer.close()
         bar.close()
-        writer.release()
         source.close()
+    if writer.error:
+        raise HighlighterError(f"writing to {out} failed: {writer.error}")
     status = source.status
     if "early" in status or "failed" in status:
         warn(status)

@@ -1,4 +1,7 @@
-"""The main window: a model picker and the Live, Photos, MAE and Train tabs."""
+"""The main window: a model picker and the Live, Photos, MAE and Train tabs.
+
+The tabs share a Qt-free ``AppState`` (model, threshold, heads, overlay, image size) and subscribe to its
+events; the window loads models into it and persists its values in QSettings."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from highlighter.app_state import AppState
 from highlighter.gui.qt_util import Job
 from highlighter.paths import default_checkpoint_or_none
 
@@ -35,9 +39,7 @@ class MainWindow(QMainWindow):
         self.qsettings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings("highlighter",
                                                                                              "highlighter")
         self.setWindowTitle("highlighter")
-        self.ck = None
-        self.engine = None
-        self.model_spec: str | None = None
+        self.state = self._restore_state()
         self.last_error: str | None = None
         self.model_job = Job(self._model_loaded, self._model_failed)
 
@@ -82,6 +84,34 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("ready")
 
     # ------------------------------------------------------------------ settings
+    def _restore_state(self) -> AppState:
+        state = AppState()
+        for setter, key, default, kind in ((state.set_threshold, "threshold", 0.6, float),
+                                           (state.set_overlay, "overlay", "mask", str),
+                                           (state.set_image_size, "image_size", state.image_size, int)):
+            try:
+                setter(self.settings_value(key, default, kind))
+            except ValueError:  # a stale or hand-edited setting: keep the default
+                pass
+        state.threshold_changed.connect(lambda v: self.set_setting("threshold", v))
+        state.overlay_changed.connect(lambda v: self.set_setting("overlay", v))
+        state.image_size_changed.connect(lambda v: self.set_setting("image_size", v))
+        state.model_requested.connect(self._model_requested)
+        return state
+
+    # the model of Live and Photos lives in the state; these are for reading it
+    @property
+    def engine(self):
+        return self.state.engine
+
+    @property
+    def ck(self):
+        return self.state.ck
+
+    @property
+    def model_spec(self) -> str | None:
+        return self.state.model_spec
+
     def settings_value(self, key: str, default, kind=str):
         value = self.qsettings.value(key, default)
         try:
@@ -146,12 +176,14 @@ class MainWindow(QMainWindow):
             self.set_setting("recent", recent[:8])
             self._fill_models()
         self._select_current()
-        self.live.model_changed()
-        self.photos.refresh()
         self.statusBar().showMessage(f"model: {engine.ck.vit.describe()}", 5000)
 
+    def _model_requested(self, path: str, kind: str) -> None:
+        if kind != "mae":  # the MAE tab takes MAE models itself
+            self.load_model(path)
+
     def _set_model(self, spec: str, engine) -> None:
-        self.model_spec, self.engine, self.ck = spec, engine, engine.ck
+        self.state.set_model(spec, engine)  # the tabs follow through the state's model_changed
         self.set_setting("model", spec)
         ck = engine.ck
         where = f"{ck.name} ({ck.source})" if ck.path else ck.source
@@ -175,7 +207,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event):  # noqa: N802
-        self.live.stop()
+        self.live.close_writer()  # stops the stream and finishes the files being written
         self.train.stop()
         self.set_setting("geometry", self.saveGeometry())
         self.set_setting("tab", self.tabs.currentIndex())

@@ -1,35 +1,37 @@
-"""The Live tab: a camera, video file or image folder streamed through the fastest backend."""
+"""The Live tab: a camera, video file or image folder streamed through the fastest backend.
+
+What it shows follows the app state (model, overlay, heads, mass kept, resolution: ``gui.controls``); the
+frames run through ``video.pipeline.LiveRunner`` (capture and inference threads, latest frame wins); Record
+and Snapshot hand the files to ``video.writer.Writer``, off the GUI thread.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import cv2
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSizePolicy,
-    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
+from highlighter.gui.controls import StateControls
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
-from highlighter.postprocess import mask_png
-from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
-from highlighter.render import OVERLAYS
+from highlighter.preprocess import fit_size
 from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
-from highlighter.video.sources import list_cameras, open_source, to_bgr
+from highlighter.video.sources import list_cameras, open_source
+from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
 
-SIZES = (160, 224, 288, 384, 480)
+RECORD_FPS = 25.0
 
 
 class _Relay(QObject):
@@ -41,15 +43,18 @@ class LiveTab(QWidget):
     def __init__(self, main):
         super().__init__()
         self.main = main
-        self.settings = Settings(threshold=main.settings_value("threshold", 0.6, float),
-                                 overlay=main.settings_value("overlay", "mask", str))
+        state = main.state
+        self.state = state
+        self.settings = Settings(threshold=state.threshold, overlay=state.overlay, heads=state.heads)
         self.runner: LiveRunner | None = None
         self.predictors: dict = {}
         self.latest = None
         self._pending = False
         self.frames_shown = 0
         self.t_start = time.perf_counter()
-        self.writer = None
+        self.recorder: Recorder | None = None
+        self.writer = Writer(max_pending=32, on_error=lambda m: self.relay.status.emit(f"could not save: {m}"),
+                             name="live-writer")
         self.user_stopped = True
         self.retry = QTimer(self, singleShot=True, interval=3000)
         self.retry.timeout.connect(self._retry)
@@ -74,21 +79,9 @@ class LiveTab(QWidget):
         self.start_btn.clicked.connect(self.start)
         self.pause_btn.toggled.connect(self._pause)
         self.stop_btn.clicked.connect(self.stop)
-        self.overlay = QComboBox()
-        self.overlay.addItems(OVERLAYS)
-        self.overlay.setCurrentText(self.settings.overlay)
-        self.overlay.currentTextChanged.connect(self._set_overlay)
-        self.threshold = QSlider(Qt.Orientation.Horizontal, minimum=5, maximum=95)
-        self.threshold.setValue(round(self.settings.threshold * 100))
-        self.threshold.valueChanged.connect(self._set_threshold)
-        self.threshold_label = QLabel()
-        self.head = QComboBox()
-        self.head.currentIndexChanged.connect(self._set_head)
-        self.size = QComboBox()
-        self.size.addItems([str(s) for s in SIZES])
-        self.size.setCurrentText(str(DEFAULT_IMAGE_SIZE))
-        self.size.setToolTip("the shorter side fed to the model, the aspect ratio kept (as in Photos)")
-        self.size.currentTextChanged.connect(self._restart)
+        self.controls = StateControls(state)
+        self.overlay, self.head, self.size = self.controls.overlay, self.controls.head, self.controls.size
+        self.threshold, self.threshold_label = self.controls.threshold, self.controls.threshold_label
         self.smooth = QCheckBox("Smoothing")
         self.smooth.toggled.connect(self._set_smoothing)
         snap, self.record = QPushButton("Snapshot"), QPushButton("Record")
@@ -109,41 +102,44 @@ class LiveTab(QWidget):
                   self.stop_btn):
             row1.addWidget(w)
         row1.setStretch(1, 1)
-        grid = QGridLayout()
-        grid.addWidget(QLabel("Overlay"), 0, 0)
-        grid.addWidget(self.overlay, 0, 1)
-        grid.addWidget(QLabel("Heads"), 0, 2)
-        grid.addWidget(self.head, 0, 3)
-        grid.addWidget(QLabel("Resolution"), 0, 4)
-        grid.addWidget(self.size, 0, 5)
-        grid.addWidget(self.smooth, 0, 6)
-        grid.addWidget(self.threshold_label, 1, 0)
-        grid.addWidget(self.threshold, 1, 1, 1, 4)
-        grid.addWidget(snap, 1, 5)
-        grid.addWidget(self.record, 1, 6)
+        row2 = QHBoxLayout()
+        for w in (self.controls, self.smooth, snap, self.record):
+            row2.addWidget(w)
+        row2.setStretch(0, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(row1)
-        lay.addLayout(grid)
+        lay.addLayout(row2)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.stats)
         lay.addWidget(self.status)
-        self._set_threshold(self.threshold.value())
-        self.model_changed()
 
-    # ------------------------------------------------------------------ controls
-    def model_changed(self) -> None:
-        ck = self.main.ck
-        self.head.blockSignals(True)
-        self.head.clear()
-        self.head.addItem("Fused (mean of heads)")
-        for i in range(ck.vit.num_heads if ck else 0):
-            self.head.addItem(f"Head {i}")
-        self.head.blockSignals(False)
-        self.settings.head = None
+        subs = [(state.threshold_changed, self._set_threshold), (state.overlay_changed, self._set_overlay),
+                (state.heads_changed, self._set_heads), (state.image_size_changed, self._restart),
+                (state.model_changed, self.model_changed)]
+        for signal, callback in subs:
+            signal.connect(callback)
+        self.destroyed.connect(lambda *_: [signal.disconnect(callback) for signal, callback in subs])
+
+    # ------------------------------------------------------------------ following the state
+    def model_changed(self, *_) -> None:
         self.predictors.clear()
+        self.settings.heads = self.state.heads
         if self.runner is not None:
             self._restart()
 
+    def _set_threshold(self, value: float) -> None:
+        self.settings.threshold = value
+
+    def _set_overlay(self, name: str) -> None:
+        self.settings.overlay = name
+
+    def _set_heads(self, heads) -> None:
+        self.settings.heads = heads
+
+    def _set_smoothing(self, on: bool):
+        self.settings.smoothing = on
+
+    # ------------------------------------------------------------------ sources
     def _browse_file(self):
         path, _ = QFileDialog.getOpenFileName(self, "Video or image", "", "Videos and images (*.mp4 *.avi *.mov "
                                               "*.mkv *.webm *.jpg *.jpeg *.png);;All files (*)")
@@ -155,36 +151,21 @@ class LiveTab(QWidget):
         if path:
             self.source.setCurrentText(path)
 
-    def _set_threshold(self, v: int):
-        self.settings.threshold = v / 100.0
-        self.threshold_label.setText(f"Mass kept: {v}%")
-        self.main.set_setting("threshold", self.settings.threshold)
-
-    def _set_overlay(self, mode: str):
-        self.settings.overlay = mode
-        self.main.set_setting("overlay", mode)
-
-    def _set_head(self, i: int):
-        self.settings.head = None if i <= 0 else i - 1
-
-    def _set_smoothing(self, on: bool):
-        self.settings.smoothing = on
-
     def _pause(self, on: bool):
         if self.runner is not None:
             (self.runner.paused.set if on else self.runner.paused.clear)()
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
-        if self.main.ck is None:
+        ck = self.state.ck
+        if ck is None:
             self._on_status("no model loaded")
             return
         self.stop()
         self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
         self.main.set_setting("source", spec)
-        short = int(self.size.currentText())
-        ck = self.main.ck
+        short = self.state.image_size
         self.status.setText(f"starting {spec}: choosing the fastest backend…")
         self.start_btn.setEnabled(False)
 
@@ -218,8 +199,9 @@ class LiveTab(QWidget):
         self.frames_shown, self.t_start = 0, time.perf_counter()
         self.runner.start()
         agree = report[report["chosen"]]
-        self.status.setText(f"{source.description}: backend {predictor.name} (fastest whose masks agree with fp32, "
-                            f"IoU {agree['mean_iou']:.3f})")
+        H, W = predictor.image_size
+        self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W} (fastest whose masks "
+                            f"agree with fp32, IoU {agree['mean_iou']:.3f})")
 
     def _failed(self, message: str) -> None:
         self.start_btn.setEnabled(True)
@@ -251,9 +233,10 @@ class LiveTab(QWidget):
         if res is None:
             return
         self.view.setPixmap(fit(rgb_to_pixmap(res.overlay), self.view.width(), self.view.height()))
+        self.state.latest_frame = res.frame
         self.frames_shown += 1
-        if self.writer is not None:
-            self.writer.write(to_bgr(cv2.resize(res.overlay, self._record_size)))
+        if self.recorder is not None:
+            self.writer.submit(self.recorder.write, res.overlay, block=False)  # a full queue drops, never waits
         dt = time.perf_counter() - self.t_start
         if self.frames_shown % 5 == 0 and dt > 0:
             t = res.timings
@@ -280,34 +263,39 @@ class LiveTab(QWidget):
         if self.record.isChecked():
             self.record.setChecked(False)
 
-    # ------------------------------------------------------------------ saving
+    def close_writer(self) -> None:
+        """Finish the files still being written (the window calls this when it closes)."""
+        self.stop()
+        self.writer.close()
+
+    # ------------------------------------------------------------------ saving, on the writer's thread
+    def _folder(self) -> Path:
+        return Path(self.main.settings_value("snapshot_dir", str(Path.home() / "highlighter-snapshots"), str))
+
     def snapshot(self) -> list[Path]:
+        """Save the frame, the mask and the overlay as PNGs; returns the paths they are being written to."""
         res = self.latest
         if res is None:
             return []
-        folder = Path(self.main.settings_value("snapshot_dir", str(Path.home() / "highlighter-snapshots"), str))
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = time.strftime("%Y%m%d-%H%M%S") + f"-{res.index:05d}"
-        paths = [folder / f"{stem}_frame.png", folder / f"{stem}_mask.png", folder / f"{stem}_overlay.png"]
-        cv2.imwrite(str(paths[0]), to_bgr(res.frame))
-        cv2.imwrite(str(paths[1]), mask_png(res.mask, res.frame.shape[:2]))
-        cv2.imwrite(str(paths[2]), to_bgr(res.overlay))
-        self.status.setText(f"saved {paths[2].name} and its frame and mask in {folder}")
+        paths = snapshot_paths(self._folder(), res.index)
+        if not self.writer.submit(write_snapshot, paths, res.frame, res.mask, res.overlay, block=False,
+                                  on_done=lambda p: self.relay.status.emit(
+                                      f"saved {p[2].name} and its frame and mask in {p[2].parent}")):
+            self.status.setText("still writing the previous files; snapshot skipped")
+            return []
         return paths
 
     def _record(self, on: bool) -> None:
         if on and self.latest is not None:
-            folder = Path(self.main.settings_value("snapshot_dir", str(Path.home() / "highlighter-snapshots"), str))
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / (time.strftime("%Y%m%d-%H%M%S") + "_overlay.mp4")
+            path = self._folder() / (time.strftime("%Y%m%d-%H%M%S") + "_overlay.mp4")
             h, w = self.latest.overlay.shape[:2]
-            self._record_size = (w, h)
-            self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+            self.recorder = Recorder(path, RECORD_FPS, (w, h))
+            self.writer.submit(self.recorder.open)
             self.status.setText(f"recording to {path}")
         elif on:
             self.record.setChecked(False)
             self.status.setText("start the stream before recording")
-        elif self.writer is not None:
-            self.writer.release()
-            self.writer = None
-            self.status.setText("recording saved")
+        elif self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            self.writer.submit(recorder.close, on_done=lambda _: self.relay.status.emit(
+                f"recording saved: {recorder.path} ({recorder.frames} frames)"))

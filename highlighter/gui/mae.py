@@ -95,7 +95,13 @@ class MaeTab(QWidget):
         lay.addWidget(self.banner)
         lay.addLayout(panels, 1)
         lay.addWidget(self.note)
+        main.state.model_requested.connect(self._model_requested)
+        self.destroyed.connect(lambda *_, s=main.state, cb=self._model_requested: s.model_requested.disconnect(cb))
         self.load_model(None)
+
+    def _model_requested(self, path: str, kind: str) -> None:
+        if kind == "mae":
+            self.load_model(path)
 
     # ------------------------------------------------------------------ model
     def load_model(self, path: str | None) -> None:
@@ -169,11 +175,11 @@ class MaeTab(QWidget):
         event.acceptProposedAction()
 
     def grab_live(self) -> None:
-        res = getattr(self.main.live, "latest", None)
-        if res is None:
+        frame = self.main.state.latest_frame
+        if frame is None:
             self.note.setText("The Live tab has no frame yet: start it first.")
             return
-        self.set_image(Image.fromarray(res.frame))
+        self.set_image(Image.fromarray(frame))
 
     def set_image(self, img: Image.Image) -> None:
         self.image, self.mask = img, None

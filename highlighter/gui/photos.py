@@ -1,4 +1,7 @@
-"""The Photos tab: drop photos or folders, see per-head and fused heatmaps and the mask, save them all."""
+"""The Photos tab: drop photos or folders, see per-head and fused heatmaps and the overlay, save them all.
+
+The overlay mode, heads, mass kept and resolution are the app state's, shared with the Live tab, so both
+tabs draw the same mask in the same way for the same picture."""
 
 from __future__ import annotations
 
@@ -15,27 +18,27 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSlider,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from highlighter.errors import ImageError
+from highlighter.gui.controls import StateControls
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
+from highlighter.preprocess import fit_size
 from highlighter.render import heatmap, overlay
-
-IMAGE_SIZE = None  # the default: the shorter side at preprocess.DEFAULT_IMAGE_SIZE, as the CLI and Live
 
 
 class PhotosTab(QWidget):
     def __init__(self, main):
         super().__init__()
         self.main = main
+        self.state = state = main.state
         self.setAcceptDrops(True)
         self.photos: dict[str, object] = {}  # path -> PIL image
-        self.cache: dict[tuple[str, int], object] = {}  # (path, model id) -> AttentionResult
+        self.cache: dict[tuple, object] = {}  # (path, model id, image size) -> AttentionResult
         self.model_calls = 0
         self.current: str | None = None
         self.job = Job(self._show_result, self._failed)
@@ -44,10 +47,8 @@ class PhotosTab(QWidget):
         open_btn, self.save_btn = QPushButton("Open…"), QPushButton("Save all…")
         open_btn.clicked.connect(self._open)
         self.save_btn.clicked.connect(self._save_all)
-        self.threshold = QSlider(Qt.Orientation.Horizontal, minimum=5, maximum=95)
-        self.threshold.setValue(60)
-        self.threshold.valueChanged.connect(self._rethreshold)
-        self.threshold_label = QLabel("Mass kept: 60%")
+        self.controls = StateControls(state)
+        self.threshold, self.threshold_label = self.controls.threshold, self.controls.threshold_label
         self.gallery = QListWidget()
         self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
         self.gallery.setIconSize(QSize(96, 96))
@@ -65,9 +66,9 @@ class PhotosTab(QWidget):
         self.head_views: list[QLabel] = []
 
         top = QHBoxLayout()
-        for w in (open_btn, self.save_btn, self.threshold_label, self.threshold):
+        for w in (open_btn, self.save_btn, self.controls):
             top.addWidget(w)
-        top.setStretch(3, 1)
+        top.setStretch(2, 1)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.addWidget(self.gallery, 1)
@@ -76,7 +77,7 @@ class PhotosTab(QWidget):
         right = QWidget()
         rl = QVBoxLayout(right)
         big = QHBoxLayout()
-        for title, view in (("Mask overlay", self.mask_view), ("Fused heatmap", self.fused_view)):
+        for title, view in (("Overlay", self.mask_view), ("Fused heatmap", self.fused_view)):
             box = QVBoxLayout()
             box.addWidget(QLabel(title))
             view.setMinimumSize(300, 220)
@@ -94,6 +95,12 @@ class PhotosTab(QWidget):
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(split, 1)
+        subs = [(state.threshold_changed, self._rethreshold), (state.overlay_changed, self._rethreshold),
+                (state.heads_changed, self._redraw), (state.image_size_changed, self.refresh),
+                (state.model_changed, self.refresh)]
+        for signal, callback in subs:
+            signal.connect(callback)
+        self.destroyed.connect(lambda *_: [signal.disconnect(callback) for signal, callback in subs])
 
     # ------------------------------------------------------------------ input
     def dragEnterEvent(self, event):  # noqa: N802 - Qt's name
@@ -149,30 +156,48 @@ class PhotosTab(QWidget):
         self.current = item.data(Qt.ItemDataRole.UserRole)
         self.refresh()
 
-    def refresh(self) -> None:
-        if self.current is None or self.main.engine is None:
+    def _size(self, img) -> tuple[int, int]:
+        """The model input for this photo: its shorter side at the state's image size, as in Live."""
+        return fit_size((img.height, img.width), self.state.image_size, self.state.ck.vit.patch_size)
+
+    def _key(self, path: str) -> tuple:
+        return path, id(self.state.engine), self.state.image_size
+
+    def refresh(self, *_) -> None:
+        if self.current is None or self.state.engine is None:
             return
-        key = (self.current, id(self.main.engine))
+        key = self._key(self.current)
         if key in self.cache:
-            self._show_result((self.current, self.cache[key]))
+            self._show_result((key, self.cache[key]))
             return
-        engine, path, img = self.main.engine, self.current, self.photos[self.current]
+        engine, img = self.state.engine, self.photos[self.current]
+        size = self._size(img)
 
         def run():
             self.model_calls += 1
-            return path, engine.run(img, IMAGE_SIZE)
+            return key, engine.run(img, size)
 
-        self.job.start(run)
+        if not self.job.start(run):
+            self._again = True
 
     def _show_result(self, result) -> None:
-        path, res = result
-        self.cache[(path, id(self.main.engine))] = res
-        if path != self.current:
+        key, res = result
+        self.cache[key] = res
+        if getattr(self, "_again", False):  # the selection or the size changed while the model ran
+            self._again = False
+            self.refresh()
+        if key != self._key(self.current):
             return
         self.hint.hide()
+        self._redraw()
+
+    def _redraw(self, *_) -> None:
+        res = self.current_result()
+        if res is None:
+            return
         p = res.patch_size
-        self.fused_view.setPixmap(fit(rgb_to_pixmap(heatmap(res.fused(), p)), self.fused_view.width(),
-                                      self.fused_view.height()))
+        self.fused_view.setPixmap(fit(rgb_to_pixmap(heatmap(res.fused(self.state.heads), p)),
+                                      self.fused_view.width(), self.fused_view.height()))
         for v in self.head_views:
             v.deleteLater()
         self.head_views = []
@@ -192,20 +217,19 @@ class PhotosTab(QWidget):
         self._rethreshold()
 
     def current_result(self):
-        if self.current is None or self.main.engine is None:
+        if self.current is None or self.state.engine is None:
             return None
-        return self.cache.get((self.current, id(self.main.engine)))
+        return self.cache.get(self._key(self.current))
 
     def _rethreshold(self, *_) -> None:
-        """Re-threshold from the cached attention: no model call."""
-        t = self.threshold.value() / 100.0
-        self.threshold_label.setText(f"Mass kept: {self.threshold.value()}%")
+        """Re-threshold from the cached attention and redraw the overlay: no model call."""
         res = self.current_result()
         if res is None:
             return
-        self.current_mask = res.fused_mask("mass", t)
-        self.mask_view.setPixmap(fit(rgb_to_pixmap(overlay("mask", res.image, res.fused(), self.current_mask)),
-                                     self.mask_view.width(), self.mask_view.height()))
+        s = self.state
+        self.current_mask = res.fused_mask("mass", s.threshold, s.heads)
+        drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
+        self.mask_view.setPixmap(fit(rgb_to_pixmap(drawn), self.mask_view.width(), self.mask_view.height()))
 
     def _failed(self, message: str) -> None:
         self.main.statusBar().showMessage(message, 8000)
@@ -220,15 +244,17 @@ class PhotosTab(QWidget):
         """The same files as `highlighter attention` writes, for every photo in the gallery."""
         from highlighter.results import OutputNames, write_attention
 
-        engine, photos, t = self.main.engine, dict(self.photos), self.threshold.value() / 100.0
-        cached = {p: r for (p, eid), r in self.cache.items() if eid == id(engine)}
+        engine, photos, s = self.state.engine, dict(self.photos), self.state
+        t, heads = s.threshold, s.heads
+        cached = {p: self.cache.get(self._key(p)) for p in photos}
+        sizes = {p: self._size(img) for p, img in photos.items()}
 
         def save():
             out, names = Path(folder), OutputNames()
             out.mkdir(parents=True, exist_ok=True)
             for path, img in photos.items():
-                res = cached.get(path) or engine.run(img, IMAGE_SIZE)
-                write_attention(out, names.stem(Path(path)), res, "mass", t, None)
+                res = cached.get(path) or engine.run(img, sizes[path])
+                write_attention(out, names.stem(Path(path)), res, "mass", t, heads)
             return f"saved {len(photos)} result(s) to {out}"
 
         self.save_job = Job(lambda msg: self.main.statusBar().showMessage(msg, 8000), self._failed)

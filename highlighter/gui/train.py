@@ -224,7 +224,4 @@ class TrainTab(QWidget):
         if not ck.exists():
             self.status.setText(f"no checkpoint yet in {ck.parent}")
             return
-        if self.kind.currentText() == "mae":
-            self.main.mae.load_model(str(ck))
-        else:
-            self.main.load_model(str(ck))
+        self.main.state.request_model(str(ck), self.kind.currentText())  # the window or the MAE tab loads it

@@ -18,7 +18,7 @@ from highlighter.video.smoothing import Smoother
 @dataclass
 class Settings:
     threshold: float = 0.6  # attention-mass fraction kept (DINO's rule)
-    head: int | None = None  # None: fused (mean over heads)
+    heads: int | tuple[int, ...] | None = None  # the heads fused (one int: that head); None: the mean of all
     overlay: str = "mask"
     smoothing: bool = False
 
@@ -43,7 +43,7 @@ class FramePipeline:
 
     def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
-        fused = fuse(attention, s.head)
+        fused = fuse(attention, s.heads)
         if s.smoothing:
             return self.smoother(fused, s.threshold)
         return fused, mass_mask(fused, s.threshold)

@@ -89,8 +89,8 @@ def test_live_worker_from_a_video_file_shows_overlaid_frames(window, qtbot):
     qtbot.waitUntil(lambda: "fps" in live.stats.text(), timeout=10000)
     assert "backend" in live.status.text()
     assert live.runner.slot.max_len <= 1  # latest frame wins: never a queue
-    snaps = live.snapshot()
-    assert all(p.exists() for p in snaps)
+    snaps = live.snapshot()  # written on the writer's thread
+    qtbot.waitUntil(lambda: all(p.exists() for p in snaps), timeout=10000)
     live.overlay.setCurrentText("cutout")
     assert live.settings.overlay == "cutout"
     live.stop()
