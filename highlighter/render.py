@@ -89,11 +89,25 @@ def overlay(name: str, image: np.ndarray, fused: np.ndarray, mask: np.ndarray, a
     return fn(image, fused, mask, alpha)
 
 
+_TINTS: dict[tuple[int, ...], np.ndarray] = {}
+
+
+def _tint(shape: tuple[int, ...]) -> np.ndarray:
+    """A picture of the mask colour, made once per frame size (the blend then takes one pass)."""
+    t = _TINTS.get(shape)
+    if t is None:
+        if len(_TINTS) > 8:
+            _TINTS.clear()
+        t = _TINTS[shape] = np.empty(shape, np.uint8)
+        t[:] = MASK_COLOUR
+    return t
+
+
 @register_overlay("mask")
 def mask_overlay(image, fused, mask, alpha):
     """The mask tinted and outlined."""
     m = _pixels(mask, image.shape)
-    tinted = cv2.add(cv2.convertScaleAbs(image, alpha=1 - alpha), tuple(alpha * c for c in MASK_COLOUR) + (0,))
+    tinted = cv2.addWeighted(image, 1 - alpha, _tint(image.shape), alpha, 0)
     out = image.copy()
     cv2.copyTo(tinted, m, out)
     return _outline(out, m)
