@@ -103,7 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", choices=sorted(PRESETS[kind]), help="cpu-small, gpu (the paper) or small-data")
         p.add_argument("--config", metavar="FILE", help="JSON object of hyperparameters")
         p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-        p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint")
+        p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint; with "
+                       "a larger --epochs, extend it (finished or not; the schedules follow the new length)")
+        p.add_argument("--init", metavar="CHECKPOINT",
+                       help="start the backbone from any supported file (official DINO/DINOv2/MAE, timm, ours, or "
+                            "'default'); the architecture comes from the file, the head starts fresh")
         p.add_argument("--events", action="store_true", help="also print each log event as JSON on stdout")
         p.add_argument("--log-every", type=int, default=10, metavar="N", help="log every N steps (default 10)")
         p.add_argument("--save-every-minutes", type=float, default=5.0, metavar="M",
@@ -172,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(job="evaluate")
+
+    p = sub.add_parser("probe", help="a one-minute objectness score of a DINO checkpoint (where its class token looks)",
+                       description="For each folder (images/ + masks/, PNG, 255 = object) and input size: the mean "
+                                   "attention inside the object over outside it (in/out), the share on the border "
+                                   "ring over its share of the area, each mask rule's IoU; and the flatness of the "
+                                   "map on a constant image. The selection subset is every 3rd photo, the report "
+                                   "subset the others.")
+    p.add_argument("--checkpoint", metavar="PATH", help="a file, a training run's checkpoint.pth, or 'default'")
+    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
+    p.add_argument("--num-heads", type=int, metavar="N")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="probe folders (default: the development eval sets)")
+    p.add_argument("--split", default="selection", choices=["selection", "report", "all"])
+    p.add_argument("--sizes", nargs="+", type=int, metavar="S",
+                   help="shorter sides fed to the model (default: the training crop size and 1.5x it, else 64 96)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(job="probe")
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", metavar="live", required=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from highlighter.config import DinoCfg, MaeCfg
+from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
 from highlighter.core.checkpoint import atomic_write, make_meta
 from highlighter.errors import CheckpointError, HighlighterError
 from highlighter.images import load_rgb
@@ -93,7 +93,13 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         events: bool = False, log_every: int = 10, save_every_minutes: float = 5.0, save_every_steps: int = 0,
         preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
         source: str = "cli", probe_every_minutes: float = 0.0, probe_data: list[str] | None = None,
-        probe_sizes: list[int] | None = None) -> int:
+        probe_sizes: list[int] | None = None, epochs: int | None = None, init: str | None = None,
+        explicit_arch: dict | None = None) -> int:
+    """One training run. With ``resume``, the run's stored configuration is used, except ``epochs``: a larger
+    number extends the run (finished or not) and every schedule is recomputed over the new length, as
+    main_dino.py does when restarted with a larger --epochs. ``init`` starts the backbone(s) from any supported
+    checkpoint (the architecture comes from the file; ``explicit_arch`` holds the --arch / --patch-size the
+    user typed, which must agree with it)."""
     run_dir = Path(out)
     ckpt_path = run_dir / CHECKPOINT
     if resume and not ckpt_path.exists():
@@ -110,12 +116,31 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         if stored_kind != kind:
             raise HighlighterError(f"{run_dir} holds a {stored_kind} run, not {kind}: use `highlighter train "
                                    f"{stored_kind} --resume`")
-        if state["epoch"] >= state["highlighter"]["train"]["epochs"]:
-            print(f"{run_dir}: this run already finished its {state['epoch']} epochs; nothing to resume",
-                  file=sys.stderr)
+        stored = dict(state["highlighter"]["train"])
+        if init:
+            raise HighlighterError("--init starts a new run; --resume continues one: use one of them")
+        if epochs is not None and epochs != stored["epochs"]:
+            if epochs < state["epoch"] or (epochs < stored["epochs"] and state["epoch"] >= epochs):
+                raise HighlighterError(f"--epochs {epochs}: the run has already trained {state['epoch']} epochs")
+            print(f"{run_dir}: --epochs {epochs} (was {stored['epochs']}): the schedules are recomputed over "
+                  f"{epochs} epochs", file=sys.stderr, flush=True)
+            extended_from = stored["epochs"]
+            stored["epochs"] = epochs
+        else:
+            extended_from = None
+        if state["epoch"] >= stored["epochs"]:
+            print(f"{run_dir}: this run already finished its {state['epoch']} epochs; nothing to resume (pass a "
+                  "larger --epochs to extend it)", file=sys.stderr)
             return 0
-        stored = state["highlighter"]["train"]
         cfg = type(cfg).from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+        state["extended_from"] = extended_from
+    vit_cfg, init_state, init_from = None, None, None
+    if state is not None and state["highlighter"].get("vit"):
+        vit_cfg = ViTConfig.from_dict(state["highlighter"]["vit"])
+        init_from = state["highlighter"].get("init_from")
+    elif init:
+        vit_cfg, init_state, cfg = _init_backbone(kind, cfg, init, explicit_arch or {})
+        init_from = init
     try:
         dist = init_distributed(device)
     except ValueError as e:
@@ -125,9 +150,41 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         if probe_every_minutes and kind == "dino" and dist.is_main:
             probe = make_probe(cfg, probe_data, probe_sizes)
         return _run(kind, cfg, data, run_dir, dist, state, events, log_every, save_every_minutes, save_every_steps,
-                    preview_every, preview_images, max_steps, probe, probe_every_minutes)
+                    preview_every, preview_images, max_steps, probe, probe_every_minutes,
+                    (vit_cfg, init_state, init_from))
     finally:
         shutdown(dist)
+
+
+def _init_backbone(kind: str, cfg, path: str, explicit: dict):
+    """--init: (the file's ViTConfig, its encoder weights, cfg with arch/patch set from the file)."""
+    from dataclasses import replace
+
+    from highlighter.core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    vit = ck.vit
+    names = {v: k for k, v in ARCH_DIMS.items()}
+    arch = names.get(vit.embed_dim)
+    want_arch, want_patch = explicit.get("arch"), explicit.get("patch_size")
+    if want_arch and want_arch != arch:
+        raise HighlighterError(f"--arch {want_arch} conflicts with --init {path}, which holds a {vit.describe()}")
+    if want_patch and want_patch != vit.patch_size:
+        raise HighlighterError(f"--patch-size {want_patch} conflicts with --init {path} (patch {vit.patch_size})")
+    size = cfg.global_crop_size if kind == "dino" else cfg.input_size
+    if size % vit.patch_size:
+        raise HighlighterError(f"crop size {size} is not a multiple of {path}'s patch size {vit.patch_size}")
+    if kind == "mae" and vit.pos_grid != size // vit.patch_size:
+        raise HighlighterError(f"--init for MAE needs --input-size {vit.pos_grid * vit.patch_size} (the file's "
+                               f"position grid is {vit.pos_grid}x{vit.pos_grid}; MAE does not interpolate it)")
+    fields = dict(arch=arch or cfg.arch, patch_size=vit.patch_size)
+    if kind == "dino":
+        fields.update(depth=vit.depth, num_heads=vit.num_heads, mlp_ratio=vit.mlp_hidden / vit.embed_dim,
+                      num_registers=vit.num_register_tokens)
+    print(f"--init: starting from {ck.name} ({ck.source}): {vit.describe()}; the DINO head starts fresh"
+          if kind == "dino" else f"--init: the encoder starts from {ck.name} ({vit.describe()}); the decoder "
+          "starts fresh", file=sys.stderr, flush=True)
+    return vit, ck.state, replace(cfg, **fields)
 
 
 def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
@@ -145,7 +202,9 @@ def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
 
 
 def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, save_every_minutes, save_every_steps,
-         preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0) -> int:
+         preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0,
+         backbone=(None, None, None)) -> int:
+    vit_cfg, init_state, init_from = backbone
     files = find_training_images(data)
     previews, files = _preview_images(files, preview_images)
     if kind == "dino":
@@ -158,7 +217,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
         raise HighlighterError(f"{len(files)} images are fewer than one global batch ({cfg.batch_size} x "
                                f"{dist.world} processes): lower --batch-size")
     niter = batches.steps_per_epoch
-    task = DinoTask(cfg, dist, niter) if kind == "dino" else MaeTask(cfg, dist, niter)
+    task = (DinoTask if kind == "dino" else MaeTask)(cfg, dist, niter, vit_cfg=vit_cfg, init_state=init_state)
     loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
                          pin_memory=dist.device.type == "cuda")
     main = dist.is_main
@@ -182,7 +241,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
         if not main:
             return
         meta = make_meta(kind, task.vit_cfg, task.decoder_cfg, train=cfg.to_dict(), data=[str(d) for d in data],
-                         images=len(files), world_size=dist.world)
+                         images=len(files), world_size=dist.world, init_from=init_from)
         payload = {"highlighter": meta, **task.state_dict(), "epoch": epoch, "in_epoch": in_epoch,
                    "global_step": epoch * niter + in_epoch, "images_seen": seen,
                    "elapsed_s": elapsed_before + time.time() - t0,
@@ -216,6 +275,10 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
 
     t0 = time.time()
     if main:
+        if state is not None and state.get("extended_from"):
+            log("extended", step=global_step, epochs_before=state["extended_from"], epochs=cfg.epochs,
+                message=f"extended from {state['extended_from']} to {cfg.epochs} epochs; the learning-rate, "
+                        "weight-decay, momentum and teacher-temperature schedules are recomputed over the new length")
         log("start", kind=kind, resumed=state is not None, step=global_step, total_steps=total_steps,
             epochs=cfg.epochs, steps_per_epoch=niter, images=len(files), world_size=dist.world,
             device=str(dist.device), precision=task.precision_name, config=cfg.to_dict())
