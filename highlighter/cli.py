@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write previews every N steps (0: only at the end; default 200)")
         p.add_argument("--preview-images", nargs="+", metavar="IMG", help="photos for previews (default: assets/)")
         p.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps")
+        p.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                       help="stop (with a checkpoint) after M minutes of training")
         if kind == "dino":
             p.add_argument("--probe-every-minutes", type=float, default=0.0, metavar="M",
                            help="score the teacher's objectness every M minutes into log.jsonl (default 0: off)")
@@ -127,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
                            help="shorter sides fed to the probe (default: the global crop size and 1.5x it)")
         add_config_flags(p, cls)
         p.set_defaults(job="train")
+
+    p = sub.add_parser("pack", help="pack training photos into one small zip (to carry them to a GPU machine)",
+                       description="Write every photo under the folders into one uncompressed zip of JPEGs, each "
+                                   "resized so its longer side is at most --max-side (smaller JPEGs keep their "
+                                   "bytes). `highlighter train --data FILE.zip` reads it in place.")
+    p.add_argument("folders", nargs="+", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="FILE.zip")
+    p.add_argument("--max-side", type=int, default=128, metavar="N", help="longest side kept (default 128)")
+    p.add_argument("--quality", type=int, default=90, help="quality of re-encoded photos (default 90)")
+    p.add_argument("--format", default="jpeg", choices=["jpeg", "webp"],
+                   help="jpeg: small JPEGs keep their bytes (default); webp: re-encode every photo (smaller)")
+    p.set_defaults(job="pack")
 
     p = sub.add_parser("video", help="masks and an overlay video for a video file, an image folder or a pattern",
                        description="Write DIR/masks/<frame-stem>.png (0/255, at each frame's size) and "

@@ -126,9 +126,13 @@ class DinoCfg(_Record):
     global_crops_scale: tuple = _f((0.4, 1.0), "area range of the 2 global crops")
     local_crops_number: int = _f(8, "number of local crops")
     local_crops_scale: tuple = _f((0.05, 0.4), "area range of the local crops")
+    relative_blur: bool = _f(False, "scale DINO's blur radius U(0.1, 2) to the crop size (x size/224 for global, "
+                                    "x size/96 for local crops); off: the paper's pixels")
     precision: str = _f("auto", "auto, fp32, bf16 or fp16 (fp16 only on CUDA, with a GradScaler)")
     seed: int = _f(0, "random seed")
     num_workers: int = _f(2, "data-loading worker processes")
+    augment: str = _f("pil", "pil: the official PIL augmentations in worker processes; tensor: photos decoded once "
+                             "onto the device and augmented there in batches (for a GPU the workers cannot feed)")
 
 
 @dataclass(frozen=True)

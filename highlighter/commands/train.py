@@ -76,8 +76,8 @@ def run(args) -> int:
 
     cfg = build_config(args.kind, args)
     if args.resume and (args.preset or args.config or len(_explicit(args)) > int(hasattr(args, "epochs"))):
-        print("note: --resume continues with the run's stored configuration (only a larger --epochs applies)",
-              flush=True)
+        print("note: --resume continues with the run's stored configuration (only --epochs applies: a larger one "
+              "extends the run)", flush=True)
     init = None
     if args.init:
         from highlighter.commands.common import resolve_checkpoint
@@ -90,7 +90,8 @@ def run(args) -> int:
                     probe_every_minutes=getattr(args, "probe_every_minutes", 0.0),
                     probe_data=getattr(args, "probe_data", None), probe_sizes=getattr(args, "probe_sizes", None),
                     epochs=getattr(args, "epochs", None) if args.resume else None, init=init,
-                    explicit_arch={k: getattr(args, k) for k in ("arch", "patch_size") if hasattr(args, k)})
+                    explicit_arch={k: getattr(args, k) for k in ("arch", "patch_size") if hasattr(args, k)},
+                    max_minutes=args.max_minutes)
 
 
 def _explicit(args) -> list[str]:

@@ -14,12 +14,12 @@ from tqdm import tqdm
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
 from highlighter.core.checkpoint import atomic_write, make_meta
 from highlighter.errors import CheckpointError, HighlighterError
-from highlighter.images import load_rgb
 from highlighter.train import preview
 from highlighter.train.augment import DinoMultiCrop, MaeCrop
 from highlighter.train.data import EpochBatches, TrainImages, find_training_images, make_loader
 from highlighter.train.dist import Dist, init_distributed, shutdown
 from highlighter.train.engine import DinoTask, MaeTask, NonFiniteLoss
+from highlighter.train.packed import ImageBank, TensorMultiCrop, load_source
 
 CHECKPOINT = "checkpoint.pth"
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -86,7 +86,7 @@ def _preview_images(files: list[Path], explicit: list[str] | None) -> tuple[list
     else:
         paths = files[-4:]
         files = files[:-4]
-    return [load_rgb(p) for p in paths], files
+    return [load_source(p) for p in paths], files
 
 
 def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str = "auto", resume: bool = False,
@@ -94,7 +94,7 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
         source: str = "cli", probe_every_minutes: float = 0.0, probe_data: list[str] | None = None,
         probe_sizes: list[int] | None = None, epochs: int | None = None, init: str | None = None,
-        explicit_arch: dict | None = None) -> int:
+        explicit_arch: dict | None = None, max_minutes: float = 0.0) -> int:
     """One training run. With ``resume``, the run's stored configuration is used, except ``epochs``: a larger
     number extends the run (finished or not) and every schedule is recomputed over the new length, as
     main_dino.py does when restarted with a larger --epochs. ``init`` starts the backbone(s) from any supported
@@ -151,7 +151,7 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
             probe = make_probe(cfg, probe_data, probe_sizes)
         return _run(kind, cfg, data, run_dir, dist, state, events, log_every, save_every_minutes, save_every_steps,
                     preview_every, preview_images, max_steps, probe, probe_every_minutes,
-                    (vit_cfg, init_state, init_from))
+                    (vit_cfg, init_state, init_from), max_minutes)
     finally:
         shutdown(dist)
 
@@ -203,23 +203,37 @@ def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
 
 def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, save_every_minutes, save_every_steps,
          preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0,
-         backbone=(None, None, None)) -> int:
+         backbone=(None, None, None), max_minutes: float = 0.0) -> int:
     vit_cfg, init_state, init_from = backbone
     files = find_training_images(data)
     previews, files = _preview_images(files, preview_images)
-    if kind == "dino":
+    bank = None
+    if kind == "dino" and cfg.augment == "tensor":
+        # decoded once onto the device; the crops are cut there, batch by batch (see train/packed.py)
+        bank = ImageBank(files, round(cfg.global_crop_size * 1.125), dist.device)
+        transform = TensorMultiCrop(cfg.global_crop_size, cfg.local_crop_size, cfg.global_crops_scale,
+                                    cfg.local_crops_scale, cfg.local_crops_number, cfg.relative_blur)
+        if bank.skipped and dist.is_main:
+            print(f"warning: skipped {bank.skipped} unreadable file(s)", file=sys.stderr)
+    elif kind == "dino":
+        if cfg.augment != "pil":
+            raise HighlighterError(f"--augment {cfg.augment}: choose pil or tensor")
         transform = DinoMultiCrop(cfg.global_crop_size, cfg.local_crop_size, cfg.global_crops_scale,
-                                  cfg.local_crops_scale, cfg.local_crops_number)
+                                  cfg.local_crops_scale, cfg.local_crops_number, cfg.relative_blur)
     else:
         transform = MaeCrop(cfg.input_size, cfg.crop_scale, (cfg.input_size // cfg.patch_size) ** 2)
-    batches = EpochBatches(len(files), cfg.batch_size, cfg.seed, dist.rank, dist.world)
+    batches = EpochBatches(len(bank) if bank is not None else len(files), cfg.batch_size, cfg.seed, dist.rank,
+                           dist.world)
     if batches.steps_per_epoch == 0:
         raise HighlighterError(f"{len(files)} images are fewer than one global batch ({cfg.batch_size} x "
                                f"{dist.world} processes): lower --batch-size")
     niter = batches.steps_per_epoch
     task = (DinoTask if kind == "dino" else MaeTask)(cfg, dist, niter, vit_cfg=vit_cfg, init_state=init_state)
-    loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
-                         pin_memory=dist.device.type == "cuda")
+    if bank is None:
+        loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
+                             pin_memory=dist.device.type == "cuda")
+    else:
+        loader = _BankBatches(bank, batches, transform, cfg.seed)
     main = dist.is_main
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -287,7 +301,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
               + (f", resumed at epoch {start_epoch} step {start_in_epoch}" if state is not None else ""),
               file=sys.stderr, flush=True)
     last_save, rate_t, rate_n, steps_done = time.time(), time.time(), 0, 0
-    stopped_by = None
+    stopped_by, limit = None, ""
     if probe is not None:
         tqdm.write(probe.describe(), file=sys.stderr)
         run_probe(global_step, start_epoch)
@@ -339,10 +353,14 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                                            or now - last_save > save_every_minutes * 60):
                         save(epoch, in_epoch + 1, "periodic")
                         last_save = time.time()
-                    if stop.signal is not None or (max_steps and steps_done >= max_steps):
+                    if max_steps and steps_done >= max_steps:
+                        limit = "max_steps"
+                    elif max_minutes and now - t0 > max_minutes * 60:
+                        limit = "max_minutes"
+                    if stop.signal is not None or limit:
                         stopped_by = stop.signal
                         if not done_epoch:
-                            save(epoch, in_epoch + 1, "signal" if stopped_by else "max_steps")
+                            save(epoch, in_epoch + 1, "signal" if stopped_by else limit)
                         break
                 if in_epoch + 1 == niter:  # the epoch finished
                     save(epoch + 1, 0, "epoch")
@@ -350,7 +368,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                     if unreadable and main:
                         tqdm.write(f"epoch {epoch + 1}: skipped {len(unreadable)} unreadable file(s)", file=sys.stderr)
                     log("epoch_end", step=global_step, epoch=epoch, unreadable=len(unreadable))
-                if stopped_by is not None or (max_steps and steps_done >= max_steps):
+                if stopped_by is not None or limit:
                     break
                 start_in_epoch = 0
         finally:
@@ -363,11 +381,31 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
             log("stopped", step=global_step, signal=signal.Signals(stopped_by).name)
             print(f"stopped by {signal.Signals(stopped_by).name}: checkpoint saved in {run_dir / CHECKPOINT}; "
                   "continue with --resume", file=sys.stderr, flush=True)
+        elif limit and global_step < total_steps:
+            log("paused", step=global_step, reason=limit, images_seen=seen,
+                elapsed_s=round(elapsed_before + time.time() - t0, 1))
+            print(f"stopped at step {global_step} of {total_steps} ({limit.replace('_', '-')}): checkpoint saved in "
+                  f"{run_dir / CHECKPOINT}; continue with --resume", file=sys.stderr, flush=True)
         else:
             log("done", step=global_step, images_seen=seen, elapsed_s=round(elapsed_before + time.time() - t0, 1))
             print(f"done: {run_dir / CHECKPOINT} (use it with `highlighter "
                   f"{'attention' if kind == 'dino' else 'mae'} --checkpoint`)", file=sys.stderr, flush=True)
     return 0
+
+
+class _BankBatches:
+    """The loader of the tensor path: index batches of the sampler, cut into crops on the device. Each step's
+    randomness comes from a generator seeded by (seed, epoch, batch), so a resumed run repeats it."""
+
+    def __init__(self, bank: ImageBank, batches: EpochBatches, transform: TensorMultiCrop, seed: int):
+        self.bank, self.batches, self.transform, self.seed = bank, batches, transform, seed
+
+    def __iter__(self):
+        for b, keys in enumerate(self.batches, start=self.batches.start):
+            epoch = keys[0][0]
+            idx = torch.tensor([i for _, i in keys], device=self.bank.images.device)
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + b)
+            yield {"data": self.transform(self.bank.images[idx], gen), "n": len(keys), "errors": []}
 
 
 def model_train(task) -> None:
