@@ -34,7 +34,7 @@ def test_exif_orientation_is_applied(tmp_path, cat_path):
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"", "not an image"), (b"plain text, not pixels", "not an image")])
+    (b"", r"empty file \(0 bytes\)"), (b"plain text, not pixels", "not an image")])
 def test_unreadable_files(tmp_path, content, message):
     (tmp_path / "x.jpg").write_bytes(content)
     with pytest.raises(ImageError, match=message):
