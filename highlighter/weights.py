@@ -69,6 +69,10 @@ class Official:
     note: str = ""
 
     @property
+    def family_name(self) -> str:
+        return {"dino": "DINO", "dinov2": "DINOv2", "mae": "MAE"}[self.family]
+
+    @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[1]
 
@@ -213,7 +217,7 @@ def resolve(spec: str, cache: str | os.PathLike | None = None) -> str:
         return spec
     path = local_path(entry, cache)
     if not path.is_file():
-        raise CheckpointError(f"{spec} (official {entry.family.upper()} weights) is not downloaded yet: run "
+        raise CheckpointError(f"{spec} (official {entry.family_name} weights) is not downloaded yet: run "
                               f"`highlighter weights get {spec}` (looked for {path})")
     return str(path)
 
