@@ -147,18 +147,23 @@ _VISUALIZE = "encoder + decoder, pixel targets: for reconstructions (the MAE tab
 _PRETRAIN = "encoder only (norm-pix pretraining, for fine-tuning): attention maps, but no reconstructions"
 
 CATALOGUE: dict[str, Official] = {e.name: e for e in [
+    # facebookresearch/dino hubconf.py: url= at lines 30, 45, 60, 75; README.md 'backbone only' links
     _dino("dino_vits16", "dino_deitsmall16_pretrain", "vit_small/16", "21M"),
     _dino("dino_vits8", "dino_deitsmall8_pretrain", "vit_small/8", "21M"),
     _dino("dino_vitb16", "dino_vitbase16_pretrain", "vit_base/16", "85M"),
     _dino("dino_vitb8", "dino_vitbase8_pretrain", "vit_base/8", "85M"),
+    # facebookresearch/dinov2 dinov2/hub/backbones.py line 57 (url = _DINOV2_BASE_URL + ...), the base in
+    # dinov2/hub/utils.py line 14, the entry points at lines 64-128; README.md 'backbone only' links
     _dinov2("dinov2_vits14", "vit_small/14", 12, "21M"),
     _dinov2("dinov2_vits14_reg", "vit_small/14", 12, "21M"),
     _dinov2("dinov2_vitb14", "vit_base/14", 12, "86M"),
     _dinov2("dinov2_vitb14_reg", "vit_base/14", 12, "86M"),
     _dinov2("dinov2_vitl14", "vit_large/14", 24, "300M"),
     _dinov2("dinov2_vitl14_reg", "vit_large/14", 24, "300M"),
+    # facebookresearch/mae issue #3 (Kaiming He, 2022-01-10): the base and huge 'visualize' files
     Official("mae_visualize_vit_base", "mae", "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_base.pth",
              _MAE_ISSUE_3, "vit_base/16", 12, 14, decoder=True, note=_VISUALIZE),
+    # facebookresearch/mae demo/mae_visualize.ipynb: `!wget -nc` cells for the two ViT-L files
     Official("mae_visualize_vit_large", "mae",
              "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large.pth",
              _MAE_NOTEBOOK, "vit_large/16", 24, 14, decoder=True, note=_VISUALIZE),
@@ -168,6 +173,7 @@ CATALOGUE: dict[str, Official] = {e.name: e for e in [
              note="encoder + decoder trained with an extra GAN loss (sharper reconstructions)"),
     Official("mae_visualize_vit_huge", "mae", "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_huge.pth",
              _MAE_ISSUE_3, "vit_huge/14", 32, 16, decoder=True, note=_VISUALIZE),
+    # facebookresearch/mae README.md: the 'pre-trained checkpoint' row and the 'md5' row under it
     Official("mae_pretrain_vit_base", "mae", "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
              _MAE_README, "vit_base/16", 12, 14, checksum=("md5", "8cad7c"), note=_PRETRAIN),
     Official("mae_pretrain_vit_large", "mae",
