@@ -28,8 +28,9 @@ def _heads(text: str) -> list[int]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
-                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file; 'default' (the "
-                        "default) is the model shipped in models/; random:vit_small/16 gives untrained weights")
+                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file, or the name of "
+                        "downloaded official weights (`highlighter weights list`); 'default' (the default) is the "
+                        "model shipped in models/; random:vit_small/16 gives untrained weights")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"],
                    help="which weights of a full DINO training checkpoint (default: teacher)")
     p.add_argument("--num-heads", type=int, metavar="N",
@@ -237,6 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-decoder", action="store_true", help="safetensors: keep the MAE decoder")
     p.add_argument("--out", required=True, metavar="FILE")
     p.set_defaults(job="export")
+
+    w = sub.add_parser("weights", help="the official DINO, DINOv2 and MAE weights by name: list, download",
+                       description="Official weights by their torch hub names. `get` downloads one into the cache "
+                                   "(resuming a broken download), checks it loads as the promised architecture "
+                                   "(and its published checksum, where there is one), and only then keeps it; "
+                                   "--checkpoint NAME then works in every command.")
+    wsub = w.add_subparsers(dest="action", metavar="list|get", required=True)
+    cache_help = ("cache root (default: $HIGHLIGHTER_CACHE, else ~/.cache/highlighter); the same as "
+                  "HIGHLIGHTER_CACHE=DIR")
+    p = wsub.add_parser("list", help="the names, URLs, architectures and sizes, and which are downloaded")
+    p.add_argument("--json", action="store_true", help="a JSON list (name, url, arch, size, ...)")
+    p.add_argument("--cache", metavar="DIR", help=cache_help)
+    p.set_defaults(job="weights")
+    p = wsub.add_parser("get", help="download, verify and keep one official file")
+    p.add_argument("name", metavar="NAME", help="e.g. dino_vits16, dinov2_vits14_reg, mae_visualize_vit_base")
+    p.add_argument("--mirror", metavar="URL", help="take the file from this scheme and host, keeping the official path")
+    p.add_argument("--cache", metavar="DIR", help=cache_help)
+    p.set_defaults(job="weights")
     return parser
 
 

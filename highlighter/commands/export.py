@@ -37,6 +37,9 @@ def provenance(path: str, key: str) -> dict:
 
 
 def run(args) -> int:
+    from highlighter.weights import resolve
+
+    args.checkpoint = resolve(args.checkpoint)  # the name of downloaded official weights -> its file
     ck = load_checkpoint(args.checkpoint, checkpoint_key=args.checkpoint_key)
     out = Path(args.out)
     fmt = args.format
