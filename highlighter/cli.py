@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="store_true", help="onnx: also output the class-token features")
     p.add_argument("--half", action="store_true", help="safetensors in float16")
     p.add_argument("--with-decoder", action="store_true", help="safetensors: keep the MAE decoder")
+    p.add_argument("--card", metavar="FILE.json",
+                   help="safetensors: what the model is, for people (JSON: status, iou {set: value}, baselines, "
+                        "see); the app shows it beside the model's name")
     p.add_argument("--out", required=True, metavar="FILE")
     p.set_defaults(job="export")
 

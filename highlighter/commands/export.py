@@ -65,8 +65,13 @@ def run(args) -> int:
         dtype = torch.float16 if args.half else None
         state = dict(ck.state) if ck.decoder is not None and args.with_decoder else encoder
         kind = "mae" if ck.decoder is not None else "dino"
+        extra = provenance(args.checkpoint, args.checkpoint_key)
+        if args.card:
+            from highlighter.card import read_card
+
+            extra["card"] = read_card(args.card)
         save_model(out, kind, ck.vit, state, ck.decoder if state is not encoder else None, dtype=dtype,
-                   source=ck.source, **provenance(args.checkpoint, args.checkpoint_key))
+                   source=ck.source, **extra)
         what = f"highlighter safetensors ({'fp16' if args.half else 'fp32'})"
     elif fmt == "onnx":
         from highlighter.runtime.export import LiveModel, export_onnx, quantize_int8
