@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import qt, shared_data
 
-pytest.importorskip("PySide6")
+qt()  # a skip on a developer's machine without the gui extra, a failure in CI
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -175,9 +175,7 @@ def test_settings_persist(qtbot, tmp_path, monkeypatch, cache):
 
 
 def test_training_child_process_reports_progress_and_plots(window, qtbot, tmp_path):
-    src = SHARED / "train" / "tinyimagenet" / "train"
-    if not src.is_dir():
-        pytest.skip("shared data not present")
+    src = shared_data("train", "tinyimagenet", "train")
     data = tmp_path / "photos"
     data.mkdir()
     for f in sorted(src.rglob("*.JPEG"))[:12]:

@@ -7,14 +7,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from needs import shared_data
 
 from highlighter.core.attention import mass_mask
 from highlighter.runtime.base import Predictor
 from highlighter.video.pipeline import FramePipeline, LatestSlot, LiveRunner, Settings
 from highlighter.video.postprocess import OVERLAYS, Smoother, mass_mask_np
 from highlighter.video.sources import SourceError, open_source
-
-SHARED_FRAMES = "../shared/data/video/blackswan/frames"
 
 
 def test_numpy_mass_rule_equals_the_torch_one():
@@ -175,11 +174,7 @@ def test_missing_camera_and_file_are_clear_errors(tmp_path, cli):
 
 
 def test_bench_live_json(tmp_path, cli):
-    from pathlib import Path
-
-    frames = Path(__file__).resolve().parents[3] / "shared" / "data" / "video" / "blackswan" / "frames"
-    if not frames.is_dir():
-        pytest.skip("shared data not present")
+    frames = shared_data("video", "blackswan", "frames")
     code, out, err = cli("bench", "live", "--source", frames, "--arch", "vit_tiny", "--frames", 6,
                          "--backend", "torch-fp32", "--json", tmp_path / "b.json")
     assert code == 0, err
