@@ -68,13 +68,25 @@ def test_threshold_slider_changes_the_mask_without_a_model_call(window, qtbot, c
 
 
 def test_save_all_writes_the_attention_command_files(window, qtbot, tmp_path, cat_path):
+    from reference import mass_rule
+
     tab = window.photos
     tab.add_paths([str(cat_path)])
     qtbot.waitUntil(lambda: tab.current_result() is not None, timeout=20000)
+    tab.threshold.setValue(35)  # not the default: the saved masks must follow the slider
+    shown = tab.current_result()
     tab.save_all(str(tmp_path / "saved"))
-    qtbot.waitUntil(lambda: (tmp_path / "saved" / "chelsea_cat_mask_overlay.png").exists(), timeout=20000)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("saved 1 result"), timeout=20000)
+    assert (tmp_path / "saved" / "chelsea_cat_mask_overlay.png").exists()
     got = np.load(tmp_path / "saved" / "chelsea_cat.npz")
     assert got["attention"].shape[0] == 3 and got["mask"].dtype == np.uint8
+    np.testing.assert_array_equal(got["attention"], shown.attention)  # the result on screen, not a new run
+    np.testing.assert_array_equal(got["mask"], mass_rule(shown.attention, 0.35))  # per head
+    fused = shown.attention.mean(axis=0)
+    np.testing.assert_allclose(got["fused_attention"], fused, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(got["fused_mask"], mass_rule(fused, 0.35))
+    np.testing.assert_array_equal(got["fused_mask"], tab.current_mask)  # what the mask view shows
+    assert not np.array_equal(got["fused_mask"], mass_rule(fused, 0.6))  # the threshold made a difference
 
 
 def test_live_worker_from_a_video_file_shows_overlaid_frames(window, qtbot):
