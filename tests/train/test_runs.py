@@ -221,17 +221,30 @@ def test_existing_run_is_never_overwritten(real_photos, tmp_path):
     assert r.returncode == 2 and "holds a dino run" in r.stderr
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(real_photos, tmp_path):
+@pytest.mark.parametrize("when", ["after_a_step", "at_the_first_step"])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(real_photos, tmp_path, when):
+    """lr 1e38: the first update is finite and huge, the next loss is NaN; the checkpoint saved after every
+    step holds the state before the bad one. Teacher temperature 0: the very first loss is NaN, nothing was
+    saved, and the message must not point at a checkpoint that does not exist."""
     run = tmp_path / "run"
-    r = train("dino", real_photos, run, "--lr", "1e38", "--warmup-epochs", "0", "--clip-grad", "0",
-              "--save-every-steps", "1", "--log-every", "1")
+    why = (["--lr", "1e38", "--warmup-epochs", "0", "--clip-grad", "0"] if when == "after_a_step"
+           else ["--teacher-temp", "0", "--warmup-teacher-temp", "0"])
+    r = train("dino", real_photos, run, *why, "--save-every-steps", "1", "--log-every", "1")
     assert r.returncode == 2, r.stderr[-2000:]
-    assert "the loss is" in r.stderr and "last good state" in r.stderr and "Traceback" not in r.stderr
+    assert "the loss is nan" in r.stderr and "Traceback" not in r.stderr
     bad_step = events(run, "error")[0]["step"]
-    if bad_step > 0:
-        ck = torch.load(run / "checkpoint.pth", weights_only=True)
-        assert ck["global_step"] <= bad_step
-        assert all(torch.isfinite(v).all() for v in ck["teacher"].values() if v.is_floating_point())
+    assert [e["step"] for e in events(run, "step")] == list(range(bad_step))  # every good step was logged
+    if when == "at_the_first_step":
+        assert bad_step == 0 and not (run / "checkpoint.pth").exists() and not events(run, "checkpoint")
+        assert "no checkpoint had been saved yet" in r.stderr and "checkpoint.pth" not in r.stderr
+        return
+    assert bad_step >= 1
+    assert f"{run / 'checkpoint.pth'} keeps the last good state" in r.stderr
+    ck = torch.load(run / "checkpoint.pth", weights_only=True)
+    assert ck["global_step"] == bad_step  # saved after the last good step, before the bad one
+    assert events(run, "checkpoint")[-1]["step"] == bad_step
+    for key in ("student", "teacher"):
+        assert all(torch.isfinite(v).all() for v in ck[key].values() if v.is_floating_point()), key
 
 
 def _free_port() -> int:
