@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from highlighter.core.checkpoint import build_attention_model, load_checkpoint
+from highlighter.core.checkpoint import load_checkpoint
 
 from .conftest import DINO_TINY, MAE_TINY
 
@@ -269,6 +269,17 @@ def test_two_gloo_processes_match_one_process(real_photos, tmp_path):
         for k in a[key]:
             torch.testing.assert_close(b[key][k], a[key][k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
     torch.testing.assert_close(b["dino_loss"]["center"], a["dino_loss"]["center"], rtol=1e-4, atol=1e-6)
-    # ... and they really trained: the student moved away from its initialisation
-    ck = load_checkpoint(tmp_path / "two" / "checkpoint.pth")
-    assert build_attention_model(ck) is not None
+    # ... and both really trained. The seed-0 initial student, rebuilt here from the saved config, is where
+    # both started: the head's last layer, frozen in the first epoch, is still exactly there, and every
+    # other tensor has moved away from it, in the student and (by the EMA) in the teacher's head
+    from highlighter.config import DinoCfg
+    from highlighter.train.dist import Dist
+    from highlighter.train.engine import DinoTask
+
+    init = DinoTask(DinoCfg.from_dict(a["highlighter"]["train"]), Dist(), niter_per_epoch=6).student_plain.state_dict()
+    frozen = {"head.last_layer.weight_v", "head.last_layer.weight_g"}
+    for name, ck in (("one process", a), ("two processes", b)):
+        assert set(ck["student"]) == set(init), name
+        unmoved = {k for k, v in init.items() if torch.equal(ck["student"][k], v)}
+        assert unmoved == frozen, (name, sorted(unmoved))
+        assert all(not torch.equal(ck["teacher"][k], init[k]) for k in init if k.startswith("head.mlp")), name
