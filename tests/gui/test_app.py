@@ -212,6 +212,40 @@ def test_training_child_process_reports_progress_and_plots(window, qtbot, tmp_pa
     qtbot.waitUntil(lambda: window.model_spec == str(tmp_path / "run" / "checkpoint.pth"), timeout=20000)
 
 
+JOB_AT_EXIT = """
+import sys, time
+import torch
+from highlighter.gui.qt_util import Job
+
+torch.set_num_threads(1)
+x = torch.randn(600, 600)
+
+def work():  # about 2 s, nearly all of it inside matmuls, which release the GIL
+    t = time.perf_counter()
+    while time.perf_counter() - t < 2.0:
+        x @ x
+    open(sys.argv[1], "w").write("finished")
+
+Job(lambda r: None, print).start(work)
+time.sleep(0.2)  # the script ends while the job runs
+"""
+
+
+def test_the_process_exits_cleanly_while_a_job_runs(tmp_path):
+    """A window closed while a model still loads: the interpreter must wait for the job. As a daemon thread
+    it was ended inside torch at exit and the process aborted ("terminate called without an active
+    exception"), at the end of test runs too."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", JOB_AT_EXIT, str(tmp_path / "done")], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0 and "terminate called" not in r.stderr, (r.returncode, r.stderr[-2000:])
+    assert (tmp_path / "done").read_text() == "finished"  # the job ran to its end
+
+
 def test_a_failed_run_shows_its_message(window, qtbot, tmp_path):
     (tmp_path / "empty").mkdir()
     tab = window.train
