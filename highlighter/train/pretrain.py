@@ -327,8 +327,13 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                         metrics = task.step(batch["data"], it, epoch, in_epoch, monitor=monitor)
                     except NonFiniteLoss as e:
                         log("error", step=it, epoch=epoch, message=str(e))
-                        raise HighlighterError(f"{e}: the run stopped; {run_dir / CHECKPOINT} keeps the last good "
-                                               "state (lower --lr or raise --warmup-epochs, then --resume)") from None
+                        if (run_dir / CHECKPOINT).exists():
+                            then = f"{run_dir / CHECKPOINT} keeps the last good state (lower --lr or raise " \
+                                   "--warmup-epochs, then --resume)"
+                        else:  # e.g. the very first step: claim no checkpoint that is not there
+                            then = "no checkpoint had been saved yet (lower --lr or raise --warmup-epochs, then " \
+                                   "start it again)"
+                        raise HighlighterError(f"{e}: the run stopped; {then}") from None
                     seen += batch["n"] * dist.world
                     rate_n += batch["n"] * dist.world
                     steps_done += 1
