@@ -1,15 +1,12 @@
 """The Train tab plots the objectness probe that a real training child process logs."""
 
 import shutil
-from pathlib import Path
 
 import pytest
+from needs import qt, shared_data
 
-pytest.importorskip("PySide6")
-
+qt()
 pytestmark = pytest.mark.gui
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -29,9 +26,7 @@ def window(qtbot, tmp_path, monkeypatch):
 
 
 def test_probe_curves_follow_the_runs_probe_events(window, qtbot, tmp_path):
-    src, horses = SHARED / "train" / "tinyimagenet" / "train", SHARED / "eval" / "horses"
-    if not src.is_dir() or not horses.is_dir():
-        pytest.skip("shared data not present")
+    src, horses = shared_data("train", "tinyimagenet", "train"), shared_data("eval", "horses")
     data = tmp_path / "photos"
     data.mkdir()
     for f in sorted(src.rglob("*.JPEG"))[:8]:

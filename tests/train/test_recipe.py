@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from needs import shared_data
 
 from highlighter.cli import build_parser
 from highlighter.commands.train import build_config
@@ -18,7 +19,6 @@ from highlighter.core.schedules import cosine_schedule
 from highlighter.core.transforms import dino_preprocess
 from highlighter.images import load_rgb
 
-from .conftest import SHARED
 from .test_runs import CAT, events, train
 
 
@@ -180,9 +180,7 @@ class _Planted(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def probe_folder(tmp_path_factory):
-    src = SHARED / "eval" / "horses"
-    if not src.is_dir():
-        pytest.skip(f"{src} is not there (the shared data sits beside the repository)")
+    src = shared_data("eval", "horses")
     dst = tmp_path_factory.mktemp("probe") / "horses"
     (dst / "images").mkdir(parents=True)
     (dst / "masks").mkdir()
