@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
-from highlighter.core.checkpoint import atomic_write, make_meta
+from highlighter.core.checkpoint import atomic_write, make_meta, save_model
 from highlighter.errors import CheckpointError, HighlighterError
 from highlighter.train import preview
 from highlighter.train.augment import DinoMultiCrop, MaeCrop
@@ -22,6 +22,7 @@ from highlighter.train.engine import DinoTask, MaeTask, NonFiniteLoss
 from highlighter.train.packed import ImageBank, TensorMultiCrop, load_source
 
 CHECKPOINT = "checkpoint.pth"
+PROBE_BEST = "probe_best.safetensors"  # the teacher at the best objectness probe of the run
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
@@ -53,6 +54,19 @@ class RunLog:
             f.write(line + "\n")
         if self.events:
             print(line, flush=True)
+
+
+def _logged(run_dir: Path, event: str) -> list[dict]:
+    path = run_dir / "log.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("event") == event:
+            out.append(ev)
+    return out
 
 
 class StopFlag:
@@ -280,13 +294,26 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
             return
         figures = probe(task.attention_model(), dist.device)
         model_train(task)
-        log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), **figures)
-        best = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
-                and isinstance(v, dict)
-                and str(probe.sizes[0]) in v}
-        tqdm.write("probe at step {}: in/out {} ({:.0f} s)".format(
-            step, ", ".join(f"{n} {r:.3f}" for n, r in best.items()), figures["seconds"]), file=sys.stderr)
+        ratios = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
+                  and isinstance(v, dict) and str(probe.sizes[0]) in v}
+        score = sum(ratios.values()) / max(len(ratios), 1)
+        # keep the teacher of the best probe so far (mean in/out over the folders): a run's best moment is
+        # not always its last, and checkpoint.pth only holds the last
+        kept = score > best_probe[0]
+        if kept:
+            best_probe[0] = score
+            save_model(run_dir / PROBE_BEST, "dino", task.vit_cfg, task.backbone_state(), dtype=torch.float16,
+                       source=f"the teacher at step {step} (best objectness probe so far)",
+                       trained={"task": "dino", "weights": "teacher", "recipe": cfg.to_dict(),
+                                "data": [str(d) for d in data], "steps": step, "images_seen": seen,
+                                "probe_in_out": ratios})
+        log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), score=score,
+            kept=str(run_dir / PROBE_BEST) if kept else None, **figures)
+        tqdm.write("probe at step {}: in/out {} ({:.0f} s){}".format(
+            step, ", ".join(f"{n} {r:.3f}" for n, r in ratios.items()), figures["seconds"],
+            f"; best so far, kept in {PROBE_BEST}" if kept else ""), file=sys.stderr)
 
+    best_probe = [max((e.get("score", float("-inf")) for e in _logged(run_dir, "probe")), default=float("-inf"))]
     t0 = time.time()
     if main:
         if state is not None and state.get("extended_from"):

@@ -249,6 +249,18 @@ def test_probe_command_and_training_log(probe_folder, real_photos, tmp_path, cli
     for p in probes:
         assert set(p["horses"]) == {"32", "48"} and 0 <= p["horses"]["32"]["iou"]["mass"] <= 1
         assert np.isfinite(p["horses"]["48"]["in_out"]) and 0 < p["flat"]["32"] <= 1
+        assert p["score"] == pytest.approx(p["horses"]["32"]["in_out"])  # one folder: its in/out
+    # the teacher of the best probe is kept: the last probe that beat every earlier one
+    kept = [p for p in probes if p["kept"]]
+    assert kept[0] is probes[0] and all(b["score"] > a["score"] for a, b in zip(kept, kept[1:]))
+    assert all(p["score"] <= kept[-1]["score"] for p in probes)
+    best = load_checkpoint(run / "probe_best.safetensors")
+    assert best.meta["trained"]["steps"] == kept[-1]["step"]
+    assert best.meta["trained"]["probe_in_out"]["horses"] == pytest.approx(kept[-1]["score"])
+    if kept[-1] is probes[-1]:  # the final teacher: the file holds its weights (fp16)
+        final = load_checkpoint(run / "checkpoint.pth")
+        for k, v in best.state.items():
+            torch.testing.assert_close(v, final.state[k].half().float())
     # the command gives the same figures for the final checkpoint
     code, out, err = cli("probe", "--checkpoint", run / "checkpoint.pth", "--data", probe_folder,
                          "--sizes", "32", "48", "--json", tmp_path / "p.json")
