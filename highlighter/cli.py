@@ -28,8 +28,9 @@ def _heads(text: str) -> list[int]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
-                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file; 'default' (the "
-                        "default) is the model shipped in models/; random:vit_small/16 gives untrained weights")
+                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file, or the name of "
+                        "downloaded official weights (`highlighter weights list`); 'default' (the default) is the "
+                        "model shipped in models/; random:vit_small/16 gives untrained weights")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"],
                    help="which weights of a full DINO training checkpoint (default: teacher)")
     p.add_argument("--num-heads", type=int, metavar="N",
@@ -104,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", choices=sorted(PRESETS[kind]), help="cpu-small, gpu (the paper) or small-data")
         p.add_argument("--config", metavar="FILE", help="JSON object of hyperparameters")
         p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
-        p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint")
+        p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint; with "
+                       "a larger --epochs, extend it (finished or not; the schedules follow the new length)")
+        p.add_argument("--init", metavar="CHECKPOINT",
+                       help="start the backbone from any supported file (official DINO/DINOv2/MAE, timm, ours, or "
+                            "'default'); the architecture comes from the file, the head starts fresh")
         p.add_argument("--events", action="store_true", help="also print each log event as JSON on stdout")
         p.add_argument("--log-every", type=int, default=10, metavar="N", help="log every N steps (default 10)")
         p.add_argument("--save-every-minutes", type=float, default=5.0, metavar="M",
@@ -114,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write previews every N steps (0: only at the end; default 200)")
         p.add_argument("--preview-images", nargs="+", metavar="IMG", help="photos for previews (default: assets/)")
         p.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps")
+        p.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                       help="stop (with a checkpoint) after M minutes of training")
         if kind == "dino":
             p.add_argument("--probe-every-minutes", type=float, default=0.0, metavar="M",
                            help="score the teacher's objectness every M minutes into log.jsonl (default 0: off)")
@@ -124,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                            help="shorter sides fed to the probe (default: the global crop size and 1.5x it)")
         add_config_flags(p, cls)
         p.set_defaults(job="train")
+
+    p = sub.add_parser("pack", help="pack training photos into one small zip (to carry them to a GPU machine)",
+                       description="Write every photo under the folders into one uncompressed zip of JPEGs, each "
+                                   "resized so its longer side is at most --max-side (smaller JPEGs keep their "
+                                   "bytes). `highlighter train --data FILE.zip` reads it in place.")
+    p.add_argument("folders", nargs="+", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="FILE.zip")
+    p.add_argument("--max-side", type=int, default=128, metavar="N", help="longest side kept (default 128)")
+    p.add_argument("--quality", type=int, default=90, help="quality of re-encoded photos (default 90)")
+    p.add_argument("--format", default="jpeg", choices=["jpeg", "webp"],
+                   help="jpeg: small JPEGs keep their bytes (default); webp: re-encode every photo (smaller)")
+    p.set_defaults(job="pack")
 
     p = sub.add_parser("video", help="masks and an overlay video for a video file, an image folder or a pattern",
                        description="Write DIR/masks/<frame-stem>.png (0/255, at each frame's size) and "
@@ -175,6 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(job="evaluate")
 
+    p = sub.add_parser("probe", help="a one-minute objectness score of a DINO checkpoint (where its class token looks)",
+                       description="For each folder (images/ + masks/, PNG, 255 = object) and input size: the mean "
+                                   "attention inside the object over outside it (in/out), the share on the border "
+                                   "ring over its share of the area, each mask rule's IoU; and the flatness of the "
+                                   "map on a constant image. The selection subset is every 3rd photo, the report "
+                                   "subset the others.")
+    p.add_argument("--checkpoint", metavar="PATH", help="a file, a training run's checkpoint.pth, or 'default'")
+    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
+    p.add_argument("--num-heads", type=int, metavar="N")
+    p.add_argument("--data", nargs="+", metavar="DIR", help="probe folders (default: the development eval sets)")
+    p.add_argument("--split", default="selection", choices=["selection", "report", "all"])
+    p.add_argument("--sizes", nargs="+", type=int, metavar="S",
+                   help="shorter sides fed to the model (default: the training crop size and 1.5x it, else 64 96)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", metavar="FILE")
+    p.set_defaults(job="probe")
+
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", metavar="live", required=True)
     p = bsub.add_parser("live", help="the live pipeline end to end, against the reference pipeline")
@@ -202,8 +238,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", action="store_true", help="onnx: also output the class-token features")
     p.add_argument("--half", action="store_true", help="safetensors in float16")
     p.add_argument("--with-decoder", action="store_true", help="safetensors: keep the MAE decoder")
+    p.add_argument("--card", metavar="FILE.json",
+                   help="safetensors: what the model is, for people (JSON: status, iou {set: value}, baselines, "
+                        "see); the app shows it beside the model's name")
     p.add_argument("--out", required=True, metavar="FILE")
     p.set_defaults(job="export")
+
+    w = sub.add_parser("weights", help="the official DINO, DINOv2 and MAE weights by name: list, download",
+                       description="Official weights by their torch hub names. `get` downloads one into the cache "
+                                   "(resuming a broken download), checks it loads as the promised architecture "
+                                   "(and its published checksum, where there is one), and only then keeps it; "
+                                   "--checkpoint NAME then works in every command.")
+    wsub = w.add_subparsers(dest="action", metavar="list|get", required=True)
+    cache_help = ("cache root (default: $HIGHLIGHTER_CACHE, else ~/.cache/highlighter); the same as "
+                  "HIGHLIGHTER_CACHE=DIR")
+    p = wsub.add_parser("list", help="the names, URLs, architectures and sizes, and which are downloaded")
+    p.add_argument("--json", action="store_true", help="a JSON list (name, url, arch, size, ...)")
+    p.add_argument("--cache", metavar="DIR", help=cache_help)
+    p.set_defaults(job="weights")
+    p = wsub.add_parser("get", help="download, verify and keep one official file")
+    p.add_argument("name", metavar="NAME", help="e.g. dino_vits16, dinov2_vits14_reg, mae_visualize_vit_base")
+    p.add_argument("--mirror", metavar="URL", help="take the file from this scheme and host, keeping the official path")
+    p.add_argument("--cache", metavar="DIR", help=cache_help)
+    p.set_defaults(job="weights")
     return parser
 
 

@@ -140,7 +140,7 @@ class DinoCfg(_Record):
     batch_size: int = _f(64, "images per process per step")
     lr: float = _f(0.0005, "peak learning rate at a global batch of 256 (scaled linearly)")
     min_lr: float = _f(1e-6, "final learning rate of the cosine schedule")
-    warmup_epochs: int = _f(10, "linear learning-rate warmup epochs")
+    warmup_epochs: float = _f(10.0, "linear learning-rate warmup epochs (fractions allowed)")
     weight_decay: float = _f(0.04, "initial weight decay (cosine schedule)")
     weight_decay_end: float = _f(0.4, "final weight decay")
     clip_grad: float = _f(3.0, "per-parameter gradient-norm clipping (0 disables)")
@@ -150,9 +150,13 @@ class DinoCfg(_Record):
     global_crops_scale: tuple = _f((0.4, 1.0), "area range of the 2 global crops")
     local_crops_number: int = _f(8, "number of local crops")
     local_crops_scale: tuple = _f((0.05, 0.4), "area range of the local crops")
+    relative_blur: bool = _f(False, "scale DINO's blur radius U(0.1, 2) to the crop size (x size/224 for global, "
+                                    "x size/96 for local crops); off: the paper's pixels")
     precision: str = _f("auto", "auto, fp32, bf16 or fp16 (fp16 only on CUDA, with a GradScaler)")
     seed: int = _f(0, "random seed")
     num_workers: int = _f(2, "data-loading worker processes")
+    augment: str = _f("pil", "pil: the official PIL augmentations in worker processes; tensor: photos decoded once "
+                             "onto the device and augmented there in batches (for a GPU the workers cannot feed)")
 
 
 @dataclass(frozen=True)
@@ -168,7 +172,7 @@ class MaeCfg(_Record):
     decoder_depth: int = _f(8, "decoder blocks")
     decoder_num_heads: int = _f(16, "decoder heads")
     epochs: int = _f(400, "training epochs")
-    warmup_epochs: int = _f(40, "linear learning-rate warmup epochs")
+    warmup_epochs: float = _f(40.0, "linear learning-rate warmup epochs (fractions allowed)")
     batch_size: int = _f(64, "images per process per step")
     accum_iter: int = _f(1, "gradient accumulation steps")
     blr: float = _f(1e-3, "base learning rate: lr = blr * effective batch / 256")

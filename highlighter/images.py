@@ -49,6 +49,8 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode a photo to 8-bit RGB, applying its EXIF orientation. Raises ImageError naming the problem."""
     p = Path(path)
     try:
+        if p.is_file() and p.stat().st_size == 0:
+            raise ImageError(f"{p}: empty file (0 bytes)")
         with Image.open(p) as img:
             img.load()
             img = ImageOps.exif_transpose(img)

@@ -54,6 +54,16 @@ def default_probe_folders() -> list[Path]:
     return [root / n for n in ("horses", "davis-stills") if (root / n / "images").is_dir()]
 
 
+def probe_sizes(ck) -> list[int]:
+    """The sizes worth probing for a checkpoint: its training crop and 1.5x it when the file says how it was
+    trained, else its position-embedding grid's size and 1.5x it."""
+    p = ck.vit.patch_size
+    meta = ck.meta or {}
+    recipe = meta.get("train") or (meta.get("trained") or {}).get("recipe") or {}  # a run's checkpoint / an export
+    crop = recipe.get("global_crop_size") or ck.vit.pos_grid * p
+    return [int(crop), max(p, round(crop * 1.5 / p) * p)]
+
+
 def split_indices(n: int, split: str, every: int = 3) -> list[int]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
@@ -133,11 +143,13 @@ class Probe:
                          for s in self.sizes}
 
     def describe(self) -> str:
-        n = ", ".join(f"{name} ({len(p)} photos)" for name, p in self.sets.items())
-        return (f"objectness probe on the {self.split} subset (every {self.every}th photo" if self.split == "selection"
-                else f"objectness probe on the {self.split} subset (" + ("all photos" if self.split == "all" else
-                                                                       f"photos not in every {self.every}th")) + \
-            f") of {n}, from {', '.join(str(f) for f in self.folders)}; sizes {list(self.sizes)} px"
+        """In plain words: which photos of which folders the figures come from."""
+        which = {"selection": f"every {self.every}rd photo" if self.every == 3 else f"every {self.every}th photo",
+                 "report": f"the photos outside every {self.every}rd" if self.every == 3 else "the other photos",
+                 "all": "all photos"}[self.split]
+        sets = ", ".join(f"{f} ({len(self.sets[f.name])} photos)" for f in self.folders)
+        return (f"objectness probe: {self.split} subset ({which}) of {sets}; shorter side "
+                f"{', '.join(map(str, self.sizes))} px")
 
     @torch.no_grad()
     def __call__(self, model, device: torch.device | str = "cpu") -> dict:

@@ -35,3 +35,11 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def official_tree(tmp_path_factory) -> dict:
+    """Random-weight files at the official download paths, for the loopback server (weights_server.py)."""
+    from weights_server import write_official_tree
+
+    return write_official_tree(tmp_path_factory.mktemp("official"))

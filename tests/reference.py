@@ -173,16 +173,18 @@ def visualize_attention(model: RefViT, pil_img, image_size, patch, threshold=0.6
     return attentions.reshape(nh, w_featmap, h_featmap).numpy(), th_attn.numpy()
 
 
-def mass_rule(attentions: torch.Tensor, threshold: float = 0.6) -> torch.Tensor:
-    """visualize_attention.py's th_attn on (nh, N) maps, as the script writes it: bool (nh, N)."""
+def mass_rule(maps: np.ndarray, threshold: float = 0.6) -> np.ndarray:
+    """visualize_attention.py's threshold on maps (..., h, w): per map, sort ascending, divide by the sum,
+    cumulative sum, keep where it exceeds 1 - threshold, unsort. Returns uint8 of maps' shape."""
+    shape = maps.shape
+    attentions = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).reshape(-1, shape[-2] * shape[-1])
     val, idx = torch.sort(attentions)
-    val = val / torch.sum(val, dim=1, keepdim=True)
-    cumval = torch.cumsum(val, dim=1)
-    th_attn = cumval > (1 - threshold)
+    val /= torch.sum(val, dim=1, keepdim=True)
+    th_attn = torch.cumsum(val, dim=1) > (1 - threshold)
     idx2 = torch.argsort(idx)
     for head in range(th_attn.shape[0]):
         th_attn[head] = th_attn[head][idx2[head]]
-    return th_attn
+    return th_attn.reshape(shape).numpy().astype(np.uint8)
 
 
 class RefMAE(nn.Module):

@@ -71,9 +71,14 @@ def test_video_without_checkpoint_writes_masks_at_each_photo_size(cli, tmp_path,
         sizes[str(k)] = (img.height, img.width)
     code, out, err = cli("video", folder, "--backend", "torch-fp32", "--out", tmp_path / "out")
     assert code == 0, err
+    assert "dino_default.safetensors" in out
+    # the same masks as with the shipped file named explicitly: the default is that file
+    code, _, err = cli("video", folder, "--backend", "torch-fp32", "--checkpoint", DINO, "--out", tmp_path / "named")
+    assert code == 0, err
     for stem, shape in sizes.items():
         mask = np.asarray(Image.open(tmp_path / "out" / "masks" / f"{stem}.png"))
         assert mask.shape == shape and set(np.unique(mask)) <= {0, 255} and 0 < (mask > 0).mean() < 1
+        np.testing.assert_array_equal(mask, np.asarray(Image.open(tmp_path / "named" / "masks" / f"{stem}.png")))
 
 
 @pytest.mark.parametrize("name", ["dino_default.safetensors", "mae_default.safetensors"])

@@ -19,6 +19,8 @@ from highlighter.evaluation import (
     summarise,
 )
 
+from reference import mass_rule
+
 
 def test_iou_and_ellipse():
     a = np.zeros((10, 10), bool)
@@ -76,7 +78,25 @@ def test_eval_command_on_a_small_set(tmp_path, cli, photos):
     # the centred ellipse of the mean fraction overlaps a centred box well; all-foreground gives the fraction
     assert r["baseline_ellipse"]["mean"] > 0.7
     assert r["baseline_all_foreground"]["mean"] == pytest.approx(0.25, abs=0.01)
-    assert 0.0 <= r["iou"]["mean"] <= 1.0 and len(r["per_image"]) == 3
+    assert [row["name"] for row in r["per_image"]] == ["seq0_00000", "seq0_00002", "seq1_00001"]
+    # each image's IoU recomputed here: the model's attention at the shorter side 96 (the aspect kept on the
+    # 16 px grid), the official mass rule on the mean of the heads, nearest upsampling, |A & B| / |A | B|
+    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.core.engine import AttentionEngine
+
+    engine = AttentionEngine(load_checkpoint("random:vit_tiny/16"), "cpu")
+    for row, size in zip(r["per_image"], [(96, 96), (96, 144), (96, 144)]):  # 512x512, 512x341, 451x300
+        img = Image.open(imgs / f"{row['name']}.jpg").convert("RGB")
+        grid = mass_rule(engine.run(img, size).attention.mean(axis=0), 0.6).astype(bool)
+        (h, w), (H, W) = grid.shape, (img.height, img.width)
+        pred = grid[np.arange(H) * h // H][:, np.arange(W) * w // W]
+        gt = np.asarray(Image.open(masks / f"{row['name']}.png")) == 255
+        want = (pred & gt).sum() / (pred | gt).sum()
+        assert 0 < want < 1 and row["iou"] == pytest.approx(want, rel=1e-9), row["name"]
+        assert row["predicted_fraction"] == pytest.approx(pred.mean(), rel=1e-9), row["name"]
+    assert r["iou"]["mean"] == pytest.approx(np.mean([row["iou"] for row in r["per_image"]]), rel=1e-9)
+    assert r["iou"]["per_sequence"]["seq0"] == pytest.approx(
+        (r["per_image"][0]["iou"] + r["per_image"][1]["iou"]) / 2, rel=1e-9)
 
 
 def test_knn_command(tmp_path, cli, photos):

@@ -25,16 +25,35 @@ def test_modes_convert_to_rgb(tmp_path, cat_path):
     assert np.abs(g16 - g8).max() <= 1
 
 
-def test_exif_orientation_is_applied(tmp_path, cat_path):
-    cat = Image.open(cat_path)
+# EXIF orientation -> how the stored pixels s (rows, cols, 3) are shown, from the tag's definition: where
+# the stored row 0 and column 0 end up (1: top/left; 6: row 0 on the right, so rotate 90 degrees clockwise)
+SHOWN = {
+    1: lambda s: s,
+    2: lambda s: s[:, ::-1],  # mirrored left-right
+    3: lambda s: s[::-1, ::-1],  # rotated 180
+    4: lambda s: s[::-1],  # mirrored top-bottom
+    5: lambda s: s.transpose(1, 0, 2),  # mirrored along the main diagonal
+    6: lambda s: np.rot90(s, -1),  # 90 clockwise
+    7: lambda s: s.transpose(1, 0, 2)[::-1, ::-1],  # mirrored along the other diagonal
+    8: lambda s: np.rot90(s, 1),  # 90 counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(SHOWN))
+def test_exif_orientation_is_applied(tmp_path, cat_path, orientation):
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    cat.save(tmp_path / "rotated.jpg", exif=exif)
-    assert load_rgb(tmp_path / "rotated.jpg").size == (cat.height, cat.width)
+    exif[0x0112] = orientation
+    Image.open(cat_path).save(tmp_path / "tagged.jpg", exif=exif)
+    stored = np.asarray(Image.open(tmp_path / "tagged.jpg").convert("RGB"))  # the pixels as decoded, untagged
+    got = np.asarray(load_rgb(tmp_path / "tagged.jpg"))
+    np.testing.assert_array_equal(got, SHOWN[orientation](stored))  # the pixels, not only the size
+    if orientation in (6, 8):  # the same size, opposite turns: only the pixels tell them apart
+        other = SHOWN[14 - orientation](stored)
+        assert got.shape == other.shape and not np.array_equal(got, other)
 
 
 @pytest.mark.parametrize("content,message", [
-    (b"", "not an image"), (b"plain text, not pixels", "not an image")])
+    (b"", r"empty file \(0 bytes\)"), (b"plain text, not pixels", "not an image")])
 def test_unreadable_files(tmp_path, content, message):
     (tmp_path / "x.jpg").write_bytes(content)
     with pytest.raises(ImageError, match=message):

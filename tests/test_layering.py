@@ -6,7 +6,8 @@ import sys
 
 def test_core_and_cli_do_not_import_qt_or_onnxruntime():
     code = ("import sys, highlighter.cli, highlighter.core.inference, highlighter.core.checkpoint, "
-            "highlighter.commands.attention, highlighter.commands.mae; "
+            "highlighter.commands.attention, highlighter.commands.mae, highlighter.weights, "
+            "highlighter.commands.weights; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'onnxruntime')]; print(bad)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -25,9 +25,12 @@ def info(msg: str) -> None:
 
 
 def resolve_checkpoint(spec: str | None, kind: str) -> str:
-    """``None`` or ``default`` -> the model shipped in models/ (or $HIGHLIGHTER_MODELS)."""
+    """``None`` or ``default`` -> the model shipped in models/ (or $HIGHLIGHTER_MODELS); the name of official
+    weights -> its downloaded file (highlighter/weights.py); anything else unchanged."""
     if spec not in (None, "default"):
-        return str(spec)
+        from highlighter.weights import resolve
+
+        return resolve(str(spec))
     return str(default_checkpoint(kind))
 
 

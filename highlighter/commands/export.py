@@ -11,6 +11,9 @@ from highlighter.errors import HighlighterError
 
 
 def run(args) -> int:
+    from highlighter.weights import resolve
+
+    args.checkpoint = resolve(args.checkpoint)  # the name of downloaded official weights -> its file
     ck = load_checkpoint(args.checkpoint, checkpoint_key=args.checkpoint_key)
     out = Path(args.out)
     fmt = args.format
@@ -24,8 +27,12 @@ def run(args) -> int:
         export_mae(ck, out)
         what = "official MAE layout ({'model': ..., 'args': ...})"
     elif fmt == "safetensors":
-        export_safetensors(ck, out, half=args.half, with_decoder=args.with_decoder,
-                           **provenance(args.checkpoint, args.checkpoint_key))
+        extra = provenance(args.checkpoint, args.checkpoint_key)
+        if args.card:
+            from highlighter.card import read_card
+
+            extra["card"] = read_card(args.card)
+        export_safetensors(ck, out, half=args.half, with_decoder=args.with_decoder, **extra)
         what = f"highlighter safetensors ({'fp16' if args.half else 'fp32'})"
     elif fmt == "onnx":
         from highlighter.runtime.export import export_live

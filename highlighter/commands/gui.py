@@ -17,4 +17,7 @@ def run(args) -> int:
         from highlighter.gui.app import main
     except ImportError as e:
         raise HighlighterError(f"the app needs PySide6 ({e}); install it with the `gui` extra") from None
-    return main(args.checkpoint, args.source, autostart=not args.no_start)
+    from highlighter.weights import resolve
+
+    checkpoint = resolve(args.checkpoint) if args.checkpoint else None  # an official name -> its file
+    return main(checkpoint, args.source, autostart=not args.no_start)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from highlighter.config import PRESETS, DinoCfg, MaeCfg
@@ -52,22 +52,48 @@ def build_config(kind: str, args: argparse.Namespace):
     cfg = cls.from_dict(values)
     if cfg.batch_size < 1 or cfg.epochs < 1:
         raise HighlighterError("--batch-size and --epochs must be at least 1")
+    if getattr(args, "resume", False):
+        return cfg  # the run's stored configuration applies
+    typed = set(loaded if args.config else ()) | {n for n in ("warmup_epochs", "warmup_teacher_temp_epochs")
+                                                  if hasattr(args, n)}
+    short = {}
     for name in ("warmup_epochs", "warmup_teacher_temp_epochs"):
-        if getattr(cfg, name, 0) > cfg.epochs:
+        value = getattr(cfg, name, 0)
+        if value > cfg.epochs:
             flag = "--" + name.replace("_", "-")
-            raise HighlighterError(f"{flag} {getattr(cfg, name)} is longer than --epochs {cfg.epochs}")
-    return cfg
+            if name in typed:
+                raise HighlighterError(f"{flag} {value} is longer than --epochs {cfg.epochs}")
+            short[name] = cfg.epochs // 10 if name == "warmup_teacher_temp_epochs" else round(cfg.epochs / 10, 3)
+            preset = PRESETS[kind].get(args.preset or "", {})
+            where = f"the {args.preset} preset's" if name in preset else "the default"
+            print(f"note: {where} {flag} {value} does not fit in {cfg.epochs} epoch(s); using {short[name]:g} "
+                  "(a tenth of the run)", flush=True)
+    return replace(cfg, **short) if short else cfg
 
 
 def run(args) -> int:
     from highlighter.train.pretrain import run as pretrain
 
     cfg = build_config(args.kind, args)
-    if args.resume and (args.preset or args.config):
-        print("note: --resume continues with the run's stored configuration", flush=True)
+    if args.resume and (args.preset or args.config or len(_explicit(args)) > int(hasattr(args, "epochs"))):
+        print("note: --resume continues with the run's stored configuration (only --epochs applies: a larger one "
+              "extends the run)", flush=True)
+    init = None
+    if args.init:
+        from highlighter.commands.common import resolve_checkpoint
+
+        init = resolve_checkpoint(args.init, "attention" if args.kind == "dino" else "mae")
     return pretrain(args.kind, cfg, args.data, args.out, device=args.device, resume=args.resume, events=args.events,
                     log_every=args.log_every, save_every_minutes=args.save_every_minutes,
                     save_every_steps=args.save_every_steps, preview_every=args.preview_every,
                     preview_images=args.preview_images, max_steps=args.max_steps,
                     probe_every_minutes=getattr(args, "probe_every_minutes", 0.0),
-                    probe_data=getattr(args, "probe_data", None), probe_sizes=getattr(args, "probe_sizes", None))
+                    probe_data=getattr(args, "probe_data", None), probe_sizes=getattr(args, "probe_sizes", None),
+                    epochs=getattr(args, "epochs", None) if args.resume else None, init=init,
+                    explicit_arch={k: getattr(args, k) for k in ("arch", "patch_size") if hasattr(args, k)},
+                    max_minutes=args.max_minutes)
+
+
+def _explicit(args) -> list[str]:
+    """The hyperparameters typed on the command line (flags default to SUPPRESS)."""
+    return [f.name for f in fields(CONFIGS[args.kind]) if hasattr(args, f.name)]

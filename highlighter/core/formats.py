@@ -53,6 +53,7 @@ class LoadedCheckpoint:
     decoder: MAEDecoderConfig | None = None
     norm_pix_known: bool = True  # False when norm_pix_loss could not be read from the file
     unexpected: list[str] = field(default_factory=list)  # keys neither used nor known to be ignorable
+    meta: dict = field(default_factory=dict)  # our files' header ('highlighter'): how the model was made
 
     @property
     def name(self) -> str:
@@ -259,7 +260,8 @@ def load_checkpoint(path: str | os.PathLike, checkpoint_key: str = "teacher", nu
     if decoder is None and "mask_token" in state and state["mask_token"].ndim == 3:
         raise CheckpointError("incomplete MAE checkpoint: mask_token is present but decoder_embed is not")
     return LoadedCheckpoint(path=str(path), source=_describe_source(source, state, had_reg_token, is_sf), vit=vit,
-                            state=state, decoder=decoder, norm_pix_known=known)
+                            state=state, decoder=decoder, norm_pix_known=known,
+                            meta=meta if isinstance(meta, dict) else {})
 
 
 def random_checkpoint(spec: str, num_heads: int | None = None, seed: int = 0) -> LoadedCheckpoint:

@@ -8,10 +8,11 @@ import numpy as np
 
 
 def cosine_schedule(base_value: float, final_value: float, epochs: int, niter_per_ep: int,
-                    warmup_epochs: int = 0, start_warmup_value: float = 0.0) -> np.ndarray:
-    """DINO's ``cosine_scheduler``: linear warmup, then a cosine from base to final; one value per iteration."""
-    warmup_iters = warmup_epochs * niter_per_ep
-    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_epochs > 0 else np.array([])
+                    warmup_epochs: float = 0, start_warmup_value: float = 0.0) -> np.ndarray:
+    """DINO's ``cosine_scheduler``: linear warmup, then a cosine from base to final; one value per iteration.
+    (A fractional ``warmup_epochs`` is rounded to whole iterations.)"""
+    warmup_iters = int(round(warmup_epochs * niter_per_ep))
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_iters > 0 else np.array([])
     iters = np.arange(epochs * niter_per_ep - warmup_iters)
     schedule = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / len(iters)))
     schedule = np.concatenate((warmup, schedule))
@@ -24,7 +25,7 @@ def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, e
     return np.concatenate((np.linspace(warmup_temp, temp, warmup_epochs), np.ones(epochs - warmup_epochs) * temp))
 
 
-def mae_lr(epoch: float, lr: float, min_lr: float, warmup_epochs: int, epochs: int) -> float:
+def mae_lr(epoch: float, lr: float, min_lr: float, warmup_epochs: float, epochs: int) -> float:
     """MAE's ``adjust_learning_rate``: linear warmup, then a half-cycle cosine; ``epoch`` is fractional."""
     if epoch < warmup_epochs:
         return lr * epoch / warmup_epochs

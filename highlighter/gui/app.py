@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, QTimer
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -29,6 +29,7 @@ from highlighter.paths import default_checkpoint_or_none
 
 DEMO = "random:vit_small/16"
 OPEN = "Open checkpoint…"
+GET = "Get official weights…"
 
 
 class MainWindow(QMainWindow):
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
         self.state = self._restore_state()
         self.last_error: str | None = None
         self.model_job = Job(self._model_loaded, self._model_failed)
+        self.weights_dialog = None
 
         self.model_combo = QComboBox()
         self.model_combo.setMinimumWidth(320)
@@ -129,8 +131,15 @@ class MainWindow(QMainWindow):
         if default:
             self.model_combo.addItem(f"Default ({default.name})", str(default))
         self.model_combo.addItem("Untrained demo (random ViT-S/16)", DEMO)
+        from highlighter.weights import downloaded
+
+        official = downloaded()  # the cache on disk; nothing is fetched
+        for entry, path in official:
+            self.model_combo.addItem(f"{entry.name} (official {entry.family_name} {entry.arch})", str(path))
         for p in self.recent():
-            self.model_combo.addItem(Path(p).name, p)
+            if p not in {str(path) for _, path in official}:
+                self.model_combo.addItem(Path(p).name, p)
+        self.model_combo.addItem(GET, GET)
         self.model_combo.addItem(OPEN, OPEN)
 
     def recent(self) -> list[str]:
@@ -140,6 +149,10 @@ class MainWindow(QMainWindow):
 
     def _model_picked(self, index: int) -> None:
         spec = self.model_combo.itemData(index)
+        if spec == GET:
+            self._select_current()
+            self.open_weights_dialog()
+            return
         if spec == OPEN:
             path, _ = QFileDialog.getOpenFileName(self, "Checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors "
                                                   "*.bin);;All files (*)")
@@ -150,11 +163,43 @@ class MainWindow(QMainWindow):
         if spec != self.model_spec:
             self.load_model(spec)
 
+    def open_weights_dialog(self):
+        """The "Get official weights…" dialog (non-modal); a verified download joins the picker and loads."""
+        from highlighter.gui.weights_dialog import WeightsDialog
+
+        if self.weights_dialog is None:
+            self.weights_dialog = WeightsDialog(self)
+            self.weights_dialog.downloaded.connect(self._official_downloaded)
+        self.weights_dialog.refresh()
+        self.weights_dialog.show()
+        self.weights_dialog.raise_()
+        return self.weights_dialog
+
+    def _official_downloaded(self, path: str) -> None:
+        """Live and Photos switch to the new file; an MAE file with a decoder also goes to the MAE tab."""
+        from highlighter.weights import downloaded
+
+        self._fill_models()
+        self._select_current()
+        if path != self.model_spec:
+            self._when_idle(self.model_job, lambda: self.load_model(path))
+        if any(e.decoder and str(p) == path for e, p in downloaded()):
+            self._when_idle(self.mae.model_job, lambda: self.mae.load_model(path))
+
+    def _when_idle(self, job, fn) -> None:
+        """Run ``fn`` once ``job`` is not busy (a Job refuses a second start), polling on the GUI thread."""
+        if job.busy:
+            QTimer.singleShot(200, lambda: self._when_idle(job, fn))
+        else:
+            fn()
+
     def _load_sync_first(self, spec: str) -> None:
         """The first model loads before the tabs exist (a bad saved path falls back to the demo)."""
         from highlighter.core.inference import AttentionEngine
+        from highlighter.weights import resolve
 
         try:
+            spec = resolve(spec)  # the name of downloaded official weights -> its file
             engine = AttentionEngine.from_checkpoint(spec, device="cpu")
         except Exception as e:  # noqa: BLE001 - a stale setting must not stop the app
             self.last_error = str(e)
@@ -164,9 +209,14 @@ class MainWindow(QMainWindow):
 
     def load_model(self, spec: str) -> None:
         from highlighter.core.inference import AttentionEngine
+        from highlighter.weights import resolve
+
+        def work():
+            path = resolve(spec)  # the name of downloaded official weights -> its file
+            return path, AttentionEngine.from_checkpoint(path, device="cpu")
 
         self.statusBar().showMessage(f"loading {spec}…")
-        self.model_job.start(lambda: (spec, AttentionEngine.from_checkpoint(spec, device="cpu")))
+        self.model_job.start(work)
 
     def _model_loaded(self, result) -> None:
         spec, engine = result
@@ -207,6 +257,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event):  # noqa: N802
+        if self.weights_dialog is not None:
+            self.weights_dialog.close()  # cancels a running download (its partial file stays for a resume)
         self.live.close_writer()  # stops the stream and finishes the files being written
         self.train.stop()
         self.set_setting("geometry", self.saveGeometry())

@@ -32,7 +32,12 @@ class _Relay(QObject):
 
 class Job:
     """Run ``fn()`` in a thread; ``on_done(result)`` / ``on_error(message)`` run on the GUI thread.
-    One job per Job object at a time: a second ``start`` while busy is refused (returns False)."""
+    One job per Job object at a time: a second ``start`` while busy is refused (returns False).
+
+    The thread is not a daemon: at exit the interpreter waits for a running job (a model load, a save)
+    to finish. A daemon thread still inside torch when the interpreter finalizes is ended as it retakes
+    the GIL, from a C++ destructor, and the process aborts ("terminate called without an active
+    exception"); a save would also be cut short."""
 
     def __init__(self, on_done, on_error):
         self.relay = _Relay()
@@ -59,5 +64,5 @@ class Job:
             self.busy = False
             self.relay.done.emit(result)
 
-        threading.Thread(target=work, daemon=True).start()
+        threading.Thread(target=work, name="job", daemon=False).start()
         return True

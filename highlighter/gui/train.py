@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QProcess, Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -47,6 +48,12 @@ class TrainTab(QWidget):
         self.preset = QComboBox()
         self.preset.addItems(["cpu-small", "small-data", "gpu"])
         self.epochs = QSpinBox(minimum=1, maximum=10000, value=30)
+        self.probe_box = QCheckBox("objectness probe every")
+        self.probe_box.setToolTip("score where the class token looks every few minutes, on photos with masks "
+                                  "(a folder with images/ and masks/; default: the development eval sets)")
+        self.probe_minutes = QSpinBox(minimum=1, maximum=600, value=10, suffix=" min")
+        self.probe_dir = QLineEdit()
+        self.probe_dir.setPlaceholderText("probe folder with images/ and masks/ (optional)")
         self.batch = QSpinBox(minimum=1, maximum=4096, value=32)
         self.out = QLineEdit(str(Path.home() / "highlighter-runs" / "run1"))
         browse = QPushButton("…")
@@ -73,7 +80,14 @@ class TrainTab(QWidget):
             "teacher_entropy": self.collapse_plot.plot(pen=pg.mkPen("#2ca02c", width=2), name="entropy"),
             "teacher_kl_uniform": self.collapse_plot.plot(pen=pg.mkPen("#9467bd", width=2), name="KL to uniform"),
         }
-        for p in (self.loss_plot, self.lr_plot, self.collapse_plot):
+        # the objectness probe (--probe-every-minutes): mean attention inside the objects over outside, per set
+        self.probe_plot = pg.PlotWidget(title="objectness probe: attention in/out (>1: on the objects)")
+        self.probe_plot.addLegend()
+        self.probe_plot.addItem(pg.InfiniteLine(pos=1.0, angle=0, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)))
+        self.probe_curves: dict[str, pg.PlotDataItem] = {}
+        self.probe_points: dict[str, tuple[list, list]] = {}
+        self.probe_source = ""
+        for p in (self.loss_plot, self.lr_plot, self.collapse_plot, self.probe_plot):
             p.setLabel("bottom", "step")
             p.setMinimumHeight(150)
         self.preview = QLabel("attention previews appear here as checkpoints land")
@@ -98,11 +112,16 @@ class TrainTab(QWidget):
         ol.addWidget(self.out, 1)
         ol.addWidget(browse)
         form.addRow("Output folder", ol)
+        pl = QHBoxLayout()
+        pl.addWidget(self.probe_box)
+        pl.addWidget(self.probe_minutes)
+        pl.addWidget(self.probe_dir, 1)
+        form.addRow("DINO", pl)
         buttons = QHBoxLayout()
         for b in (self.start_btn, self.stop_btn, self.resume_btn, self.use_btn):
             buttons.addWidget(b)
         plots = QHBoxLayout()
-        for p in (self.loss_plot, self.lr_plot, self.collapse_plot):
+        for p in (self.loss_plot, self.lr_plot, self.collapse_plot, self.probe_plot):
             plots.addWidget(p)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
@@ -131,8 +150,13 @@ class TrainTab(QWidget):
                 "--events", "--log-every", "1", "--preview-every", "50"]
         if resume:
             return [*args, "--resume"]
+        probe = []
+        if self.kind.currentText() == "dino" and self.probe_box.isChecked():
+            probe = ["--probe-every-minutes", str(self.probe_minutes.value())]
+            if self.probe_dir.text().strip():
+                probe += ["--probe-data", self.probe_dir.text().strip()]
         return [*args, "--preset", self.preset.currentText(), "--epochs", str(self.epochs.value()),
-                "--batch-size", str(self.batch.value()), *getattr(self, "extra_args", [])]
+                "--batch-size", str(self.batch.value()), *probe, *getattr(self, "extra_args", [])]
 
     def start(self, resume: bool = False) -> None:
         if self.proc is not None:
@@ -144,6 +168,9 @@ class TrainTab(QWidget):
             for c in self.curves.values():
                 c.setData([], [])
             self.points = {}
+            for c in self.probe_curves.values():
+                c.setData([], [])
+            self.probe_points = {}
         self.buffer, self.stderr_tail = b"", []
         self.proc = QProcess(self)
         self.proc.readyReadStandardOutput.connect(self._read_stdout)
@@ -199,13 +226,39 @@ class TrainTab(QWidget):
             pix = QPixmap(ev["path"])
             if not pix.isNull():
                 self.preview.setPixmap(fit(pix, self.preview.width(), self.preview.height()))
+        elif kind == "probe":
+            self.on_probe(ev)
         elif kind == "checkpoint":
             self.status.setText(f"checkpoint saved at step {ev['step']} ({ev['reason']})")
         elif kind == "error":
             self.status.setText(ev.get("message", "error"))
 
+    PROBE_COLOURS = ("#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+
+    def on_probe(self, ev: dict) -> None:
+        """One curve per probe folder: in/out at the first probed size, against the step."""
+        self.probe_source = ev.get("source", "")
+        self.probe_plot.setToolTip(self.probe_source)
+        for name, per_size in ev.items():
+            if not isinstance(per_size, dict) or name == "flat" or not per_size:
+                continue
+            size = min(per_size, key=int)
+            value = per_size[size].get("in_out")
+            if value is None:
+                continue
+            label = f"{name} ({size} px)"
+            if label not in self.probe_curves:
+                colour = self.PROBE_COLOURS[len(self.probe_curves) % len(self.PROBE_COLOURS)]
+                self.probe_curves[label] = self.probe_plot.plot(pen=pg.mkPen(colour, width=2), symbol="o",
+                                                                symbolSize=5, symbolBrush=colour, name=label)
+            xs, ys = self.probe_points.setdefault(label, ([], []))
+            xs.append(ev["step"])
+            ys.append(value)
+            self.probe_curves[label].setData(xs, ys)
+
     def _finished(self, code: int, _status) -> None:
         self.proc = None
+        self.eta.setText("")  # a stopped or finished run has no time left
         self.start_btn.setEnabled(True)
         self.resume_btn.setEnabled(True)
         self.stop_btn.setEnabled(False)

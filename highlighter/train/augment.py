@@ -64,10 +64,10 @@ def flip_and_color_jitter(img: Image.Image, rng: random.Random) -> Image.Image:
     return img
 
 
-def gaussian_blur(img: Image.Image, rng: random.Random, p: float) -> Image.Image:
-    """DINO's GaussianBlur: with probability p, a PIL Gaussian blur of radius U(0.1, 2)."""
+def gaussian_blur(img: Image.Image, rng: random.Random, p: float, scale: float = 1.0) -> Image.Image:
+    """DINO's GaussianBlur: with probability p, a PIL Gaussian blur of radius U(0.1, 2) (times ``scale``)."""
     if rng.random() <= p:
-        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 2.0)))
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 2.0) * scale))
     return img
 
 
@@ -81,9 +81,13 @@ class DinoMultiCrop:
     a quarter of the bytes to move between processes and to the GPU)."""
 
     def __init__(self, global_size=224, local_size=96, global_scale=(0.4, 1.0), local_scale=(0.05, 0.4),
-                 local_number=8):
+                 local_number=8, relative_blur=False):
         self.global_size, self.local_size, self.local_number = global_size, local_size, local_number
         self.global_scale, self.local_scale = tuple(global_scale), tuple(local_scale)
+        # DINO's blur radius U(0.1, 2) is in pixels of 224-px global and 96-px local crops; relative_blur keeps
+        # the same blur relative to the crop when crops are smaller (a 2-px radius wipes out a 64-px crop)
+        self.global_blur = global_size / 224 if relative_blur else 1.0
+        self.local_blur = local_size / 96 if relative_blur else 1.0
 
     @property
     def ncrops(self) -> int:
@@ -91,13 +95,13 @@ class DinoMultiCrop:
 
     def __call__(self, img: Image.Image, rng: random.Random) -> list[torch.Tensor]:
         g1 = gaussian_blur(flip_and_color_jitter(
-            random_resized_crop(img, rng, self.global_size, self.global_scale), rng), rng, 1.0)
+            random_resized_crop(img, rng, self.global_size, self.global_scale), rng), rng, 1.0, self.global_blur)
         g2 = random_resized_crop(img, rng, self.global_size, self.global_scale)
-        g2 = solarize(gaussian_blur(flip_and_color_jitter(g2, rng), rng, 0.1), rng, 0.2)
+        g2 = solarize(gaussian_blur(flip_and_color_jitter(g2, rng), rng, 0.1, self.global_blur), rng, 0.2)
         crops = [g1, g2]
         for _ in range(self.local_number):
             c = random_resized_crop(img, rng, self.local_size, self.local_scale)
-            crops.append(gaussian_blur(flip_and_color_jitter(c, rng), rng, 0.5))
+            crops.append(gaussian_blur(flip_and_color_jitter(c, rng), rng, 0.5, self.local_blur))
         return [to_uint8_tensor(c) for c in crops]
 
 

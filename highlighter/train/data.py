@@ -13,15 +13,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from highlighter.errors import HighlighterError, ImageError
-from highlighter.images import IMAGE_EXTENSIONS, load_rgb
+from highlighter.images import IMAGE_EXTENSIONS
+from highlighter.train.packed import PackedImages, load_source
 
 
-def find_training_images(dirs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Every image under the folders (any depth, no class sub-folders needed), sorted. Errors before
-    anything starts when a folder is missing or nothing is found."""
-    files: list[Path] = []
+def find_training_images(dirs: Iterable[str | os.PathLike]) -> list:
+    """Every image under the folders (any depth, no class sub-folders needed), sorted, and every photo of the
+    packed ``.zip`` files given (``PackedRef``). Errors before anything starts when a folder is missing or
+    nothing is found."""
+    files: list = []
     for d in dirs:
         d = Path(d)
+        if d.is_file() and d.suffix.lower() == ".zip":  # a pack written by `highlighter pack`
+            files.extend(PackedImages.refs(str(d)))
+            continue
         if not d.is_dir():
             raise HighlighterError(f"--data {d}: no such folder")
         found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
@@ -49,7 +54,7 @@ class TrainImages(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         epoch, i = key
         try:
-            img = load_rgb(self.files[i])
+            img = load_source(self.files[i])
         except ImageError as e:
             return Unreadable(str(e))
         return self.transform(img, random.Random(f"{self.seed}-{epoch}-{i}"))

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, MAEDecoderConfig, ViTConfig, default_num_heads
 from highlighter.core.backbone import AttentionViT, build_vit, set_fused_attention
+from highlighter.core.device import cpu_supports_bf16
 from highlighter.core.dino import (
     DINOHead,
     DINOLoss,
@@ -24,7 +25,6 @@ from highlighter.core.dino import (
     collapse_stats,
     param_groups,
 )
-from highlighter.core.engine import cpu_supports_bf16
 from highlighter.core.mae import MaskedAutoencoder, init_mae_weights
 from highlighter.core.schedules import cosine_schedule, mae_lr, teacher_temp_schedule
 from highlighter.core.transforms import normalise
@@ -117,11 +117,14 @@ class _Task:
 class DinoTask(_Task):
     kind = "dino"
 
-    def __init__(self, cfg: DinoCfg, dist: Dist, niter_per_epoch: int):
+    def __init__(self, cfg: DinoCfg, dist: Dist, niter_per_epoch: int, vit_cfg: ViTConfig | None = None,
+                 init_state: dict[str, torch.Tensor] | None = None):
+        """``vit_cfg`` overrides the backbone that ``cfg`` describes (a resumed or ``--init`` run keeps its
+        file's architecture); ``init_state`` starts student and teacher backbones from those weights."""
         super().__init__(dist, cfg.precision)
         self.cfg = cfg
-        self.vit_cfg = vit_config(cfg.arch, cfg.patch_size, cfg.global_crop_size, cfg.depth, cfg.num_heads,
-                                  cfg.mlp_ratio, cfg.num_registers)
+        self.vit_cfg = vit_cfg or vit_config(cfg.arch, cfg.patch_size, cfg.global_crop_size, cfg.depth,
+                                             cfg.num_heads, cfg.mlp_ratio, cfg.num_registers)
         self.ncrops = 2 + cfg.local_crops_number
         dim = self.vit_cfg.embed_dim
 
@@ -135,6 +138,8 @@ class DinoTask(_Task):
 
         torch.manual_seed(cfg.seed)
         student = make(cfg.drop_path_rate, cfg.norm_last_layer)
+        if init_state is not None:
+            load_backbone(student.backbone, init_state)
         self.teacher = make(0.0, True).to(self.device)
         set_fused_attention(self.teacher, self.device.type == "cuda")
         self.teacher.load_state_dict(student.state_dict())
@@ -212,6 +217,19 @@ class DinoTask(_Task):
         return self.teacher.backbone.state_dict()
 
 
+def load_backbone(vit: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a checkpoint's encoder weights into a freshly built backbone; every backbone key must be there."""
+    own = vit.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    if missing:
+        raise HighlighterError(f"--init: the checkpoint lacks {len(missing)} backbone weights, e.g. {missing[0]}")
+    bad = [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise HighlighterError(f"--init: {bad[0]} has shape {tuple(state[bad[0]].shape)}, the backbone needs "
+                               f"{tuple(own[bad[0]].shape)}")
+    vit.load_state_dict({k: state[k].to(own[k].dtype) for k in own})
+
+
 def mae_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """timm's add_weight_decay as main_pretrain.py uses it: no decay on biases and 1-D parameters."""
     decay, no_decay = [], []
@@ -225,10 +243,13 @@ def mae_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 class MaeTask(_Task):
     kind = "mae"
 
-    def __init__(self, cfg: MaeCfg, dist: Dist, niter_per_epoch: int):
+    def __init__(self, cfg: MaeCfg, dist: Dist, niter_per_epoch: int, vit_cfg: ViTConfig | None = None,
+                 init_state: dict[str, torch.Tensor] | None = None):
         super().__init__(dist, cfg.precision)
         self.cfg, self.niter = cfg, niter_per_epoch
-        self.vit_cfg = vit_config(cfg.arch, cfg.patch_size, cfg.input_size)
+        self.vit_cfg = vit_cfg or vit_config(cfg.arch, cfg.patch_size, cfg.input_size)
+        if self.vit_cfg.layerscale or self.vit_cfg.num_register_tokens or self.vit_cfg.swiglu:
+            raise HighlighterError("MAE training needs a plain ViT encoder (no layerscale, registers or SwiGLU)")
         if cfg.decoder_embed_dim % cfg.decoder_num_heads:
             raise HighlighterError(f"--decoder-num-heads {cfg.decoder_num_heads} does not divide "
                                    f"--decoder-embed-dim {cfg.decoder_embed_dim}")
@@ -238,6 +259,13 @@ class MaeTask(_Task):
         torch.manual_seed(cfg.seed)
         model = MaskedAutoencoder(self.vit_cfg, self.decoder_cfg)
         init_mae_weights(model)
+        if init_state is not None:
+            encoder = [k for k in model.state_dict() if not (k.startswith("decoder") or k == "mask_token")]
+            missing = sorted(k for k in encoder if k not in init_state)
+            if missing:
+                raise HighlighterError(f"--init: the checkpoint lacks {len(missing)} encoder weights, "
+                                       f"e.g. {missing[0]}")
+            model.load_state_dict({**model.state_dict(), **{k: init_state[k].float() for k in encoder}})
         self.model_plain = model
         self.model = self._wrap(model)
         eff_batch = cfg.batch_size * cfg.accum_iter * dist.world

@@ -11,17 +11,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from highlighter.config import DinoCfg, MaeCfg
-from highlighter.core.checkpoint import atomic_write, make_meta
+from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
+from highlighter.core.checkpoint import atomic_write, make_meta, save_model
 from highlighter.errors import CheckpointError, HighlighterError
-from highlighter.images import load_rgb
 from highlighter.train import preview
 from highlighter.train.augment import DinoMultiCrop, MaeCrop
 from highlighter.train.data import EpochBatches, TrainImages, find_training_images, make_loader
 from highlighter.train.dist import Dist, init_distributed, shutdown
 from highlighter.train.engine import DinoTask, MaeTask, NonFiniteLoss
+from highlighter.train.packed import ImageBank, TensorMultiCrop, load_source
 
 CHECKPOINT = "checkpoint.pth"
+PROBE_BEST = "probe_best.safetensors"  # the teacher at the best objectness probe of the run
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
@@ -55,6 +56,19 @@ class RunLog:
             print(line, flush=True)
 
 
+def _logged(run_dir: Path, event: str) -> list[dict]:
+    path = run_dir / "log.jsonl"
+    out = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if ev.get("event") == event:
+            out.append(ev)
+    return out
+
+
 class StopFlag:
     """SIGINT / SIGTERM ask the loop to save a checkpoint and leave at the next step."""
 
@@ -86,14 +100,20 @@ def _preview_images(files: list[Path], explicit: list[str] | None) -> tuple[list
     else:
         paths = files[-4:]
         files = files[:-4]
-    return [load_rgb(p) for p in paths], files
+    return [load_source(p) for p in paths], files
 
 
 def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str = "auto", resume: bool = False,
         events: bool = False, log_every: int = 10, save_every_minutes: float = 5.0, save_every_steps: int = 0,
         preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
         source: str = "cli", probe_every_minutes: float = 0.0, probe_data: list[str] | None = None,
-        probe_sizes: list[int] | None = None) -> int:
+        probe_sizes: list[int] | None = None, epochs: int | None = None, init: str | None = None,
+        explicit_arch: dict | None = None, max_minutes: float = 0.0) -> int:
+    """One training run. With ``resume``, the run's stored configuration is used, except ``epochs``: a larger
+    number extends the run (finished or not) and every schedule is recomputed over the new length, as
+    main_dino.py does when restarted with a larger --epochs. ``init`` starts the backbone(s) from any supported
+    checkpoint (the architecture comes from the file; ``explicit_arch`` holds the --arch / --patch-size the
+    user typed, which must agree with it)."""
     run_dir = Path(out)
     ckpt_path = run_dir / CHECKPOINT
     if resume and not ckpt_path.exists():
@@ -110,12 +130,31 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         if stored_kind != kind:
             raise HighlighterError(f"{run_dir} holds a {stored_kind} run, not {kind}: use `highlighter train "
                                    f"{stored_kind} --resume`")
-        if state["epoch"] >= state["highlighter"]["train"]["epochs"]:
-            print(f"{run_dir}: this run already finished its {state['epoch']} epochs; nothing to resume",
-                  file=sys.stderr)
+        stored = dict(state["highlighter"]["train"])
+        if init:
+            raise HighlighterError("--init starts a new run; --resume continues one: use one of them")
+        if epochs is not None and epochs != stored["epochs"]:
+            if epochs < state["epoch"] or (epochs < stored["epochs"] and state["epoch"] >= epochs):
+                raise HighlighterError(f"--epochs {epochs}: the run has already trained {state['epoch']} epochs")
+            print(f"{run_dir}: --epochs {epochs} (was {stored['epochs']}): the schedules are recomputed over "
+                  f"{epochs} epochs", file=sys.stderr, flush=True)
+            extended_from = stored["epochs"]
+            stored["epochs"] = epochs
+        else:
+            extended_from = None
+        if state["epoch"] >= stored["epochs"]:
+            print(f"{run_dir}: this run already finished its {state['epoch']} epochs; nothing to resume (pass a "
+                  "larger --epochs to extend it)", file=sys.stderr)
             return 0
-        stored = state["highlighter"]["train"]
         cfg = type(cfg).from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+        state["extended_from"] = extended_from
+    vit_cfg, init_state, init_from = None, None, None
+    if state is not None and state["highlighter"].get("vit"):
+        vit_cfg = ViTConfig.from_dict(state["highlighter"]["vit"])
+        init_from = state["highlighter"].get("init_from")
+    elif init:
+        vit_cfg, init_state, cfg = _init_backbone(kind, cfg, init, explicit_arch or {})
+        init_from = init
     try:
         dist = init_distributed(device)
     except ValueError as e:
@@ -125,9 +164,41 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         if probe_every_minutes and kind == "dino" and dist.is_main:
             probe = make_probe(cfg, probe_data, probe_sizes)
         return _run(kind, cfg, data, run_dir, dist, state, events, log_every, save_every_minutes, save_every_steps,
-                    preview_every, preview_images, max_steps, probe, probe_every_minutes)
+                    preview_every, preview_images, max_steps, probe, probe_every_minutes,
+                    (vit_cfg, init_state, init_from), max_minutes)
     finally:
         shutdown(dist)
+
+
+def _init_backbone(kind: str, cfg, path: str, explicit: dict):
+    """--init: (the file's ViTConfig, its encoder weights, cfg with arch/patch set from the file)."""
+    from dataclasses import replace
+
+    from highlighter.core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    vit = ck.vit
+    names = {v: k for k, v in ARCH_DIMS.items()}
+    arch = names.get(vit.embed_dim)
+    want_arch, want_patch = explicit.get("arch"), explicit.get("patch_size")
+    if want_arch and want_arch != arch:
+        raise HighlighterError(f"--arch {want_arch} conflicts with --init {path}, which holds a {vit.describe()}")
+    if want_patch and want_patch != vit.patch_size:
+        raise HighlighterError(f"--patch-size {want_patch} conflicts with --init {path} (patch {vit.patch_size})")
+    size = cfg.global_crop_size if kind == "dino" else cfg.input_size
+    if size % vit.patch_size:
+        raise HighlighterError(f"crop size {size} is not a multiple of {path}'s patch size {vit.patch_size}")
+    if kind == "mae" and vit.pos_grid != size // vit.patch_size:
+        raise HighlighterError(f"--init for MAE needs --input-size {vit.pos_grid * vit.patch_size} (the file's "
+                               f"position grid is {vit.pos_grid}x{vit.pos_grid}; MAE does not interpolate it)")
+    fields = dict(arch=arch or cfg.arch, patch_size=vit.patch_size)
+    if kind == "dino":
+        fields.update(depth=vit.depth, num_heads=vit.num_heads, mlp_ratio=vit.mlp_hidden / vit.embed_dim,
+                      num_registers=vit.num_register_tokens)
+    print(f"--init: starting from {ck.name} ({ck.source}): {vit.describe()}; the DINO head starts fresh"
+          if kind == "dino" else f"--init: the encoder starts from {ck.name} ({vit.describe()}); the decoder "
+          "starts fresh", file=sys.stderr, flush=True)
+    return vit, ck.state, replace(cfg, **fields)
 
 
 def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
@@ -145,22 +216,38 @@ def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
 
 
 def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, save_every_minutes, save_every_steps,
-         preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0) -> int:
+         preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0,
+         backbone=(None, None, None), max_minutes: float = 0.0) -> int:
+    vit_cfg, init_state, init_from = backbone
     files = find_training_images(data)
     previews, files = _preview_images(files, preview_images)
-    if kind == "dino":
+    bank = None
+    if kind == "dino" and cfg.augment == "tensor":
+        # decoded once onto the device; the crops are cut there, batch by batch (see train/packed.py)
+        bank = ImageBank(files, round(cfg.global_crop_size * 1.125), dist.device)
+        transform = TensorMultiCrop(cfg.global_crop_size, cfg.local_crop_size, cfg.global_crops_scale,
+                                    cfg.local_crops_scale, cfg.local_crops_number, cfg.relative_blur)
+        if bank.skipped and dist.is_main:
+            print(f"warning: skipped {bank.skipped} unreadable file(s)", file=sys.stderr)
+    elif kind == "dino":
+        if cfg.augment != "pil":
+            raise HighlighterError(f"--augment {cfg.augment}: choose pil or tensor")
         transform = DinoMultiCrop(cfg.global_crop_size, cfg.local_crop_size, cfg.global_crops_scale,
-                                  cfg.local_crops_scale, cfg.local_crops_number)
+                                  cfg.local_crops_scale, cfg.local_crops_number, cfg.relative_blur)
     else:
         transform = MaeCrop(cfg.input_size, cfg.crop_scale, (cfg.input_size // cfg.patch_size) ** 2)
-    batches = EpochBatches(len(files), cfg.batch_size, cfg.seed, dist.rank, dist.world)
+    batches = EpochBatches(len(bank) if bank is not None else len(files), cfg.batch_size, cfg.seed, dist.rank,
+                           dist.world)
     if batches.steps_per_epoch == 0:
         raise HighlighterError(f"{len(files)} images are fewer than one global batch ({cfg.batch_size} x "
                                f"{dist.world} processes): lower --batch-size")
     niter = batches.steps_per_epoch
-    task = DinoTask(cfg, dist, niter) if kind == "dino" else MaeTask(cfg, dist, niter)
-    loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
-                         pin_memory=dist.device.type == "cuda")
+    task = (DinoTask if kind == "dino" else MaeTask)(cfg, dist, niter, vit_cfg=vit_cfg, init_state=init_state)
+    if bank is None:
+        loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
+                             pin_memory=dist.device.type == "cuda")
+    else:
+        loader = _BankBatches(bank, batches, transform, cfg.seed)
     main = dist.is_main
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +269,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
         if not main:
             return
         meta = make_meta(kind, task.vit_cfg, task.decoder_cfg, train=cfg.to_dict(), data=[str(d) for d in data],
-                         images=len(files), world_size=dist.world)
+                         images=len(files), world_size=dist.world, init_from=init_from)
         payload = {"highlighter": meta, **task.state_dict(), "epoch": epoch, "in_epoch": in_epoch,
                    "global_step": epoch * niter + in_epoch, "images_seen": seen,
                    "elapsed_s": elapsed_before + time.time() - t0,
@@ -207,15 +294,32 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
             return
         figures = probe(task.attention_model(), dist.device)
         model_train(task)
-        log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), **figures)
-        best = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
-                and isinstance(v, dict)
-                and str(probe.sizes[0]) in v}
-        tqdm.write("probe at step {}: in/out {} ({:.0f} s)".format(
-            step, ", ".join(f"{n} {r:.3f}" for n, r in best.items()), figures["seconds"]), file=sys.stderr)
+        ratios = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
+                  and isinstance(v, dict) and str(probe.sizes[0]) in v}
+        score = sum(ratios.values()) / max(len(ratios), 1)
+        # keep the teacher of the best probe so far (mean in/out over the folders): a run's best moment is
+        # not always its last, and checkpoint.pth only holds the last
+        kept = score > best_probe[0]
+        if kept:
+            best_probe[0] = score
+            save_model(run_dir / PROBE_BEST, "dino", task.vit_cfg, task.backbone_state(), dtype=torch.float16,
+                       source=f"the teacher at step {step} (best objectness probe so far)",
+                       trained={"task": "dino", "weights": "teacher", "recipe": cfg.to_dict(),
+                                "data": [str(d) for d in data], "steps": step, "images_seen": seen,
+                                "probe_in_out": ratios})
+        log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), score=score,
+            kept=str(run_dir / PROBE_BEST) if kept else None, **figures)
+        tqdm.write("probe at step {}: in/out {} ({:.0f} s){}".format(
+            step, ", ".join(f"{n} {r:.3f}" for n, r in ratios.items()), figures["seconds"],
+            f"; best so far, kept in {PROBE_BEST}" if kept else ""), file=sys.stderr)
 
+    best_probe = [max((e.get("score", float("-inf")) for e in _logged(run_dir, "probe")), default=float("-inf"))]
     t0 = time.time()
     if main:
+        if state is not None and state.get("extended_from"):
+            log("extended", step=global_step, epochs_before=state["extended_from"], epochs=cfg.epochs,
+                message=f"extended from {state['extended_from']} to {cfg.epochs} epochs; the learning-rate, "
+                        "weight-decay, momentum and teacher-temperature schedules are recomputed over the new length")
         log("start", kind=kind, resumed=state is not None, step=global_step, total_steps=total_steps,
             epochs=cfg.epochs, steps_per_epoch=niter, images=len(files), world_size=dist.world,
             device=str(dist.device), precision=task.precision_name, config=cfg.to_dict())
@@ -224,7 +328,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
               + (f", resumed at epoch {start_epoch} step {start_in_epoch}" if state is not None else ""),
               file=sys.stderr, flush=True)
     last_save, rate_t, rate_n, steps_done = time.time(), time.time(), 0, 0
-    stopped_by = None
+    stopped_by, limit = None, ""
     if probe is not None:
         tqdm.write(probe.describe(), file=sys.stderr)
         run_probe(global_step, start_epoch)
@@ -250,8 +354,13 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                         metrics = task.step(batch["data"], it, epoch, in_epoch, monitor=monitor)
                     except NonFiniteLoss as e:
                         log("error", step=it, epoch=epoch, message=str(e))
-                        raise HighlighterError(f"{e}: the run stopped; {run_dir / CHECKPOINT} keeps the last good "
-                                               "state (lower --lr or raise --warmup-epochs, then --resume)") from None
+                        if (run_dir / CHECKPOINT).exists():
+                            then = f"{run_dir / CHECKPOINT} keeps the last good state (lower --lr or raise " \
+                                   "--warmup-epochs, then --resume)"
+                        else:  # e.g. the very first step: claim no checkpoint that is not there
+                            then = "no checkpoint had been saved yet (lower --lr or raise --warmup-epochs, then " \
+                                   "start it again)"
+                        raise HighlighterError(f"{e}: the run stopped; {then}") from None
                     seen += batch["n"] * dist.world
                     rate_n += batch["n"] * dist.world
                     steps_done += 1
@@ -276,10 +385,14 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                                            or now - last_save > save_every_minutes * 60):
                         save(epoch, in_epoch + 1, "periodic")
                         last_save = time.time()
-                    if stop.signal is not None or (max_steps and steps_done >= max_steps):
+                    if max_steps and steps_done >= max_steps:
+                        limit = "max_steps"
+                    elif max_minutes and now - t0 > max_minutes * 60:
+                        limit = "max_minutes"
+                    if stop.signal is not None or limit:
                         stopped_by = stop.signal
                         if not done_epoch:
-                            save(epoch, in_epoch + 1, "signal" if stopped_by else "max_steps")
+                            save(epoch, in_epoch + 1, "signal" if stopped_by else limit)
                         break
                 if in_epoch + 1 == niter:  # the epoch finished
                     save(epoch + 1, 0, "epoch")
@@ -287,7 +400,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
                     if unreadable and main:
                         tqdm.write(f"epoch {epoch + 1}: skipped {len(unreadable)} unreadable file(s)", file=sys.stderr)
                     log("epoch_end", step=global_step, epoch=epoch, unreadable=len(unreadable))
-                if stopped_by is not None or (max_steps and steps_done >= max_steps):
+                if stopped_by is not None or limit:
                     break
                 start_in_epoch = 0
         finally:
@@ -300,11 +413,31 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
             log("stopped", step=global_step, signal=signal.Signals(stopped_by).name)
             print(f"stopped by {signal.Signals(stopped_by).name}: checkpoint saved in {run_dir / CHECKPOINT}; "
                   "continue with --resume", file=sys.stderr, flush=True)
+        elif limit and global_step < total_steps:
+            log("paused", step=global_step, reason=limit, images_seen=seen,
+                elapsed_s=round(elapsed_before + time.time() - t0, 1))
+            print(f"stopped at step {global_step} of {total_steps} ({limit.replace('_', '-')}): checkpoint saved in "
+                  f"{run_dir / CHECKPOINT}; continue with --resume", file=sys.stderr, flush=True)
         else:
             log("done", step=global_step, images_seen=seen, elapsed_s=round(elapsed_before + time.time() - t0, 1))
             print(f"done: {run_dir / CHECKPOINT} (use it with `highlighter "
                   f"{'attention' if kind == 'dino' else 'mae'} --checkpoint`)", file=sys.stderr, flush=True)
     return 0
+
+
+class _BankBatches:
+    """The loader of the tensor path: index batches of the sampler, cut into crops on the device. Each step's
+    randomness comes from a generator seeded by (seed, epoch, batch), so a resumed run repeats it."""
+
+    def __init__(self, bank: ImageBank, batches: EpochBatches, transform: TensorMultiCrop, seed: int):
+        self.bank, self.batches, self.transform, self.seed = bank, batches, transform, seed
+
+    def __iter__(self):
+        for b, keys in enumerate(self.batches, start=self.batches.start):
+            epoch = keys[0][0]
+            idx = torch.tensor([i for _, i in keys], device=self.bank.images.device)
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + b)
+            yield {"data": self.transform(self.bank.images[idx], gen), "n": len(keys), "errors": []}
 
 
 def model_train(task) -> None:

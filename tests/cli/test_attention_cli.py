@@ -137,8 +137,19 @@ def test_bundled_photos_all_processed(cli, tmp_path, photos):
     code, stdout, err = cli("attention", photos[0].parent, "--checkpoint", "random:vit_tiny/16", "--image-size", 128,
                             "--out", tmp_path / "o")
     assert code == 0, err
-    assert len(list((tmp_path / "o").glob("*.npz"))) == len(photos)
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.npz")) == sorted(f"{p.stem}.npz" for p in photos)
     assert "untrained" in stdout
+    from torchvision.transforms import Resize
+
+    grids = set()
+    for p in photos:  # each photo's own grid: torchvision's Resize(128) (shorter side), cropped to 16 px patches
+        w, h = Resize(128)(Image.open(p).convert("RGB")).size
+        grid = (h // 16, w // 16)
+        got = np.load(tmp_path / "o" / f"{p.stem}.npz")
+        assert got["attention"].shape == got["mask"].shape == (3, *grid), p.name  # ViT-Ti: 3 heads
+        assert got["fused_attention"].shape == got["fused_mask"].shape == grid, p.name
+        grids.add(grid)
+    assert len(grids) >= 3  # square, 3:2 and a side that the crop shortens: the sizes differ
 
 
 def test_bad_device_is_a_clear_error(cli, tmp_path, cat_path):

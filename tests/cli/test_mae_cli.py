@@ -90,11 +90,37 @@ def test_encoder_only_checkpoint_says_so(cli, tmp_path, cat_path):
 
 
 def test_norm_pix_checkpoint_is_labelled_and_honest(cli, tmp_path, cat_path):
-    off.mae_official(tmp_path / "np.pth", norm_pix_loss=True, dec_dim=128, dec_depth=2, dec_heads=4, depth=2)
+    """pred is the reference norm-pix MAE's; hidden patches are pasted back with statistics taken from
+    visible pixels only. The mask hides a checkerboard of interior patches, so each hidden patch's 4 nearest
+    visible patches are exactly its 4 direct neighbours (any other visible patch is farther)."""
+    ref = off.mae_official(tmp_path / "np.pth", norm_pix_loss=True, dec_dim=128, dec_depth=2, dec_heads=4, depth=2)
+    r, c = np.divmod(np.arange(196), 14)
+    mask = (((r + c) % 2 == 1) & (r > 0) & (r < 13) & (c > 0) & (c < 13)).astype(np.uint8)  # 72 hidden
+    np.save(tmp_path / "mask.npy", mask)
     code, stdout, err = cli("mae", cat_path, "--checkpoint", tmp_path / "np.pth", "--decoder-num-heads", 4,
-                            "--out", tmp_path / "o")
+                            "--mask", tmp_path / "mask.npy", "--out", tmp_path / "o")
     assert code == 0, err
     assert "nearest visible patches" in stdout
+    got = np.load(tmp_path / "o" / "chelsea_cat.npz")
+    np.testing.assert_array_equal(got["mask"], mask)
+    x, pred, loss = reference_run(ref, cat_path, mask)
+    np.testing.assert_allclose(got["pred"], pred, rtol=0, atol=1e-5)
+    assert f"{loss:.4f}" in stdout  # the loss against norm-pix targets
+    # de-normalise independently: patch k of the image, its mean and std as norm_pix_loss defines them
+    img = x.permute(1, 2, 0).numpy().astype(np.float64)  # (224, 224, 3), ImageNet-normalised
+    patches = img.reshape(14, 16, 14, 16, 3).transpose(0, 2, 1, 3, 4).reshape(196, 16 * 16 * 3)
+    mean, std = patches.mean(1), np.sqrt(patches.var(1, ddof=1) + 1e-6)
+    want = patches.copy()
+    for k in np.flatnonzero(mask):
+        near = [k - 14, k + 14, k - 1, k + 1]
+        assert not mask[near].any()
+        want[k] = pred[k] * std[near].mean() + mean[near].mean()
+    want = want.reshape(14, 14, 16, 16, 3).transpose(0, 2, 1, 3, 4).reshape(224, 224, 3)
+    np.testing.assert_allclose(got["paste"], want, rtol=0, atol=1e-4)
+    # the hidden patches' own statistics (the oracle) would give another picture: the test can tell
+    oracle = (pred * std[:, None] + mean[:, None]).reshape(14, 14, 16, 16, 3).transpose(0, 2, 1, 3, 4)
+    hidden_px = np.kron(mask.reshape(14, 14), np.ones((16, 16))).astype(bool)
+    assert np.abs(oracle.reshape(224, 224, 3)[hidden_px] - want[hidden_px]).max() > 0.1
 
 
 def test_mae_on_dino_checkpoint_is_refused(cli, tmp_path, cat_path):

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import qt, shared_data
 
-pytest.importorskip("PySide6")
+qt()  # a skip on a developer's machine without the gui extra, a failure in CI
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +68,25 @@ def test_threshold_slider_changes_the_mask_without_a_model_call(window, qtbot, c
 
 
 def test_save_all_writes_the_attention_command_files(window, qtbot, tmp_path, cat_path):
+    from reference import mass_rule
+
     tab = window.photos
     tab.add_paths([str(cat_path)])
     qtbot.waitUntil(lambda: tab.current_result() is not None, timeout=20000)
+    tab.threshold.setValue(35)  # not the default: the saved masks must follow the slider
+    shown = tab.current_result()
     tab.save_all(str(tmp_path / "saved"))
-    qtbot.waitUntil(lambda: (tmp_path / "saved" / "chelsea_cat_mask_overlay.png").exists(), timeout=20000)
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("saved 1 result"), timeout=20000)
+    assert (tmp_path / "saved" / "chelsea_cat_mask_overlay.png").exists()
     got = np.load(tmp_path / "saved" / "chelsea_cat.npz")
     assert got["attention"].shape[0] == 3 and got["mask"].dtype == np.uint8
+    np.testing.assert_array_equal(got["attention"], shown.attention)  # the result on screen, not a new run
+    np.testing.assert_array_equal(got["mask"], mass_rule(shown.attention, 0.35))  # per head
+    fused = shown.attention.mean(axis=0)
+    np.testing.assert_allclose(got["fused_attention"], fused, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(got["fused_mask"], mass_rule(fused, 0.35))
+    np.testing.assert_array_equal(got["fused_mask"], tab.current_mask)  # what the mask view shows
+    assert not np.array_equal(got["fused_mask"], mass_rule(fused, 0.6))  # the threshold made a difference
 
 
 def test_live_worker_from_a_video_file_shows_overlaid_frames(window, qtbot):
@@ -175,9 +187,7 @@ def test_settings_persist(qtbot, tmp_path, monkeypatch, cache):
 
 
 def test_training_child_process_reports_progress_and_plots(window, qtbot, tmp_path):
-    src = SHARED / "train" / "tinyimagenet" / "train"
-    if not src.is_dir():
-        pytest.skip("shared data not present")
+    src = shared_data("train", "tinyimagenet", "train")
     data = tmp_path / "photos"
     data.mkdir()
     for f in sorted(src.rglob("*.JPEG"))[:12]:
@@ -200,6 +210,40 @@ def test_training_child_process_reports_progress_and_plots(window, qtbot, tmp_pa
     assert (tmp_path / "run" / "checkpoint.pth").exists()
     tab.use_model()  # "Use this model" switches Live and Photos to the new teacher
     qtbot.waitUntil(lambda: window.model_spec == str(tmp_path / "run" / "checkpoint.pth"), timeout=20000)
+
+
+JOB_AT_EXIT = """
+import sys, time
+import torch
+from highlighter.gui.qt_util import Job
+
+torch.set_num_threads(1)
+x = torch.randn(600, 600)
+
+def work():  # about 2 s, nearly all of it inside matmuls, which release the GIL
+    t = time.perf_counter()
+    while time.perf_counter() - t < 2.0:
+        x @ x
+    open(sys.argv[1], "w").write("finished")
+
+Job(lambda r: None, print).start(work)
+time.sleep(0.2)  # the script ends while the job runs
+"""
+
+
+def test_the_process_exits_cleanly_while_a_job_runs(tmp_path):
+    """A window closed while a model still loads: the interpreter must wait for the job. As a daemon thread
+    it was ended inside torch at exit and the process aborted ("terminate called without an active
+    exception"), at the end of test runs too."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", JOB_AT_EXIT, str(tmp_path / "done")], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0 and "terminate called" not in r.stderr, (r.returncode, r.stderr[-2000:])
+    assert (tmp_path / "done").read_text() == "finished"  # the job ran to its end
 
 
 def test_a_failed_run_shows_its_message(window, qtbot, tmp_path):

@@ -50,8 +50,22 @@ def test_loss_is_the_cross_entropy_over_pairs_and_the_centre_update_is_exact():
 def test_no_weight_decay_on_biases_and_norms():
     head = DINOHead(8, 4, 8, 4)
     reg, noreg = param_groups(head)
-    assert all(p.ndim > 1 for p in reg["params"]) and all(p.ndim == 1 for p in noreg["params"])
-    assert noreg["weight_decay"] == 0.0
+    names = {id(p): n for n, p in head.named_parameters()}
+    assert sorted(names[id(p)] for p in reg["params"]) == ["last_layer.weight_v", "mlp.0.weight", "mlp.2.weight",
+                                                            "mlp.4.weight"]
+    assert sorted(names[id(p)] for p in noreg["params"]) == ["mlp.0.bias", "mlp.2.bias", "mlp.4.bias"]
+    assert noreg["weight_decay"] == 0.0 and "weight_decay" not in reg  # group 0 follows the wd schedule
+    # the whole student as training builds it: both groups non-empty, together every trainable parameter
+    # exactly once (the frozen weight_g of the normalised last layer in neither)
+    task = DinoTask(TINY, Dist(), niter_per_epoch=5)
+    groups = task.optimizer.param_groups
+    names = {id(p): n for n, p in task.student_plain.named_parameters()}
+    assert len(groups) == 2 and all(g["params"] for g in groups)
+    assert sorted(names[id(p)] for g in groups for p in g["params"]) == sorted(
+        n for n, p in task.student_plain.named_parameters() if p.requires_grad)
+    assert all(p.ndim > 1 and not names[id(p)].endswith(".bias") for p in groups[0]["params"])
+    assert all(p.ndim == 1 or names[id(p)].endswith(".bias") for p in groups[1]["params"])
+    assert groups[1]["weight_decay"] == 0.0
 
 
 def test_per_parameter_clipping():

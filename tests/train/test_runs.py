@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from highlighter.core.checkpoint import build_attention_model, load_checkpoint
+from highlighter.core.checkpoint import load_checkpoint
 
 from .conftest import DINO_TINY, MAE_TINY
 
@@ -221,17 +222,32 @@ def test_existing_run_is_never_overwritten(real_photos, tmp_path):
     assert r.returncode == 2 and "holds a dino run" in r.stderr
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(real_photos, tmp_path):
+@pytest.mark.parametrize("when", ["after_a_step", "at_the_first_step"])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(real_photos, tmp_path, when):
+    """lr 1e38: the first update is finite and huge, the next loss is NaN; the checkpoint saved after every
+    step holds the state before the bad one. Teacher temperature 0: the very first loss is NaN, nothing was
+    saved, and the message must not point at a checkpoint that does not exist."""
     run = tmp_path / "run"
-    r = train("dino", real_photos, run, "--lr", "1e38", "--warmup-epochs", "0", "--clip-grad", "0",
-              "--save-every-steps", "1", "--log-every", "1")
+    why = (["--lr", "1e38", "--warmup-epochs", "0", "--clip-grad", "0"] if when == "after_a_step"
+           else ["--teacher-temp", "0", "--warmup-teacher-temp", "0"])
+    r = train("dino", real_photos, run, *why, "--save-every-steps", "1", "--log-every", "1")
     assert r.returncode == 2, r.stderr[-2000:]
-    assert "the loss is" in r.stderr and "last good state" in r.stderr and "Traceback" not in r.stderr
+    assert "Traceback" not in r.stderr
     bad_step = events(run, "error")[0]["step"]
-    if bad_step > 0:
-        ck = torch.load(run / "checkpoint.pth", weights_only=True)
-        assert ck["global_step"] <= bad_step
-        assert all(torch.isfinite(v).all() for v in ck["teacher"].values() if v.is_floating_point())
+    said = re.search(r"error: the loss is (nan|-?inf) at epoch 0, step (\d+): the run stopped; ", r.stderr)
+    assert said and int(said.group(2)) == bad_step, r.stderr[-2000:]
+    assert [e["step"] for e in events(run, "step")] == list(range(bad_step))  # every good step was logged
+    if when == "at_the_first_step":
+        assert bad_step == 0 and not (run / "checkpoint.pth").exists() and not events(run, "checkpoint")
+        assert "no checkpoint had been saved yet" in r.stderr and "checkpoint.pth" not in r.stderr
+        return
+    assert bad_step >= 1
+    assert f"{run / 'checkpoint.pth'} keeps the last good state" in r.stderr
+    ck = torch.load(run / "checkpoint.pth", weights_only=True)
+    assert ck["global_step"] == bad_step  # saved after the last good step, before the bad one
+    assert events(run, "checkpoint")[-1]["step"] == bad_step
+    for key in ("student", "teacher"):
+        assert all(torch.isfinite(v).all() for v in ck[key].values() if v.is_floating_point()), key
 
 
 def _free_port() -> int:
@@ -256,6 +272,17 @@ def test_two_gloo_processes_match_one_process(real_photos, tmp_path):
         for k in a[key]:
             torch.testing.assert_close(b[key][k], a[key][k], rtol=1e-4, atol=1e-5, msg=f"{key}.{k}")
     torch.testing.assert_close(b["dino_loss"]["center"], a["dino_loss"]["center"], rtol=1e-4, atol=1e-6)
-    # ... and they really trained: the student moved away from its initialisation
-    ck = load_checkpoint(tmp_path / "two" / "checkpoint.pth")
-    assert build_attention_model(ck) is not None
+    # ... and both really trained. The seed-0 initial student, rebuilt here from the saved config, is where
+    # both started: the head's last layer, frozen in the first epoch, is still exactly there, and every
+    # other tensor has moved away from it, in the student and (by the EMA) in the teacher's head
+    from highlighter.config import DinoCfg
+    from highlighter.train.dist import Dist
+    from highlighter.train.engine import DinoTask
+
+    init = DinoTask(DinoCfg.from_dict(a["highlighter"]["train"]), Dist(), niter_per_epoch=6).student_plain.state_dict()
+    frozen = {"head.last_layer.weight_v", "head.last_layer.weight_g"}
+    for name, ck in (("one process", a), ("two processes", b)):
+        assert set(ck["student"]) == set(init), name
+        unmoved = {k for k, v in init.items() if torch.equal(ck["student"][k], v)}
+        assert unmoved == frozen, (name, sorted(unmoved))
+        assert all(not torch.equal(ck["teacher"][k], init[k]) for k in init if k.startswith("head.mlp")), name

@@ -1,0 +1,104 @@
+"""What the patch features show beyond the class token's attention: DINOv2-style PCA colours, patch-to-patch
+similarity, and boxes from masks. Pure numpy (and OpenCV for connected components), so every road uses it.
+
+Shapes: ``features`` (N, D) with one row per patch, row-major over the patch grid (h, w).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class PCABasis:
+    """The first three principal directions of some patch features, and what min-max maps them to [0, 1]."""
+
+    mean: np.ndarray  # (D,)
+    components: np.ndarray  # (3, D), rows are unit vectors, signs fixed (largest |loading| positive)
+    lo: np.ndarray  # (3,) per-channel minimum of the projections the basis was fitted on
+    hi: np.ndarray  # (3,) per-channel maximum
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N, 3) projections on the three components (not scaled)."""
+        return (np.asarray(features, np.float64) - self.mean) @ self.components.T
+
+    def rgb(self, features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+        """float32 (h, w, 3) in [0, 1]: each channel min-max scaled with the fitted range, clipped."""
+        p = self.project(features)
+        out = (p - self.lo) / np.maximum(self.hi - self.lo, 1e-12)
+        return np.clip(out, 0.0, 1.0).astype(np.float32).reshape(*grid, 3)
+
+
+def fit_pca(features: np.ndarray | list[np.ndarray]) -> PCABasis:
+    """Fit the first three principal components of one photo's patch features, or of several photos' together
+    (a list: one basis, so that a colour means the same direction in every photo)."""
+    feats = np.concatenate([np.asarray(f, np.float64) for f in features]) if isinstance(features, list) \
+        else np.asarray(features, np.float64)
+    if feats.ndim != 2 or feats.shape[0] < 3:
+        raise ValueError(f"PCA needs (N >= 3, D) patch features, got {feats.shape}")
+    mean = feats.mean(0)
+    _, _, vt = np.linalg.svd(feats - mean, full_matrices=False)
+    comps = vt[:3]
+    if comps.shape[0] < 3:  # fewer than 3 feature dims: pad with zeros
+        comps = np.vstack([comps, np.zeros((3 - comps.shape[0], feats.shape[1]))])
+    signs = np.sign(comps[np.arange(3), np.abs(comps).argmax(1)])
+    comps = comps * np.where(signs == 0, 1.0, signs)[:, None]  # a deterministic sign per component
+    proj = (feats - mean) @ comps.T
+    return PCABasis(mean, comps, proj.min(0), proj.max(0))
+
+
+def pca_rgb(features: np.ndarray, grid: tuple[int, int], basis: PCABasis | None = None) -> np.ndarray:
+    """DINOv2's PCA picture: the patches on their first three principal components, each channel min-max
+    scaled to [0, 1] over the patches. float32 (h, w, 3). With ``basis``, that fixed basis and range."""
+    return (basis or fit_pca(features)).rgb(features, grid)
+
+
+def pca_foreground(features: np.ndarray, grid: tuple[int, int], threshold: float = 0.5, flip: bool = False,
+                   basis: PCABasis | None = None) -> np.ndarray:
+    """The DINOv2 demo's background removal: bool (h, w), the patches whose first component, min-max scaled to
+    [0, 1], is above ``threshold`` (below it with ``flip``)."""
+    first = (basis or fit_pca(features)).rgb(features, grid)[..., 0]
+    return first < threshold if flip else first > threshold
+
+
+def cosine_similarity_map(features: np.ndarray, index: int, grid: tuple[int, int]) -> np.ndarray:
+    """float32 (h, w) in [-1, 1]: each patch's cosine similarity to patch ``index`` (row-major)."""
+    f = np.asarray(features, np.float64)
+    if not 0 <= index < f.shape[0]:
+        raise ValueError(f"patch {index} is outside the {grid[0]}x{grid[1]} grid")
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return (f @ f[index]).astype(np.float32).reshape(grid)
+
+
+def best_matches(query: np.ndarray, others: list[np.ndarray], k: int = 1) -> list[list[tuple[int, float]]]:
+    """For a query feature (D,), the ``k`` most cosine-similar patches of each other photo: [(index, sim)]."""
+    q = np.asarray(query, np.float64)
+    q = q / max(np.linalg.norm(q), 1e-12)
+    out = []
+    for f in others:
+        f = np.asarray(f, np.float64)
+        sims = f @ q / np.maximum(np.linalg.norm(f, axis=1), 1e-12)
+        top = np.argsort(-sims)[:k]
+        out.append([(int(i), float(sims[i])) for i in top])
+    return out
+
+
+def largest_box(mask: np.ndarray, image_size: tuple[int, int] | None = None) -> list[int] | None:
+    """[x0, y0, x1, y1] of the largest 8-connected component of a bool mask (x1, y1 exclusive), scaled from the
+    mask's grid to ``image_size`` (H, W) when given; None for an empty mask."""
+    m = np.asarray(mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return None
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    box = [x, y, x + w, y + h]
+    if image_size is not None:
+        H, W = image_size
+        gh, gw = m.shape
+        sx, sy = W / gw, H / gh
+        box = [int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))]
+    return box
