@@ -70,8 +70,8 @@ def test_highlighter_models_overrides_and_empty_means_unset(tmp_path, monkeypatc
 # Where each extra is needed: the app (gui) and the ONNX Runtime back-ends (cpu or gpu; the same imports).
 EXTRA_OF = {"highlighter/gui/": "gui", "highlighter/runtime/ort.py": "cpu", "highlighter/runtime/export.py": "cpu",
             "highlighter/runtime/predictor.py": "cpu"}
-# Known gaps, each with who closes it. train/augment.py's torchvision goes with the trainer's rework (issue 11).
-KNOWN_UNDECLARED = {("highlighter/train/augment.py", "torchvision")}
+# Known gaps, each with who closes it (none now).
+KNOWN_UNDECLARED: set[tuple[str, str]] = set()
 
 
 def _requirement_names(reqs: list[str]) -> set[str]:

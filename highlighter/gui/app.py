@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.app_state import AppState
-from highlighter.gui.qt_util import Job
+from highlighter.gui.qt_util import Job, wait_for_jobs
 from highlighter.paths import default_checkpoint_or_none
 
 DEMO = "random:vit_small/16"
@@ -261,6 +261,8 @@ class MainWindow(QMainWindow):
             self.weights_dialog.close()  # cancels a running download (its partial file stays for a resume)
         self.live.close_writer()  # stops the stream and finishes the files being written
         self.train.stop()
+        if not wait_for_jobs(30.0):  # a model load or save still running: its thread must not outlive us
+            print("warning: a background job was still running after 30 s", file=sys.stderr)
         self.set_setting("geometry", self.saveGeometry())
         self.set_setting("tab", self.tabs.currentIndex())
         self.qsettings.sync()

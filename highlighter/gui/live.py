@@ -58,7 +58,7 @@ class LiveTab(QWidget):
         self.user_stopped = True
         self.retry = QTimer(self, singleShot=True, interval=3000)
         self.retry.timeout.connect(self._retry)
-        self.relay = _Relay()
+        self.relay = _Relay(self)  # a child: deleted with the tab, on the GUI thread
         self.relay.result.connect(self._show_latest)
         self.relay.status.connect(self._on_status)
         self.job = Job(self._started, self._failed)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 import traceback
+import weakref
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
@@ -37,18 +39,33 @@ class Job:
     The thread is not a daemon: at exit the interpreter waits for a running job (a model load, a save)
     to finish. A daemon thread still inside torch when the interpreter finalizes is ended as it retakes
     the GIL, from a C++ destructor, and the process aborts ("terminate called without an active
-    exception"); a save would also be cut short."""
+    exception"); a save would also be cut short.
+
+    The relay that carries the result back is a child of the widget that owns ``on_done``, so Qt deletes it
+    on the GUI thread with that widget. Unparented, the worker could drop the last reference to it and run
+    a QObject's destructor off its thread (undefined in Qt; seen as a hang when a window closed while its
+    model was still loading). A window closing calls ``wait_for_jobs`` so that no job outlives it."""
 
     def __init__(self, on_done, on_error):
-        self.relay = _Relay()
+        owner = getattr(on_done, "__self__", None)
+        self.relay = _Relay(owner if isinstance(owner, QObject) else None)
         self.relay.done.connect(on_done)
         self.relay.failed.connect(on_error)
         self.busy = False
+        self.thread: threading.Thread | None = None
+        _JOBS.add(self)
 
     def start(self, fn) -> bool:
         if self.busy:
             return False
         self.busy = True
+        relay = self.relay
+
+        def emit(signal, value) -> None:
+            try:
+                signal(relay).emit(value)
+            except RuntimeError:  # the window that asked was closed and deleted meanwhile: nobody to tell
+                pass
 
         def work():
             try:
@@ -59,10 +76,29 @@ class Job:
                 if not hasattr(e, "exit_code"):
                     msg = f"{type(e).__name__}: {msg}"
                     traceback.print_exc()
-                self.relay.failed.emit(msg)
+                emit(lambda r: r.failed, msg)
                 return
             self.busy = False
-            self.relay.done.emit(result)
+            emit(lambda r: r.done, result)
 
-        threading.Thread(target=work, name="job", daemon=False).start()
+        self.thread = threading.Thread(target=work, name="job", daemon=False)
+        self.thread.start()
         return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the running job (if any) has finished; False if it is still running after ``timeout``.
+        Its result is still delivered through the event loop, if its window is still there."""
+        t = self.thread
+        if t is not None and t.is_alive():
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+
+_JOBS: weakref.WeakSet[Job] = weakref.WeakSet()
+
+
+def wait_for_jobs(timeout: float = 30.0) -> bool:
+    """Wait (up to ``timeout`` in all) for every running Job: a closing window leaves no thread behind."""
+    deadline = time.monotonic() + timeout
+    return all(job.wait(max(0.0, deadline - time.monotonic())) for job in list(_JOBS))

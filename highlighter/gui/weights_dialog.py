@@ -46,7 +46,7 @@ class WeightsDialog(QDialog):
 
         self.setWindowTitle("Get official weights")
         self.resize(760, 480)
-        self.relay = _Relay()
+        self.relay = _Relay(self)  # a child: deleted with the dialog, on the GUI thread
         self.relay.progress.connect(self._on_progress)
         self.relay.done.connect(self._on_done)
         self.relay.failed.connect(self._on_failed)

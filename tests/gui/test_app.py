@@ -255,3 +255,24 @@ def test_a_failed_run_shows_its_message(window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: tab.proc is None, timeout=60000)
     assert "the run failed" in tab.status.text() and "no images found" in tab.status.text()
     assert window.isVisible()
+
+
+def test_closing_the_window_waits_for_its_background_jobs(window, qtbot):
+    """A job still running when its window closes must neither outlive the window nor take its result to it:
+    the relay is the widget's child (deleted on the GUI thread), and closeEvent waits for the thread."""
+    import threading
+    import time
+
+    from highlighter.gui.qt_util import Job
+
+    shown = []
+    job = Job(window.photos.setToolTip, shown.append)  # a bound method of a widget: its relay is the widget's
+    assert job.relay.parent() is window.photos
+    started = threading.Event()
+    job.start(lambda: (started.set(), time.sleep(1.5), "late")[2])
+    assert started.wait(5)
+    t0 = time.monotonic()
+    window.close()
+    assert time.monotonic() - t0 >= 1.0 and not job.thread.is_alive()  # close waited for the job
+    qtbot.wait(50)
+    assert window.photos.toolTip() == "late" and shown == []  # delivered on the GUI thread, once
