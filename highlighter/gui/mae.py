@@ -31,22 +31,6 @@ RECONSTRUCTION_TIP = ("What the decoder outputs for every patch. The loss only s
 FITS = (("squash", "Squash to square (as the MAE notebook)"), ("crop", "Centre crop"))
 
 
-def is_dino(ck) -> bool:
-    """A DINO file: our header says so (kind, or how it was trained), or it was recognised as one."""
-    meta = ck.meta or {}
-    trained = meta.get("trained") if isinstance(meta.get("trained"), dict) else {}
-    return meta.get("kind") == "dino" or trained.get("task") == "dino" or "dino" in ck.source.lower()
-
-
-def no_decoder_message(ck) -> str:
-    if is_dino(ck):
-        return (f"{ck.name} is a DINO checkpoint ({ck.source}) with no MAE decoder: DINO training makes none, so "
-                "there is nothing to reconstruct with. It works for attention maps (Live and Photos); here, open "
-                "an MAE checkpoint that has its decoder.")
-    return (f"{ck.name} has no MAE decoder ({ck.source}): the released MAE 'pretrain' files are encoder-only, so "
-            "there is nothing to reconstruct with. It still works for attention maps (Live and Photos).")
-
-
 class MaeTab(QWidget):
     def __init__(self, main):
         super().__init__()
@@ -122,9 +106,7 @@ class MaeTab(QWidget):
                 ck = load_checkpoint(default)
             else:
                 ck = random_mae_checkpoint()
-            if ck.decoder is None:
-                raise HighlighterError(no_decoder_message(ck))
-            return MAEEngine(ck, "cpu")
+            return MAEEngine(ck, "cpu")  # a file without an MAE decoder is refused, saying why
 
         self.model_job.start(load)
 
