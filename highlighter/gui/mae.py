@@ -69,8 +69,6 @@ class MaeTab(QWidget):
         self.fit.currentIndexChanged.connect(self._new_fit)
         self.panels = FitGrid()  # the four panels, in one row or two by two, whichever shows them larger
         self.views = [self.panels.add(title) for title in PANELS]
-        for v in self.views:
-            v.setStyleSheet("background: #202020;")
         self.views[1].clicked.connect(self.toggle_patch)
         self.views[2].setToolTip(RECONSTRUCTION_TIP)
         self.note = QLabel("Open a photo, or take the current Live frame.")

@@ -74,7 +74,7 @@ class PhotosTab(QWidget):
         self.unreadable.setToolTip("files that could not be read, with the reason (hover one for its full path)")
         self.hint = QLabel("Drop photos or folders here, or use Open…")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.fused_view, self.mask_view = FitLabel(min_size=(240, 160)), FitLabel(min_size=(240, 160))
+        self.fused_view, self.mask_view = (FitLabel(min_size=(240, 160), top=True) for _ in range(2))
         self.heads = FitGrid()  # as many columns as make the per-head maps largest in the space
         self.heads.setMinimumHeight(120)
         self.busy = QLabel("")  # "computing…" while the model runs on the selected photo

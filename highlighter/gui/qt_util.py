@@ -46,15 +46,17 @@ def best_columns(n: int, width: int, height: int, aspect: float, caption: int = 
 
 class FitLabel(QLabel):
     """A picture that fills its label whatever the label's size: scaled keeping its aspect, smoothly, again
-    on every resize, centred. The label never asks for the picture's size, so layouts give it the space.
+    on every resize, centred (``top``: centred across, at the top, so that a caption above stays with it).
+    The label never asks for the picture's size, so layouts give it the space.
     ``clicked(u, v)``: where on the picture (0..1) a click landed."""
 
     clicked = Signal(float, float)
 
-    def __init__(self, text: str = "", min_size: tuple[int, int] = (64, 48)):
+    def __init__(self, text: str = "", min_size: tuple[int, int] = (64, 48), top: bool = False):
         super().__init__(text)
         self.source = QPixmap()
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop if top
+                          else Qt.AlignmentFlag.AlignCenter)
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.setMinimumSize(*min_size)
 
@@ -75,11 +77,13 @@ class FitLabel(QLabel):
         self._rescale()
 
     def shown_rect(self) -> QRectF:
-        """Where the scaled picture is drawn in the label (it is centred)."""
+        """Where the scaled picture is drawn in the label (centred across; down, centred or at the top)."""
         pix = self.pixmap()
         if pix is None or pix.isNull():
             return QRectF()
-        return QRectF((self.width() - pix.width()) / 2, (self.height() - pix.height()) / 2, pix.width(), pix.height())
+        top = bool(self.alignment() & Qt.AlignmentFlag.AlignTop)
+        y = 0 if top else (self.height() - pix.height()) / 2
+        return QRectF((self.width() - pix.width()) / 2, y, pix.width(), pix.height())
 
     def mousePressEvent(self, event):  # noqa: N802
         r = self.shown_rect()
@@ -108,7 +112,7 @@ class FitGrid(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def add(self, caption: str, view: FitLabel | None = None) -> FitLabel:
-        view = view or FitLabel()
+        view = view or FitLabel(top=True)  # the picture right under its caption
         title = QLabel(caption)
         title.setFixedHeight(self.CAPTION - 2)
         self.cells.append((title, view))
