@@ -140,3 +140,23 @@ def test_a_failed_load_keeps_the_previous_model_and_its_banner(window, qtbot, tm
     assert (mae.banner.isVisible(), mae.banner.text()) == banner  # no failure left in the banner
     assert mae.engine is engine and mae.model_label.text() == label
     assert "kept the previous model" in window.statusBar().currentMessage()
+
+
+def test_a_click_on_the_masked_panel_toggles_the_patch_under_it(window, qtbot, cat_path):
+    from PySide6.QtCore import QPoint, Qt
+
+    from highlighter.images import load_rgb
+
+    mae = window.mae
+    mae.set_image(load_rgb(cat_path))
+    qtbot.waitUntil(lambda: mae.result is not None, timeout=20000)
+    view, g = mae.views[1], mae.engine.ck.vit.pos_grid
+    r = view.shown_rect()
+    cell = r.width() / g
+    i = 2 * g + 3  # row 2, column 3
+    first, before = int(mae.result.mask[i]), mae.result
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton,
+                     pos=QPoint(int(r.x() + 3.5 * cell), int(r.y() + 2.5 * cell)))
+    qtbot.waitUntil(lambda: mae.result is not before, timeout=20000)
+    assert int(mae.result.mask[i]) == 1 - first
+    assert (np.delete(mae.result.mask, i) == np.delete(before.mask, i)).all()
