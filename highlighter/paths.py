@@ -7,6 +7,7 @@ package data, ``highlighter/_models/`` and ``highlighter/_assets/`` (see pyproje
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -51,6 +52,58 @@ def default_checkpoint_or_none(kind: str) -> Path | None:
         return default_checkpoint(kind)
     except CheckpointError:
         return None
+
+
+RUN_CHECKPOINT = "checkpoint.pth"  # what `highlighter train` writes in its run folder, with log.jsonl
+RUN_BEST = "probe_best.safetensors"  # the teacher at the run's best objectness probe
+
+
+def _last_checkpoint_step(run: Path) -> int | None:
+    """The step of the last checkpoint the run logged (log.jsonl's last 'checkpoint' event); None if unknown."""
+    log = run / "log.jsonl"
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            for tail in (1 << 16, size):  # the end of the log first: it is one line per step
+                f.seek(max(0, size - tail))
+                for line in reversed(f.read().splitlines()):
+                    if b'"checkpoint"' in line:
+                        try:
+                            return int(json.loads(line)["step"])
+                        except (ValueError, KeyError, TypeError):
+                            continue
+                if tail >= size:
+                    break
+    except OSError:
+        pass
+    return None
+
+
+def _safetensors_steps(path: Path) -> int | None:
+    """The steps a probe_best file was trained for, from its header (the tensors are not read)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 1 << 24:
+                return None
+            meta = json.loads(f.read(n)).get("__metadata__", {})
+        return int(json.loads(meta["highlighter"])["trained"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def checkpoint_label(path: str | os.PathLike) -> str:
+    """How a file is named in pickers: a training run's files by their run folder and step ("run1, step 1200"),
+    since every run's checkpoint is called checkpoint.pth; anything else by its file name."""
+    p = Path(path)
+    if p.name == RUN_CHECKPOINT:
+        step = _last_checkpoint_step(p.parent)
+        return f"{p.parent.name}, step {step}" if step is not None else f"{p.parent.name} ({p.name})"
+    if p.name == RUN_BEST:
+        step = _safetensors_steps(p)
+        return f"{p.parent.name}, best probe" + (f" (step {step})" if step is not None else "")
+    return p.name
 
 
 def demo_clip() -> Path:

@@ -97,9 +97,27 @@ def official(img: Image.Image, image_size: int | Sequence[int] | None, patch: in
     return np.ascontiguousarray(normalise(shown)[None, :, :H, :W]), shown[:H, :W]
 
 
-def official_mae(img: Image.Image, size: int) -> np.ndarray:
+MAE_FITS = ("squash", "crop")  # the notebook's resize to a square (the default), or the centre square first
+
+
+def centre_square(img: Image.Image) -> Image.Image:
+    """The largest centred square of a photo."""
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s))
+
+
+def official_mae(img: Image.Image, size: int, fit: str = "squash") -> np.ndarray:
     """The MAE demo notebook: PIL bicubic resize to the model's input size, /255, ImageNet normalisation
-    (in float64, as numpy does there, then cast). Returns (1, 3, size, size) float32."""
+    (in float64, as numpy does there, then cast). Returns (1, 3, size, size) float32.
+
+    ``fit="squash"`` is the notebook's (a wide photo is squeezed to the square); ``"crop"`` takes the centre
+    square first, so shapes keep their proportions and the sides are lost."""
+    if fit not in MAE_FITS:
+        raise ValueError(f"unknown fit {fit!r}; choose from {', '.join(MAE_FITS)}")
+    if fit == "crop":
+        img = centre_square(img)
     arr = np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float64) / 255.0
     arr = (arr - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None]).astype(np.float32)

@@ -145,6 +145,14 @@ def side_overlay(image, fused, mask, alpha):
 OVERLAYS = tuple(_OVERLAYS)  # the built-in modes, in menu order
 
 
+def dim_cells(image: np.ndarray, cells: np.ndarray, amount: float = DIMMED) -> np.ndarray:
+    """The picture with the patch-grid cells where ``cells`` is set dimmed to ``amount`` of their brightness."""
+    out = image.copy()
+    dimmed = cv2.convertScaleAbs(image, alpha=amount)
+    cv2.copyTo(dimmed, _pixels(cells, image.shape), out)
+    return out
+
+
 # ============================================================================= panels and files
 def label(img: np.ndarray, text: str, height: int = 28) -> np.ndarray:
     """Add a caption bar above an image."""

@@ -47,14 +47,30 @@ def build_attention_model(ck: LoadedCheckpoint, device: str | torch.device = "cp
     return AttentionViT(vit, ck.vit).eval().to(device)
 
 
+def is_dino(ck: LoadedCheckpoint) -> bool:
+    """A DINO file: our header says so (its kind, or the task it was trained for), or it was recognised as one."""
+    meta = ck.meta or {}
+    trained = meta.get("trained") if isinstance(meta.get("trained"), dict) else {}
+    return meta.get("kind") == "dino" or trained.get("task") == "dino" or "dino" in ck.source.lower()
+
+
+def no_decoder_message(ck: LoadedCheckpoint) -> str:
+    """Why a file cannot reconstruct: a DINO checkpoint never had an MAE decoder; an MAE 'pretrain' release
+    had one, and it was dropped."""
+    if is_dino(ck):
+        return (f"{ck.name} is a DINO checkpoint ({ck.source}) with no MAE decoder: DINO training makes none, so "
+                "there is nothing to reconstruct with; use an MAE checkpoint with its decoder (this one still "
+                "gives attention maps)")
+    return (f"{ck.name} has no MAE decoder ({ck.source}): the released MAE 'pretrain' files are encoder-only; "
+            "use a 'visualize' or full training checkpoint to see reconstructions (attention maps still work)")
+
+
 def build_mae_model(ck: LoadedCheckpoint, device: str | torch.device = "cpu"):
     """A ``MaskedAutoencoder`` (eval mode) with encoder and decoder loaded strictly."""
     from highlighter.core.mae import MaskedAutoencoder
 
     if ck.decoder is None:
-        raise CheckpointError(
-            f"{ck.name} has no MAE decoder ({ck.source}): the released MAE 'pretrain' files are encoder-only; "
-            "use a 'visualize' or full training checkpoint to see reconstructions (attention maps still work)")
+        raise CheckpointError(no_decoder_message(ck))
     if ck.vit.layerscale or ck.vit.num_register_tokens or ck.vit.swiglu:
         raise CheckpointError(f"{ck.name}: a decoder on a DINOv2-style encoder is not an MAE we know")
     model = MaskedAutoencoder(ck.vit, ck.decoder)

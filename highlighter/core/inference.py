@@ -81,9 +81,10 @@ class MAEEngine:
 
     @torch.no_grad()
     def run(self, img: Image.Image, mask_ratio: float = 0.75, seed: int | None = None,
-            mask: np.ndarray | None = None, denorm: str = "neighbours") -> MAEResult:
+            mask: np.ndarray | None = None, denorm: str = "neighbours", fit: str = "squash") -> MAEResult:
+        """``fit``: "squash" (the notebook's resize to the square input) or "crop" (the centre square)."""
         L = self.num_patches
-        x = torch.from_numpy(official_mae(img, self.model.input_size)).to(self.device)
+        x = torch.from_numpy(official_mae(img, self.model.input_size, fit)).to(self.device)
         if mask is not None:
             mask = check_mask(mask, L)
             loss, pred, m = self.model(x, mask=torch.from_numpy(mask.astype(np.float32))[None])

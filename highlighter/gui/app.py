@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from highlighter.app_state import AppState
 from highlighter.gui.qt_util import Job, wait_for_jobs
-from highlighter.paths import default_checkpoint_or_none
+from highlighter.paths import checkpoint_label, default_checkpoint_or_none
 
 DEMO = "random:vit_small/16"
 OPEN = "Open checkpoint…"
@@ -138,7 +138,7 @@ class MainWindow(QMainWindow):
             self.model_combo.addItem(f"{entry.name} (official {entry.family_name} {entry.arch})", str(path))
         for p in self.recent():
             if p not in {str(path) for _, path in official}:
-                self.model_combo.addItem(Path(p).name, p)
+                self.model_combo.addItem(checkpoint_label(p), p)  # runs by folder and step
         self.model_combo.addItem(GET, GET)
         self.model_combo.addItem(OPEN, OPEN)
 

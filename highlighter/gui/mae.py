@@ -1,4 +1,5 @@
-"""The MAE tab: original, masked input, reconstruction, and reconstruction + visible, side by side."""
+"""The MAE tab: original, masked input, reconstruction, and reconstruction + visible, as large as the space
+allows (one row, or two by two)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -17,29 +19,16 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.errors import HighlighterError
-from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
+from highlighter.gui.qt_util import FitGrid, Job, rgb_to_pixmap
 from highlighter.images import load_rgb
 from highlighter.paths import default_checkpoint_or_none
 
-PANELS = ("original", "masked input", "reconstruction", "reconstruction + visible")
-
-
-class ClickableLabel(QLabel):
-    def __init__(self, on_click):
-        super().__init__()
-        self.on_click = on_click
-
-    def mousePressEvent(self, event):  # noqa: N802
-        pix = self.pixmap()
-        if pix is None or pix.isNull():
-            return
-        # the pixmap is centred in the label
-        x0 = (self.width() - pix.width()) / 2
-        y0 = (self.height() - pix.height()) / 2
-        u = (event.position().x() - x0) / pix.width()
-        v = (event.position().y() - y0) / pix.height()
-        if 0 <= u < 1 and 0 <= v < 1:
-            self.on_click(u, v)
+PANELS = ("original", "masked input (click a patch to hide or show it)", "reconstruction (visible patches dimmed)",
+          "reconstruction + visible")
+RECONSTRUCTION_TIP = ("What the decoder outputs for every patch. The loss only scores the hidden patches, so "
+                      "its output for the visible ones is never trained and looks like coloured noise: they are "
+                      "dimmed here. The last panel pastes the real visible patches back.")
+FITS = (("squash", "Squash to square (as the MAE notebook)"), ("crop", "Centre crop"))
 
 
 class MaeTab(QWidget):
@@ -51,6 +40,7 @@ class MaeTab(QWidget):
         self.mask: np.ndarray | None = None
         self.result = None
         self.seed = 0
+        self.last_error: str | None = None  # the last model that could not be used, and why
         self.job = Job(self._show, self._failed)
         self.model_job = Job(self._model_loaded, self._model_failed)
         self.setAcceptDrops(True)
@@ -71,29 +61,27 @@ class MaeTab(QWidget):
         self.banner.setWordWrap(True)
         self.banner.setStyleSheet("background: #fff4d6; color: #5a4300; padding: 6px; border-radius: 4px;")
         self.banner.hide()
-        self.views = []
-        panels = QHBoxLayout()
-        for i, title in enumerate(PANELS):
-            box = QVBoxLayout()
-            box.addWidget(QLabel(title + (" (click a patch to hide or show it)" if i == 1 else "")))
-            v = ClickableLabel(self.toggle_patch) if i == 1 else QLabel()
-            v.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            v.setMinimumSize(224, 224)
-            v.setStyleSheet("background: #202020;")
-            box.addWidget(v, 1)
-            panels.addLayout(box)
-            self.views.append(v)
+        self.fit = QComboBox()
+        for key, text in FITS:
+            self.fit.addItem(text, key)
+        self.fit.setToolTip("The model's input is square. The notebook squeezes the whole photo into it; a centre "
+                            "crop keeps proportions and loses the sides.")
+        self.fit.currentIndexChanged.connect(self._new_fit)
+        self.panels = FitGrid()  # the four panels, in one row or two by two, whichever shows them larger
+        self.views = [self.panels.add(title) for title in PANELS]
+        self.views[1].clicked.connect(self.toggle_patch)
+        self.views[2].setToolTip(RECONSTRUCTION_TIP)
         self.note = QLabel("Open a photo, or take the current Live frame.")
         self.note.setWordWrap(True)
         top = QHBoxLayout()
-        for w in (open_btn, grab, self.ratio_label, self.ratio, new_mask, model_btn):
+        for w in (open_btn, grab, self.fit, self.ratio_label, self.ratio, new_mask, model_btn):
             top.addWidget(w)
-        top.setStretch(3, 1)
+        top.setStretch(4, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
         lay.addWidget(self.model_label)
         lay.addWidget(self.banner)
-        lay.addLayout(panels, 1)
+        lay.addWidget(self.panels, 1)
         lay.addWidget(self.note)
         main.state.model_requested.connect(self._model_requested)
         self.destroyed.connect(lambda *_, s=main.state, cb=self._model_requested: s.model_requested.disconnect(cb))
@@ -116,11 +104,7 @@ class MaeTab(QWidget):
                 ck = load_checkpoint(default)
             else:
                 ck = random_mae_checkpoint()
-            if ck.decoder is None:
-                raise HighlighterError(f"{ck.name} has no MAE decoder ({ck.source}): the released MAE 'pretrain' "
-                                       "files are encoder-only, so there is nothing to reconstruct with. It still "
-                                       "works for attention maps (Live and Photos).")
-            return MAEEngine(ck, "cpu")
+            return MAEEngine(ck, "cpu")  # a file without an MAE decoder is refused, saying why
 
         self.model_job.start(load)
 
@@ -142,9 +126,11 @@ class MaeTab(QWidget):
         self.run()
 
     def _model_failed(self, message: str) -> None:
-        self.banner.setText(message)
-        self.banner.show()
-        QMessageBox.warning(self, "Cannot use this MAE checkpoint", message)
+        """The previous model stays, and so does its banner: the failure is a dialog and a status line."""
+        self.main.statusBar().showMessage("could not use that MAE checkpoint; kept the previous model", 8000)
+        self.last_error = message
+        if not self.main.quiet:
+            QMessageBox.warning(self, "Cannot use this MAE checkpoint", message)
 
     def _open_model(self):
         path, _ = QFileDialog.getOpenFileName(self, "MAE checkpoint", "", "Checkpoints (*.pth *.pt *.safetensors "
@@ -186,6 +172,10 @@ class MaeTab(QWidget):
         self.run()
 
     # ------------------------------------------------------------------ masks
+    def _new_fit(self, *_) -> None:
+        self.mask = None
+        self.run()
+
     def _new_ratio(self, v: int) -> None:
         self.ratio_label.setText(f"Hidden: {v}%")
         self.mask = None
@@ -213,16 +203,21 @@ class MaeTab(QWidget):
         if self.engine is None or self.image is None:
             return
         engine, img, ratio, seed, mask = self.engine, self.image, self.ratio.value() / 100.0, self.seed, self.mask
-        if not self.job.start(lambda: engine.run(img, ratio, seed, mask)):
+        fit = self.fit.currentData()
+        if not self.job.start(lambda: engine.run(img, ratio, seed, mask, fit=fit)):
             self._again = True
 
     def _show(self, res) -> None:
         from highlighter.core.mae import to_display
+        from highlighter.render import dim_cells
 
         self.result = res
         v = res.views
-        for view, arr in zip(self.views, (v.original, v.masked, v.reconstruction, v.paste)):
-            view.setPixmap(fit(rgb_to_pixmap(to_display(arr)), view.width(), view.height()))
+        g = int(round(res.mask.size ** 0.5))  # the input is square: a g x g grid of patches
+        shown = [to_display(v.original), to_display(v.masked),
+                 dim_cells(to_display(v.reconstruction), (1 - res.mask).reshape(g, g)), to_display(v.paste)]
+        for view, arr in zip(self.views, shown):
+            view.set_source(rgb_to_pixmap(arr))
         self.note.setText(f"{int(res.mask.sum())} of {res.mask.size} patches hidden "
                           f"({res.mask.mean():.0%}); {v.note}.")
         if getattr(self, "_again", False):

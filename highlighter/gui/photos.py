@@ -12,11 +12,11 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QFileDialog,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -25,10 +25,22 @@ from PySide6.QtWidgets import (
 
 from highlighter.errors import ImageError
 from highlighter.gui.controls import StateControls
-from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
+from highlighter.gui.qt_util import FitGrid, FitLabel, Job, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.preprocess import fit_size
 from highlighter.render import heatmap, overlay
+
+RESULTS_DIR = "highlighter-results"  # under the home folder: where "Save all…" first offers to write
+COMPUTING = "computing…"
+
+
+def unreadable_item(message: str) -> QListWidgetItem:
+    """One unreadable file: "name: reason" (the folder is in the tooltip, with the whole message)."""
+    path, sep, reason = message.partition(": ")
+    text = f"{Path(path).name}: {reason}" if sep and ("/" in path or "\\" in path) else message
+    item = QListWidgetItem(text)
+    item.setToolTip(message)
+    return item
 
 
 class PhotosTab(QWidget):
@@ -56,14 +68,17 @@ class PhotosTab(QWidget):
         self.gallery.setMinimumWidth(240)
         self.gallery.currentItemChanged.connect(self._select)
         self.unreadable = QListWidget()
-        self.unreadable.setMaximumHeight(90)
-        self.unreadable.setToolTip("files that could not be read, with the reason")
+        self.unreadable.setMaximumHeight(110)
+        self.unreadable.setWordWrap(True)  # the reason is read in full, on two lines if need be
+        self.unreadable.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long name loses its middle, not the reason
+        self.unreadable.setToolTip("files that could not be read, with the reason (hover one for its full path)")
         self.hint = QLabel("Drop photos or folders here, or use Open…")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.fused_view, self.mask_view = QLabel(), QLabel()
-        self.heads = QWidget()
-        self.heads_grid = QGridLayout(self.heads)
-        self.head_views: list[QLabel] = []
+        self.fused_view, self.mask_view = (FitLabel(min_size=(240, 160), top=True) for _ in range(2))
+        self.heads = FitGrid()  # as many columns as make the per-head maps largest in the space
+        self.heads.setMinimumHeight(120)
+        self.busy = QLabel("")  # "computing…" while the model runs on the selected photo
+        self.busy.setStyleSheet("color: #a05a00; font-weight: bold;")
 
         top = QHBoxLayout()
         for w in (open_btn, self.save_btn, self.controls):
@@ -80,14 +95,13 @@ class PhotosTab(QWidget):
         for title, view in (("Overlay", self.mask_view), ("Fused heatmap", self.fused_view)):
             box = QVBoxLayout()
             box.addWidget(QLabel(title))
-            view.setMinimumSize(300, 220)
-            view.setAlignment(Qt.AlignmentFlag.AlignCenter)
             box.addWidget(view, 1)
             big.addLayout(box)
         rl.addWidget(self.hint)
-        rl.addLayout(big, 2)
+        rl.addWidget(self.busy)
+        rl.addLayout(big, 3)
         rl.addWidget(QLabel("Per-head heatmaps"))
-        rl.addWidget(self.heads, 1)
+        rl.addWidget(self.heads, 2)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(right)
@@ -134,7 +148,7 @@ class PhotosTab(QWidget):
     def _loaded(self, result) -> None:
         ok, bad = result
         for msg in bad:
-            self.unreadable.addItem(msg)
+            self.unreadable.addItem(unreadable_item(msg))
         for path, img in ok:
             if path in self.photos:
                 continue
@@ -172,6 +186,7 @@ class PhotosTab(QWidget):
             return
         engine, img = self.state.engine, self.photos[self.current]
         size = self._size(img)
+        self._computing(Path(self.current).name)
 
         def run():
             self.model_calls += 1
@@ -179,6 +194,14 @@ class PhotosTab(QWidget):
 
         if not self.job.start(run):
             self._again = True
+
+    def _computing(self, name: str) -> None:
+        """The maps of the previous photo go: what is on screen is never another photo's."""
+        self.busy.setText(f"{COMPUTING} ({name})")
+        for view in (self.mask_view, self.fused_view):
+            view.set_source(None)
+            view.setText(COMPUTING)
+        self.heads.clear()
 
     def _show_result(self, result) -> None:
         key, res = result
@@ -189,6 +212,7 @@ class PhotosTab(QWidget):
         if key != self._key(self.current):
             return
         self.hint.hide()
+        self.busy.setText("")
         self._redraw()
 
     def _redraw(self, *_) -> None:
@@ -196,25 +220,17 @@ class PhotosTab(QWidget):
         if res is None:
             return
         p = res.patch_size
-        self.fused_view.setPixmap(fit(rgb_to_pixmap(heatmap(res.fused(self.state.heads), p)),
-                                      self.fused_view.width(), self.fused_view.height()))
-        for v in self.head_views:
-            v.deleteLater()
-        self.head_views = []
-        n = res.attention.shape[0]
-        cols = min(6, n)
-        for h in range(n):
-            cell = QWidget()
-            box = QVBoxLayout(cell)
-            box.setContentsMargins(2, 2, 2, 2)
-            box.addWidget(QLabel(f"head {h}"))
-            img = QLabel()
-            img.setPixmap(fit(rgb_to_pixmap(heatmap(res.attention[h], p)), 150, 110))
-            box.addWidget(img)
-            box.addStretch(1)  # caption and image stay together at the top of the cell
-            self.heads_grid.addWidget(cell, h // cols, h % cols)
-            self.head_views.append(cell)
+        self.fused_view.set_source(rgb_to_pixmap(heatmap(res.fused(self.state.heads), p)))
+        self.heads.clear()
+        h_px, w_px = res.image.shape[:2]
+        self.heads.set_aspect(w_px / h_px)
+        for h in range(res.attention.shape[0]):
+            self.heads.add(f"head {h}").set_source(rgb_to_pixmap(heatmap(res.attention[h], p)))
         self._rethreshold()
+
+    @property
+    def head_views(self) -> list[FitLabel]:
+        return self.heads.views()
 
     def current_result(self):
         if self.current is None or self.state.engine is None:
@@ -229,16 +245,49 @@ class PhotosTab(QWidget):
         s = self.state
         self.current_mask = res.fused_mask("mass", s.threshold, s.heads)
         drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
-        self.mask_view.setPixmap(fit(rgb_to_pixmap(drawn), self.mask_view.width(), self.mask_view.height()))
+        self.mask_view.set_source(rgb_to_pixmap(drawn))
 
     def _failed(self, message: str) -> None:
+        self.busy.setText("")
         self.main.statusBar().showMessage(message, 8000)
 
     # ------------------------------------------------------------------ saving
+    def save_start_dir(self) -> str:
+        """Where the folder dialog opens: the last folder saved to, else ~/highlighter-results; never a folder
+        the photos come from (one click there would write into a dataset)."""
+        photo_dirs = {Path(p).parent.resolve() for p in self.photos}
+        last = self.main.settings_value("results_dir", "", str)
+        if last and Path(last).is_dir() and Path(last).resolve() not in photo_dirs:
+            return last
+        return str(Path.home() / RESULTS_DIR)
+
+    def files_per_photo(self) -> int:
+        """What write_attention writes for one photo: the .npz, a heatmap per head, the fused map, the overlay."""
+        return self.state.ck.vit.num_heads + 3
+
     def _save_all(self):
-        folder = QFileDialog.getExistingDirectory(self, "Save results to")
-        if folder:
-            self.save_all(folder)
+        if not self.photos:
+            self.main.statusBar().showMessage("nothing to save: add photos first", 5000)
+            return
+        start = self.save_start_dir()
+        Path(start).mkdir(parents=True, exist_ok=True)
+        folder = QFileDialog.getExistingDirectory(self, "Save results to", start)
+        if not folder:
+            return
+        n = len(self.photos)
+        files = n * self.files_per_photo()
+        into_photos = Path(folder).resolve() in {Path(p).parent.resolve() for p in self.photos}
+        question = (f"Write {files} files (the results of {n} photo{'s' if n != 1 else ''}) to\n{folder}?"
+                    + ("\n\nThis is a folder the photos come from: the results will sit among them." if into_photos
+                       else ""))
+        answer = QMessageBox.question(self, "Save all results", question,
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel if into_photos
+                                      else QMessageBox.StandardButton.Yes)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self.main.set_setting("results_dir", folder)
+        self.save_all(folder)
 
     def save_all(self, folder: str) -> None:
         """The same files as `highlighter attention` writes, for every photo in the gallery."""
@@ -255,7 +304,9 @@ class PhotosTab(QWidget):
             for path, img in photos.items():
                 res = cached.get(path) or engine.run(img, sizes[path])
                 write_attention(out, names.stem(Path(path)), res, "mass", t, heads)
-            return f"saved {len(photos)} result(s) to {out}"
+            return f"saved {len(photos)} result(s), {len(photos) * files_each} files, to {out}"
 
-        self.save_job = Job(lambda msg: self.main.statusBar().showMessage(msg, 8000), self._failed)
+        files_each = self.files_per_photo()
+        self.main.statusBar().showMessage(f"saving {len(photos)} result(s) to {folder}…")
+        self.save_job = Job(lambda msg: self.main.statusBar().showMessage(msg), self._failed)
         self.save_job.start(save)

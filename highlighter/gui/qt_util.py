@@ -8,8 +8,9 @@ import traceback
 import weakref
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QDialog, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -25,6 +26,155 @@ def rgb_to_pixmap(rgb: np.ndarray) -> QPixmap:
 def fit(pix: QPixmap, w: int, h: int) -> QPixmap:
     return pix.scaled(max(1, w), max(1, h), Qt.AspectRatioMode.KeepAspectRatio,
                       Qt.TransformationMode.SmoothTransformation)
+
+
+def best_columns(n: int, width: int, height: int, aspect: float, caption: int = 0) -> int:
+    """How many columns show ``n`` pictures of ``aspect`` (width / height) largest in a ``width`` x ``height``
+    area, each with a ``caption`` px line above it."""
+    best, best_side = 1, -1.0
+    if n <= 0:
+        return 1
+    for cols in range(1, n + 1):
+        rows = -(-n // cols)
+        w = width / cols
+        h = max(1.0, height / rows - caption)
+        side = min(w, h * aspect)  # the picture's width once it fits its cell
+        if side > best_side + 0.5:
+            best, best_side = cols, side
+    return best
+
+
+class FitLabel(QLabel):
+    """A picture that fills its label whatever the label's size: scaled keeping its aspect, smoothly, again
+    on every resize, centred (``top``: centred across, at the top, so that a caption above stays with it).
+    The label never asks for the picture's size, so layouts give it the space.
+    ``clicked(u, v)``: where on the picture (0..1) a click landed."""
+
+    clicked = Signal(float, float)
+
+    def __init__(self, text: str = "", min_size: tuple[int, int] = (64, 48), top: bool = False):
+        super().__init__(text)
+        self.source = QPixmap()
+        self.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop if top
+                          else Qt.AlignmentFlag.AlignCenter)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.setMinimumSize(*min_size)
+
+    def set_source(self, pix: QPixmap | None) -> None:
+        """Show ``pix`` (None or a null pixmap: clear the picture and show the label's text)."""
+        self.source = pix if pix is not None else QPixmap()
+        if self.source.isNull():
+            self.setPixmap(QPixmap())
+        else:
+            self._rescale()
+
+    def _rescale(self) -> None:
+        if not self.source.isNull():
+            self.setPixmap(fit(self.source, self.width(), self.height()))
+
+    def resizeEvent(self, event):  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._rescale()
+
+    def shown_rect(self) -> QRectF:
+        """Where the scaled picture is drawn in the label (centred across; down, centred or at the top)."""
+        pix = self.pixmap()
+        if pix is None or pix.isNull():
+            return QRectF()
+        top = bool(self.alignment() & Qt.AlignmentFlag.AlignTop)
+        y = 0 if top else (self.height() - pix.height()) / 2
+        return QRectF((self.width() - pix.width()) / 2, y, pix.width(), pix.height())
+
+    def mousePressEvent(self, event):  # noqa: N802
+        r = self.shown_rect()
+        if r.isEmpty():
+            return
+        u = (event.position().x() - r.x()) / r.width()
+        v = (event.position().y() - r.y()) / r.height()
+        if 0 <= u < 1 and 0 <= v < 1:
+            self.clicked.emit(u, v)
+
+
+class FitGrid(QWidget):
+    """Captioned pictures in as many columns as make them largest in the space they have (re-chosen on
+    every resize)."""
+
+    CAPTION = 20
+
+    def __init__(self):
+        super().__init__()
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(4)
+        self.cells: list[tuple[QLabel, FitLabel]] = []
+        self.aspect = 1.0
+        self.columns = 0
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def add(self, caption: str, view: FitLabel | None = None) -> FitLabel:
+        view = view or FitLabel(top=True)  # the picture right under its caption
+        title = QLabel(caption)
+        title.setFixedHeight(self.CAPTION - 2)
+        self.cells.append((title, view))
+        self.columns = 0  # lay out again
+        self._relayout()
+        return view
+
+    def clear(self) -> None:
+        for title, view in self.cells:
+            title.deleteLater()
+            view.deleteLater()
+        self.cells = []
+        self.columns = 0
+
+    def set_aspect(self, aspect: float) -> None:
+        if abs(aspect - self.aspect) > 1e-3:
+            self.aspect = aspect
+            self._relayout()
+
+    def views(self) -> list[FitLabel]:
+        return [v for _, v in self.cells]
+
+    def _relayout(self) -> None:
+        cols = best_columns(len(self.cells), self.width(), self.height(), self.aspect, self.CAPTION)
+        if cols == self.columns:
+            return
+        self.columns = cols
+        for title, view in self.cells:
+            self.grid.removeWidget(title)
+            self.grid.removeWidget(view)
+        for r in range(self.grid.rowCount()):
+            self.grid.setRowStretch(r, 0)
+        for i, (title, view) in enumerate(self.cells):
+            r, c = divmod(i, cols)
+            self.grid.addWidget(title, 2 * r, c)
+            self.grid.addWidget(view, 2 * r + 1, c)
+            self.grid.setRowStretch(2 * r + 1, 1)
+        for c in range(self.grid.columnCount()):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+
+    def resizeEvent(self, event):  # noqa: N802
+        super().resizeEvent(event)
+        self._relayout()
+
+
+class ImageDialog(QDialog):
+    """A picture at its full size, scrollable."""
+
+    def __init__(self, parent: QWidget, pix: QPixmap, title: str):
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.image = QLabel()
+        self.image.setPixmap(pix)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.image)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.scroll)
+        screen = parent.screen().availableGeometry() if parent.screen() else None
+        w, h = pix.width() + 40, pix.height() + 40
+        if screen is not None:
+            w, h = min(w, int(screen.width() * 0.9)), min(h, int(screen.height() * 0.9))
+        self.resize(w, h)
 
 
 class _Relay(QObject):

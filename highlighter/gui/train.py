@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from highlighter.gui.qt_util import fit
+from highlighter.gui.qt_util import FitLabel, ImageDialog
 
 
 class TrainTab(QWidget):
@@ -90,9 +90,11 @@ class TrainTab(QWidget):
         for p in (self.loss_plot, self.lr_plot, self.collapse_plot, self.probe_plot):
             p.setLabel("bottom", "step")
             p.setMinimumHeight(150)
-        self.preview = QLabel("attention previews appear here as checkpoints land")
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumHeight(200)
+        # the preview PNG is large (about 2000 x 1000 with its captions): fitted here, full size on a click
+        self.preview = FitLabel("attention previews appear here as checkpoints land", min_size=(200, 200))
+        self.preview.clicked.connect(lambda *_: self.open_preview())
+        self.preview_path = ""
+        self.preview_dialog: ImageDialog | None = None
 
         form = QFormLayout()
         fl = QHBoxLayout()
@@ -131,8 +133,8 @@ class TrainTab(QWidget):
         pr.addWidget(self.eta)
         lay.addLayout(pr)
         lay.addWidget(self.status)
-        lay.addLayout(plots, 1)
-        lay.addWidget(self.preview, 1)
+        lay.addLayout(plots, 2)
+        lay.addWidget(self.preview, 3)
 
     def _add_folder(self):
         path = QFileDialog.getExistingDirectory(self, "Folder of unlabeled photos")
@@ -225,13 +227,27 @@ class TrainTab(QWidget):
         elif kind == "preview":
             pix = QPixmap(ev["path"])
             if not pix.isNull():
-                self.preview.setPixmap(fit(pix, self.preview.width(), self.preview.height()))
+                self.preview_path = ev["path"]
+                self.preview.set_source(pix)
+                self.preview.setToolTip(f"step {ev.get('step')}: click to see it at full size ({pix.width()} x "
+                                        f"{pix.height()})")
+                self.preview.setCursor(Qt.CursorShape.PointingHandCursor)
         elif kind == "probe":
             self.on_probe(ev)
         elif kind == "checkpoint":
             self.status.setText(f"checkpoint saved at step {ev['step']} ({ev['reason']})")
         elif kind == "error":
             self.status.setText(ev.get("message", "error"))
+
+    def open_preview(self) -> ImageDialog | None:
+        """The latest preview at full size, scrollable, in a window of its own."""
+        if self.preview.source.isNull():
+            return None
+        if self.preview_dialog is not None:
+            self.preview_dialog.close()
+        self.preview_dialog = ImageDialog(self, self.preview.source, f"Attention preview: {self.preview_path}")
+        self.preview_dialog.show()
+        return self.preview_dialog
 
     PROBE_COLOURS = ("#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 

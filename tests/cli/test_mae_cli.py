@@ -127,3 +127,11 @@ def test_mae_on_dino_checkpoint_is_refused(cli, tmp_path, cat_path):
     off.dino_backbone(tmp_path / "dino.pth", depth=2)
     code, _, err = cli("mae", cat_path, "--checkpoint", tmp_path / "dino.pth", "--out", tmp_path)
     assert code == 2 and "no MAE decoder" in err
+
+
+def test_a_dino_checkpoint_is_named_as_one(cli, tmp_path, cat_path):
+    """A DINO file has no MAE decoder because DINO makes none, not because a release dropped it."""
+    off.dino_full(tmp_path / "dino_training.pth", depth=1)  # the official DINO training layout (teacher/student)
+    code, _, err = cli("mae", cat_path, "--checkpoint", tmp_path / "dino_training.pth", "--out", tmp_path / "o")
+    assert code == 2 and "is a DINO checkpoint" in err and "no MAE decoder" in err and "encoder-only" not in err
+    assert len(err.strip().splitlines()) == 1
