@@ -102,3 +102,22 @@ def largest_box(mask: np.ndarray, image_size: tuple[int, int] | None = None) -> 
         sx, sy = W / gw, H / gh
         box = [int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))]
     return box
+
+
+def pca_rgb_foreground(features: np.ndarray, grid: tuple[int, int], threshold: float = 0.5, flip: bool = False,
+                       basis: PCABasis | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The DINOv2 demo's picture with the background removed: the foreground is ``pca_foreground``'s; its
+    patches are coloured by a second PCA fitted on them alone (as the demo does), the background is black.
+    With a fixed ``basis`` (Live), the foreground keeps that basis's colours instead of a refit, so they do not
+    flicker. Returns (rgb float32 (h, w, 3), foreground bool (h, w))."""
+    f = np.asarray(features)
+    fg = pca_foreground(f, grid, threshold, flip, basis)
+    rgb = np.zeros((*grid, 3), np.float32)
+    flat, keep = rgb.reshape(-1, 3), fg.reshape(-1)
+    if basis is not None:
+        flat[keep] = basis.rgb(f[keep], (int(keep.sum()), 1)).reshape(-1, 3)
+    elif keep.sum() >= 3:
+        flat[keep] = pca_rgb(f[keep], (int(keep.sum()), 1)).reshape(-1, 3)
+    else:
+        flat[keep] = 1.0  # too few patches for a PCA: white
+    return rgb, fg

@@ -9,7 +9,9 @@ from tqdm import tqdm
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
 from highlighter.errors import HighlighterError
+from highlighter.features import largest_box
 from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
+from highlighter.results import write_boxes
 from highlighter.video.pipeline import FramePipeline, Settings
 from highlighter.video.sources import open_source
 from highlighter.video.writer import Recorder, Writer, write_mask
@@ -58,13 +60,14 @@ def run(args) -> int:
     fps = getattr(source, "fps", 0) or args.fps
     recorder = Recorder(out / "overlay.mp4", fps).open((W0 * (2 if args.overlay == "side" else 1), H0))
     writer = Writer(max_pending=16)  # PNG and mp4 encoding overlap the next frame's inference
-    n, used = 0, set()
+    n, used, boxes = 0, set(), {}
     bar = tqdm(total=source.total, unit="frame", disable=None)
     try:
         for frame in _chain(first, frames):
             res = pipe.process(frame.image, frame.index, frame.name)
             name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
             used.add(name)
+            boxes[name] = largest_box(res.mask, frame.image.shape[:2])  # the frame is resized whole: no crop
             writer.submit(write_mask, out / "masks" / f"{name}.png", res.mask, frame.image.shape[:2])
             writer.submit(recorder.write, res.overlay)
             n += 1
@@ -76,13 +79,14 @@ def run(args) -> int:
         source.close()
     if writer.error:
         raise HighlighterError(f"writing to {out} failed: {writer.error}")
+    write_boxes(out, boxes)
     status = source.status
     if "early" in status or "failed" in status:
         warn(status)
     skipped = getattr(source, "skipped", [])
     for s in skipped[:5]:
         warn(f"skipped unreadable image {s}")
-    info(f"wrote {n} masks to {out / 'masks'} and {out / 'overlay.mp4'}")
+    info(f"wrote {n} masks to {out / 'masks'}, their boxes to {out / 'boxes.json'} and {out / 'overlay.mp4'}")
     return 0
 
 
