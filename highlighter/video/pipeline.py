@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from highlighter.features import PCABasis, fit_pca, largest_box, pca_rgb_foreground
 from highlighter.postprocess import fuse, mass_mask
-from highlighter.render import overlay
+from highlighter.render import draw_box, overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.smoothing import Smoother
 
@@ -21,6 +22,10 @@ class Settings:
     heads: int | tuple[int, ...] | None = None  # the heads fused (one int: that head); None: the mean of all
     overlay: str = "mask"
     smoothing: bool = False
+    box: bool = False  # draw the box of the mask's largest connected component
+    pca_background: bool = False  # the pca overlay: remove the background (DINOv2 demo: first component cut)
+    pca_threshold: float = 0.5  # ... where the first component, scaled to [0, 1], is above this
+    pca_flip: bool = False  # ... below it instead
 
 
 @dataclass
@@ -33,6 +38,11 @@ class FrameResult:
     mask: np.ndarray  # (h, w) bool
     overlay: np.ndarray  # RGB
     timings: dict = field(default_factory=dict)  # preprocess_ms, model_ms, post_ms, latency_ms
+    box: list[int] | None = None  # [x0, y0, x1, y1] of the mask's largest component, in the frame's pixels
+    pca: np.ndarray | None = None  # (h, w, 3) in [0, 1], in the pca overlay with a predictor that gives tokens
+
+
+PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
 
 
 class FramePipeline:
@@ -40,6 +50,25 @@ class FramePipeline:
         self.predictor = predictor
         self.settings = settings or Settings()
         self.smoother = Smoother()
+        self.pca_basis: PCABasis | None = None
+        self._pca_frames: list[np.ndarray] = []
+
+    def refit_pca(self) -> None:
+        """Fit the PCA basis afresh on the next frames (it is otherwise kept, so the colours do not flicker)."""
+        self._pca_frames = []
+        self.pca_basis = None
+
+    def pca_colours(self, tokens: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(colours (h, w, 3) in [0, 1], the patches shown (h, w)): the basis is fitted jointly on the first
+        PCA_FIT_FRAMES frames' tokens, then fixed."""
+        frames = self._pca_frames
+        if self.pca_basis is None or len(frames) < PCA_FIT_FRAMES:
+            frames.append(tokens)
+            self.pca_basis = fit_pca(frames)
+        s, basis = self.settings, self.pca_basis
+        if s.pca_background:
+            return pca_rgb_foreground(tokens, grid, s.pca_threshold, s.pca_flip, basis)
+        return basis.rgb(tokens, grid), np.ones(grid, bool)
 
     def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
@@ -49,15 +78,25 @@ class FramePipeline:
         return fused, mass_mask(fused, s.threshold)
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
-        pred = self.predictor(frame)
+        s = self.settings
+        want_tokens = s.overlay == "pca" and self.predictor.supports_tokens
+        pred = self.predictor(frame, tokens=True) if want_tokens else self.predictor(frame)
         t = time.perf_counter()
         fused, mask = self.masks_from(pred.attention)
-        drawn = overlay(self.settings.overlay, frame, fused, mask)
+        box = largest_box(mask, frame.shape[:2])  # the frame is resized whole (no crop): the grid covers it
+        colours = None
+        if s.overlay == "pca" and pred.tokens is not None:
+            colours, shown = self.pca_colours(pred.tokens, mask.shape)
+            drawn = overlay("pca", frame, colours, shown)
+        else:
+            drawn = overlay(s.overlay, frame, fused, mask)
+        if s.box:
+            drawn = draw_box(drawn, box)
         now = time.perf_counter()
         timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}
         if t_read is not None:
             timings["latency_ms"] = (now - t_read) * 1e3
-        return FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings)
+        return FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings, box, colours)
 
 
 class LatestSlot:
