@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from highlighter.errors import ImageError
 from highlighter.gui.controls import StateControls
+from highlighter.gui.features_panel import PCAPanel
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.preprocess import fit_size
@@ -84,6 +85,7 @@ class PhotosTab(QWidget):
             view.setAlignment(Qt.AlignmentFlag.AlignCenter)
             box.addWidget(view, 1)
             big.addLayout(box)
+        self._add_feature_panels(big)
         rl.addWidget(self.hint)
         rl.addLayout(big, 2)
         rl.addWidget(QLabel("Per-head heatmaps"))
@@ -175,7 +177,7 @@ class PhotosTab(QWidget):
 
         def run():
             self.model_calls += 1
-            return key, engine.run(img, size)
+            return key, engine.run(img, size, keys=True, tokens=True)  # for PCA and similarity, same pass
 
         if not self.job.start(run):
             self._again = True
@@ -214,6 +216,7 @@ class PhotosTab(QWidget):
             box.addStretch(1)  # caption and image stay together at the top of the cell
             self.heads_grid.addWidget(cell, h // cols, h % cols)
             self.head_views.append(cell)
+        self.pca_panel.show_result(res)
         self._rethreshold()
 
     def current_result(self):
@@ -228,11 +231,20 @@ class PhotosTab(QWidget):
             return
         s = self.state
         self.current_mask = res.fused_mask("mass", s.threshold, s.heads)
-        drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
+        if s.overlay == "pca" and self.pca_panel.colours is not None:  # the PCA panel's colours, over the photo
+            drawn = overlay("pca", res.image, self.pca_panel.colours, self.pca_panel.shown_patches)
+        else:
+            drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
         self.mask_view.setPixmap(fit(rgb_to_pixmap(drawn), self.mask_view.width(), self.mask_view.height()))
 
     def _failed(self, message: str) -> None:
         self.main.statusBar().showMessage(message, 8000)
+
+    # ------------------------------------------------------------------ patch features (PCA)
+    def _add_feature_panels(self, row) -> None:
+        self.pca_panel = PCAPanel()
+        self.pca_panel.controls.changed.connect(self._rethreshold)  # the pca overlay follows the panel
+        row.addWidget(self.pca_panel)
 
     # ------------------------------------------------------------------ saving
     def _save_all(self):
@@ -241,8 +253,9 @@ class PhotosTab(QWidget):
             self.save_all(folder)
 
     def save_all(self, folder: str) -> None:
-        """The same files as `highlighter attention` writes, for every photo in the gallery."""
-        from highlighter.results import OutputNames, write_attention
+        """The same files as `highlighter attention --pca` writes, for every photo in the gallery."""
+        from highlighter.features import pca_rgb
+        from highlighter.results import OutputNames, write_attention, write_boxes
 
         engine, photos, s = self.state.engine, dict(self.photos), self.state
         t, heads = s.threshold, s.heads
@@ -250,11 +263,14 @@ class PhotosTab(QWidget):
         sizes = {p: self._size(img) for p, img in photos.items()}
 
         def save():
-            out, names = Path(folder), OutputNames()
+            out, names, boxes = Path(folder), OutputNames(), {}
             out.mkdir(parents=True, exist_ok=True)
             for path, img in photos.items():
-                res = cached.get(path) or engine.run(img, sizes[path])
-                write_attention(out, names.stem(Path(path)), res, "mass", t, heads)
+                res = cached.get(path) or engine.run(img, sizes[path], tokens=True)
+                stem = names.stem(Path(path))
+                pca = pca_rgb(res.tokens, res.grid) if res.tokens is not None else None
+                boxes[stem] = write_attention(out, stem, res, "mass", t, heads, pca)["box"]
+            write_boxes(out, boxes)
             return f"saved {len(photos)} result(s) to {out}"
 
         self.save_job = Job(lambda msg: self.main.statusBar().showMessage(msg, 8000), self._failed)

@@ -51,20 +51,24 @@ class FramePipeline:
         self.settings = settings or Settings()
         self.smoother = Smoother()
         self.pca_basis: PCABasis | None = None
+        self.pca_fitted_on = 0  # how many frames the basis was fitted on
         self._pca_frames: list[np.ndarray] = []
+        self._refit = False
 
     def refit_pca(self) -> None:
-        """Fit the PCA basis afresh on the next frames (it is otherwise kept, so the colours do not flicker)."""
-        self._pca_frames = []
-        self.pca_basis = None
+        """Fit the PCA basis afresh on the next frames (it is otherwise kept, so the colours do not flicker).
+        Any thread may ask; the frame's thread does it, on the next pca frame."""
+        self._refit = True
 
     def pca_colours(self, tokens: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(colours (h, w, 3) in [0, 1], the patches shown (h, w)): the basis is fitted jointly on the first
         PCA_FIT_FRAMES frames' tokens, then fixed."""
-        frames = self._pca_frames
-        if self.pca_basis is None or len(frames) < PCA_FIT_FRAMES:
-            frames.append(tokens)
-            self.pca_basis = fit_pca(frames)
+        if self._refit:
+            self._refit, self._pca_frames, self.pca_basis, self.pca_fitted_on = False, [], None, 0
+        if self.pca_basis is None or len(self._pca_frames) < PCA_FIT_FRAMES:
+            self._pca_frames.append(tokens)
+            self.pca_basis = fit_pca(self._pca_frames)  # the basis, then its count: a reader never sees it early
+            self.pca_fitted_on = len(self._pca_frames)
         s, basis = self.settings, self.pca_basis
         if s.pca_background:
             return pca_rgb_foreground(tokens, grid, s.pca_threshold, s.pca_flip, basis)

@@ -74,10 +74,10 @@ def test_pca_overlay_basis_fitted_on_the_first_frames_then_fixed(dinov2):
     cell = (np.clip(again.pca[0, 0], 0, 1) * 255 + 0.5).astype(np.uint8)
     assert again.overlay.shape == (180, 240, 3)
     np.testing.assert_array_equal(again.overlay[0, 0], cell)
+    assert pipe.pca_fitted_on == PCA_FIT_FRAMES
     pipe.refit_pca()
-    assert pipe.pca_basis is None
     pipe.process(clip[-1])
-    assert pipe.pca_basis is not basis and len(pipe._pca_frames) == 1
+    assert pipe.pca_basis is not basis and pipe.pca_fitted_on == 1
 
 
 def test_pca_background_removal_dims_the_background(dinov2):
