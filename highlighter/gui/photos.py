@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from highlighter.errors import ImageError
 from highlighter.gui.controls import StateControls
-from highlighter.gui.features_panel import PCAPanel
+from highlighter.gui.features_panel import PCAPanel, SimilarityPanel
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.preprocess import fit_size
@@ -217,6 +217,7 @@ class PhotosTab(QWidget):
             self.heads_grid.addWidget(cell, h // cols, h % cols)
             self.head_views.append(cell)
         self.pca_panel.show_result(res)
+        self.sim_panel.set_result(res, self.other_results())
         self._rethreshold()
 
     def current_result(self):
@@ -245,6 +246,18 @@ class PhotosTab(QWidget):
         self.pca_panel = PCAPanel()
         self.pca_panel.controls.changed.connect(self._rethreshold)  # the pca overlay follows the panel
         row.addWidget(self.pca_panel)
+        self.sim_panel = SimilarityPanel()
+        row.addWidget(self.sim_panel)
+
+    def other_results(self) -> dict:
+        """The other gallery photos' cached results at this model and size, by file name: what a click on a
+        patch is matched against (a photo not yet shown has none, and is not run for it)."""
+        out = {}
+        for path in self.photos:
+            res = self.cache.get(self._key(path))
+            if path != self.current and res is not None:
+                out[Path(path).name] = res
+        return out
 
     # ------------------------------------------------------------------ saving
     def _save_all(self):

@@ -7,6 +7,8 @@ import pytest
 from needs import qt
 
 qt()  # a skip on a developer's machine without the gui extra, a failure in CI
+from PySide6.QtCore import Qt  # noqa: E402
+
 from highlighter.features import pca_rgb, pca_rgb_foreground  # noqa: E402
 from highlighter.render import BOX_COLOUR, overlay  # noqa: E402
 
@@ -145,3 +147,50 @@ def test_live_pca_swaps_a_backend_without_tokens_for_torch(window, qtbot, monkey
     assert "ort-fp32 does not give" in live.status.text()
     qtbot.waitUntil(lambda: live.latest.pca is not None, timeout=30000)
     live.stop()
+
+
+def test_clicking_a_patch_shows_its_similarity_and_matches_without_a_model_call(window, qtbot, photos, cat_path):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtTest import QTest
+
+    tab = window.photos
+    others = [p for p in photos if p != cat_path][:2]
+    tab.add_paths([str(p) for p in others])  # analysed one by one as they are selected: their features are cached
+    qtbot.waitUntil(lambda: tab.gallery.count() == 2, timeout=20000)
+    for row in range(2):
+        tab.gallery.setCurrentRow(row)
+        qtbot.waitUntil(lambda: tab.current_result() is not None, timeout=20000)
+    tab.add_paths([str(cat_path)])
+    qtbot.waitUntil(lambda: tab.gallery.count() == 3, timeout=20000)
+    tab.gallery.setCurrentRow(2)
+    qtbot.waitUntil(lambda: tab.current_result() is not None and tab.sim_panel.result is tab.current_result(),
+                    timeout=20000)
+    res, panel, calls = tab.current_result(), tab.sim_panel, tab.model_calls
+    assert calls == 3 and panel.matches_text.text() == "Click a patch of the photo"
+    before = shown(panel.view)
+    # a real click on the photo: patch (row 5, column 12) of the 14 x 21 grid
+    pix = panel.view.pixmap()
+    x0, y0 = (panel.view.width() - pix.width()) / 2, (panel.view.height() - pix.height()) / 2
+    s = pix.width() / res.image.shape[1]
+    QTest.mouseClick(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(round(x0 + (12.5 * 16) * s),
+                                                                      round(y0 + (5.5 * 16) * s)))
+    assert panel.index == 5 * 21 + 12
+    f = res.tokens.astype(np.float64)
+    cos = f @ f[panel.index] / np.linalg.norm(f, axis=1) / np.linalg.norm(f[panel.index])
+    np.testing.assert_allclose(panel.similarity.ravel(), cos, atol=1e-5)
+    assert not np.array_equal(shown(panel.view), before)
+    # the best match in each other photo: numpy's argmax of the cosine over that photo's tokens
+    assert [m[0] for m in panel.matches] == [p.name for p in others]
+    for (name, idx, sim), p in zip(panel.matches, others):
+        o = tab.cache[tab._key(str(p))].tokens.astype(np.float64)
+        c = o @ f[panel.index] / np.linalg.norm(o, axis=1) / np.linalg.norm(f[panel.index])
+        assert idx == int(np.argmax(c)) and abs(sim - c.max()) < 1e-5
+        assert f"{name}: {sim:.2f}" in panel.matches_text.text()
+    assert not panel.matches_view.pixmap().isNull()
+    # the keys instead of the output tokens: another map, from the same cache
+    panel.kind.setCurrentText("last-block keys")
+    k = res.keys.astype(np.float64)
+    ck = k @ k[panel.index] / np.linalg.norm(k, axis=1) / np.linalg.norm(k[panel.index])
+    np.testing.assert_allclose(panel.similarity.ravel(), ck, atol=1e-5)
+    assert "last-block keys" in panel.matches_text.text()
+    assert tab.model_calls == calls  # every click and switch came from the cache
