@@ -166,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 224, as the app's Live tab)")
     p.add_argument("--threshold", type=float, default=0.6, help="attention mass kept (default 0.6)")
     p.add_argument("--head", type=int, help="one head instead of the fused map")
-    p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side"])
+    p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side", "pca"],
+                   help="pca: the patch features' PCA colours, the basis fitted on the first 5 frames and kept "
+                        "(torch backends only: with auto it runs on torch fp32)")
+    p.add_argument("--box", action="store_true", help="draw each frame's box (boxes.json is always written)")
     p.add_argument("--smooth", action="store_true", help="temporal smoothing (EMA + hysteresis) against flicker")
     p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for image folders (default 25)")
     p.add_argument("--device", default="auto")

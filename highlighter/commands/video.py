@@ -29,6 +29,12 @@ def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
 def build_predictor(args, ck, size, frames_for_auto):
     from highlighter.runtime.predictor import choose_backend, make_predictor
 
+    if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
+        if args.backend != "auto":
+            raise HighlighterError(f"--overlay pca needs the patch tokens, which {args.backend} does not give: "
+                                   "use a torch backend")
+        info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
+        return make_predictor("torch-fp32", ck, size, device=args.device, log=info)
     if args.backend == "auto":
         pred, report = choose_backend(ck, size, frames_for_auto, device=args.device, threshold=args.threshold, log=info)
         table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
@@ -53,7 +59,7 @@ def run(args) -> int:
     predictor = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
     pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=args.head, overlay=args.overlay,
-                                             smoothing=args.smooth))
+                                             smoothing=args.smooth, box=getattr(args, "box", False)))
     out = Path(args.out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     H0, W0 = first.image.shape[:2]

@@ -119,3 +119,23 @@ def test_box_is_computed_and_drawn(dinov2):
     assert tuple(r.overlay[y0, (x0 + x1) // 2]) == BOX_COLOUR and tuple(r.overlay[y1 - 1, (x0 + x1) // 2]) == BOX_COLOUR
     plain = FramePipeline(pred, Settings(overlay="contour")).process(f)
     assert plain.box == r.box and not np.array_equal(plain.overlay, r.overlay)
+
+
+def test_video_command_pca_overlay_runs_on_torch(tmp_path, cli):
+    import cv2
+
+    w = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for f in frames(12):
+        w.write(cv2.resize(f, (96, 64)))
+    w.release()
+    code, out, err = cli("video", tmp_path / "clip.mp4", "--checkpoint", "random:vit_tiny/16", "--overlay", "pca",
+                         "--box", "--image-size", 64, "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "backend: torch-fp32 (the pca overlay needs the patch tokens" in out
+    cap = cv2.VideoCapture(str(tmp_path / "o" / "overlay.mp4"))
+    ok, first = cap.read()
+    assert ok and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    assert first.std() > 10  # PCA colours, not the dimmed frame with a note
+    code, _, err = cli("video", tmp_path / "clip.mp4", "--checkpoint", "random:vit_tiny/16", "--overlay", "pca",
+                       "--backend", "ort-int8", "--out", tmp_path / "p")
+    assert code != 0 and "needs the patch tokens" in err
