@@ -83,7 +83,7 @@ class FramePipeline:
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
         s = self.settings
-        want_tokens = s.overlay == "pca" and self.predictor.supports_tokens
+        want_tokens = s.overlay == "pca" and getattr(self.predictor, "supports_tokens", False)
         pred = self.predictor(frame, tokens=True) if want_tokens else self.predictor(frame)
         t = time.perf_counter()
         fused, mask = self.masks_from(pred.attention)
