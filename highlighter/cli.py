@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attention", help="class-token attention maps and DINO masks for photos",
                        description="Write DIR/<stem>.npz (attention float32 (heads,h,w), mask uint8 (heads,h,w), "
-                                   "fused_attention, fused_mask) and PNG heatmaps and overlays for each photo.")
+                                   "fused_attention, fused_mask; pca with --pca) and PNG heatmaps and overlays for "
+                                   "each photo, and DIR/boxes.json: each stem's box [x0, y0, x1, y1] in the photo's "
+                                   "pixels (the fused mask's largest connected component), or null.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos or folders of photos")
     _add_model_args(p)
     p.add_argument("--arch", help="refuse the checkpoint unless it is this ViT (e.g. vit_small or vit_small/8)")
@@ -68,7 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the rule's parameter (defaults: mass 0.6, percentile 80, absolute 0.01)")
     p.add_argument("--heads", type=_heads, metavar="I,J",
                    help="heads averaged into the fused map and mask (default: all)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--pca", action="store_true",
+                   help="also the DINOv2-style PCA picture: the last block's output patch tokens on their first "
+                        "three principal components as RGB; adds pca (h,w,3) to the npz, writes <stem>_pca.png")
+    p.add_argument("--pca-joint", action="store_true",
+                   help="one PCA over all the given photos, so that a colour means the same part in every photo "
+                        "(implies --pca)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (also boxes.json: each stem's box)")
     p.set_defaults(job="attention")
 
     p = sub.add_parser("mae", help="masked-autoencoder reconstructions",
@@ -158,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 224, as the app's Live tab)")
     p.add_argument("--threshold", type=float, default=0.6, help="attention mass kept (default 0.6)")
     p.add_argument("--head", type=int, help="one head instead of the fused map")
-    p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side"])
+    p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side", "pca"],
+                   help="pca: the patch features' PCA colours, the basis fitted on the first 5 frames and kept "
+                        "(torch backends only: with auto it runs on torch fp32)")
+    p.add_argument("--box", action="store_true", help="draw each frame's box (boxes.json is always written)")
     p.add_argument("--smooth", action="store_true", help="temporal smoothing (EMA + hysteresis) against flicker")
     p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for image folders (default 25)")
     p.add_argument("--device", default="auto")

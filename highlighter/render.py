@@ -142,7 +142,34 @@ def side_overlay(image, fused, mask, alpha):
     return np.concatenate([mask_overlay(image, fused, mask, alpha), heat], axis=1)
 
 
+@register_overlay("pca")
+def pca_overlay(image, fused, mask, alpha):
+    """The PCA colours of the patch features: here ``fused`` is (h, w, 3) in [0, 1] (``features.pca_rgb``), each
+    patch a block; patches outside ``mask`` (the background, when it is removed) show the picture dimmed.
+    Given a plain (h, w) map instead (a road without patch tokens), the picture dimmed, with a note."""
+    out = cv2.convertScaleAbs(image, alpha=DIMMED)
+    if np.ndim(fused) != 3:
+        cv2.putText(out, "PCA: no patch tokens here (torch backends only)", (8, 24), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        return out
+    colours = grid_to_pixels((np.clip(fused, 0, 1) * 255 + 0.5).astype(np.uint8), image.shape[:2])
+    cv2.copyTo(colours, _pixels(mask, image.shape), out)
+    return out
+
+
 OVERLAYS = tuple(_OVERLAYS)  # the built-in modes, in menu order
+BOX_COLOUR = (48, 255, 48)  # RGB: the box of the mask's largest component
+
+
+def draw_box(image: np.ndarray, box, colour=BOX_COLOUR) -> np.ndarray:
+    """A copy of the picture with ``box`` [x0, y0, x1, y1] (x1, y1 exclusive, ``features.largest_box``) drawn;
+    the picture itself when ``box`` is None."""
+    if box is None:
+        return image
+    out = image.copy()
+    x0, y0, x1, y1 = (int(v) for v in box)
+    cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, line_width(image.shape))
+    return out
 
 
 def dim_cells(image: np.ndarray, cells: np.ndarray, amount: float = DIMMED) -> np.ndarray:

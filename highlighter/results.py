@@ -3,11 +3,13 @@ what the Photos tab's "Save all" writes (the same files)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from highlighter.postprocess import upsample
 from highlighter.preprocess import to_display
 from highlighter.render import heatmap, label, overlay, save_png, side_by_side
 
@@ -31,20 +33,41 @@ class OutputNames:
 
 
 def write_attention(out: Path, stem: str, res, rule: str = "mass", threshold: float | None = None,
-                    heads=None) -> dict:
-    """``<stem>.npz`` (attention, mask, fused_attention, fused_mask), one heatmap PNG per head, the fused heatmap
-    and the mask overlay, for one ``AttentionResult``. Returns a few numbers about it."""
+                    heads=None, pca: np.ndarray | None = None) -> dict:
+    """``<stem>.npz`` (attention, mask, fused_attention, fused_mask, and ``pca`` when given), one heatmap PNG per
+    head, the fused heatmap, the mask overlay (and ``<stem>_pca.png``), for one ``AttentionResult``. Returns a
+    few numbers about it, and ``box``: the fused mask's largest component in the original photo's pixels."""
     masks = res.masks(rule, threshold)
     fused = res.fused(heads)
     fused_mask = res.fused_mask(rule, threshold, heads)
-    np.savez_compressed(out / f"{stem}.npz", attention=res.attention.astype(np.float32), mask=masks.astype(np.uint8),
-                        fused_attention=fused.astype(np.float32), fused_mask=fused_mask.astype(np.uint8))
+    arrays = dict(attention=res.attention.astype(np.float32), mask=masks.astype(np.uint8),
+                  fused_attention=fused.astype(np.float32), fused_mask=fused_mask.astype(np.uint8))
     p = res.patch_size
+    if pca is not None:
+        arrays["pca"] = np.asarray(pca, np.float32)
+        save_png(out / f"{stem}_pca.png", pca_picture(pca, p))
+    np.savez_compressed(out / f"{stem}.npz", **arrays)
     for h in range(res.attention.shape[0]):
         save_png(out / f"{stem}_attn_head{h}.png", heatmap(res.attention[h], p))
     save_png(out / f"{stem}_attn_fused.png", heatmap(fused, p))
     save_png(out / f"{stem}_mask_overlay.png", overlay("mask", res.image, fused, fused_mask))
-    return {"fused_fraction": float(fused_mask.mean())}
+    return {"fused_fraction": float(fused_mask.mean()), "box": res.box(fused_mask)}
+
+
+def pca_picture(pca: np.ndarray, patch: int) -> np.ndarray:
+    """PCA colours (h, w, 3) in [0, 1] as an RGB uint8 picture, each patch a patch x patch block."""
+    return upsample((np.clip(pca, 0, 1) * 255 + 0.5).astype(np.uint8), patch)
+
+
+def write_boxes(out: Path, boxes: dict) -> Path:
+    """``DIR/boxes.json``: each stem -> [x0, y0, x1, y1] in the original picture's pixels (x1, y1 exclusive), or
+    null when the mask is empty."""
+    path = Path(out) / "boxes.json"
+    tmp = path.with_suffix(".json.tmp")
+    lines = [f" {json.dumps(stem)}: {json.dumps(box)}" for stem, box in boxes.items()]  # one photo a line
+    tmp.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    tmp.replace(path)
+    return path
 
 
 def mae_panels(res) -> np.ndarray:

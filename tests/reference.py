@@ -265,3 +265,26 @@ def noise_for_mask(mask: np.ndarray) -> torch.Tensor:
     """A noise whose ascending argsort keeps exactly the visible patches of ``mask`` (1 = hidden)."""
     L = mask.size
     return torch.from_numpy(mask.astype(np.float64) + np.arange(L) / (2.0 * L)).float()[None]
+
+
+def x_norm_patchtokens(model: RefViT, x: torch.Tensor) -> torch.Tensor:
+    """DINOv2's ``forward_features(x)["x_norm_patchtokens"]``: every block, the final norm, the class and register
+    tokens dropped. (B, h*w, D): what its PCA demo projects."""
+    t = model.prepare_tokens(x)
+    for blk in model.blocks:
+        t = blk(t)
+    return model.norm(t)[:, 1 + model.n_reg:]
+
+
+def official_input(pil_img, image_size, patch) -> torch.Tensor:
+    """visualize_attention.py's transform: Resize, ToTensor, Normalize, crop to the patch grid. (1, 3, H, W)."""
+    from torchvision import transforms as pth_transforms
+
+    transform = pth_transforms.Compose([
+        pth_transforms.Resize(image_size),
+        pth_transforms.ToTensor(),
+        pth_transforms.Normalize(MEAN, STD),
+    ])
+    img = transform(pil_img)
+    w, h = img.shape[1] - img.shape[1] % patch, img.shape[2] - img.shape[2] % patch
+    return img[:, :w, :h].unsqueeze(0)

@@ -6,8 +6,9 @@ from highlighter.commands.common import PhotoBatch, info, report_model, resolve_
 from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine
 from highlighter.errors import HighlighterError
+from highlighter.features import fit_pca, pca_rgb
 from highlighter.postprocess import check_heads
-from highlighter.results import write_attention
+from highlighter.results import write_attention, write_boxes
 
 
 def run(args) -> int:
@@ -22,17 +23,36 @@ def run(args) -> int:
         heads = check_heads(args.heads, engine.num_heads)
     except ValueError as e:
         raise HighlighterError(f"--heads: {e}") from None
+    joint = getattr(args, "pca_joint", False)
+    want_pca = joint or getattr(args, "pca", False)
     batch = PhotoBatch(args.images, args.out, "attention")
+    boxes: dict[str, list[int] | None] = {}
+    held = []  # --pca-joint: every photo's result, written once the one basis is fitted
+
+    def write(path, stem, res, pca):
+        stats = write_attention(batch.out, stem, res, args.mask_rule, args.threshold, heads, pca)
+        boxes[stem] = stats["box"]
+        h, w = res.grid
+        info(f"{path} -> {batch.out / stem}.npz ({res.attention.shape[0]} heads, {h}x{w} patches, "
+             f"fused mask {stats['fused_fraction']:.0%} of patches, box {stats['box']})")
+        batch.done += 1
+
     for path, img in batch:
         try:
-            res = engine.run(img, args.image_size)
+            res = engine.run(img, args.image_size, tokens=want_pca)
         except ValueError as e:
             batch.skip(f"skipped {path}: {e}")
             continue
         stem = batch.names.stem(path)
-        stats = write_attention(batch.out, stem, res, args.mask_rule, args.threshold, heads)
-        h, w = res.attention.shape[1:]
-        info(f"{path} -> {batch.out / stem}.npz ({res.attention.shape[0]} heads, {h}x{w} patches, "
-             f"fused mask {stats['fused_fraction']:.0%} of patches)")
-        batch.done += 1
+        if joint:
+            held.append((path, stem, res))
+        else:
+            write(path, stem, res, pca_rgb(res.tokens, res.grid) if want_pca else None)
+    if held:
+        basis = fit_pca([res.tokens for _, _, res in held])
+        info(f"joint PCA: one basis over {len(held)} photo(s), {sum(len(r.tokens) for _, _, r in held)} patches")
+        for path, stem, res in held:
+            write(path, stem, res, basis.rgb(res.tokens, res.grid))
+    if boxes:
+        write_boxes(batch.out, boxes)
     return batch.finish()

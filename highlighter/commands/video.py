@@ -9,7 +9,9 @@ from tqdm import tqdm
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
 from highlighter.errors import HighlighterError
+from highlighter.features import largest_box
 from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
+from highlighter.results import write_boxes
 from highlighter.video.pipeline import FramePipeline, Settings
 from highlighter.video.sources import open_source
 from highlighter.video.writer import Recorder, Writer, write_mask
@@ -27,6 +29,12 @@ def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
 def build_predictor(args, ck, size, frames_for_auto):
     from highlighter.runtime.predictor import choose_backend, make_predictor
 
+    if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
+        if args.backend != "auto":
+            raise HighlighterError(f"--overlay pca needs the patch tokens, which {args.backend} does not give: "
+                                   "use a torch backend")
+        info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
+        return make_predictor("torch-fp32", ck, size, device=args.device, log=info)
     if args.backend == "auto":
         pred, report = choose_backend(ck, size, frames_for_auto, device=args.device, threshold=args.threshold, log=info)
         table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
@@ -51,20 +59,21 @@ def run(args) -> int:
     predictor = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
     pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=args.head, overlay=args.overlay,
-                                             smoothing=args.smooth))
+                                             smoothing=args.smooth, box=getattr(args, "box", False)))
     out = Path(args.out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     H0, W0 = first.image.shape[:2]
     fps = getattr(source, "fps", 0) or args.fps
     recorder = Recorder(out / "overlay.mp4", fps).open((W0 * (2 if args.overlay == "side" else 1), H0))
     writer = Writer(max_pending=16)  # PNG and mp4 encoding overlap the next frame's inference
-    n, used = 0, set()
+    n, used, boxes = 0, set(), {}
     bar = tqdm(total=source.total, unit="frame", disable=None)
     try:
         for frame in _chain(first, frames):
             res = pipe.process(frame.image, frame.index, frame.name)
             name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
             used.add(name)
+            boxes[name] = largest_box(res.mask, frame.image.shape[:2])  # the frame is resized whole: no crop
             writer.submit(write_mask, out / "masks" / f"{name}.png", res.mask, frame.image.shape[:2])
             writer.submit(recorder.write, res.overlay)
             n += 1
@@ -76,13 +85,14 @@ def run(args) -> int:
         source.close()
     if writer.error:
         raise HighlighterError(f"writing to {out} failed: {writer.error}")
+    write_boxes(out, boxes)
     status = source.status
     if "early" in status or "failed" in status:
         warn(status)
     skipped = getattr(source, "skipped", [])
     for s in skipped[:5]:
         warn(f"skipped unreadable image {s}")
-    info(f"wrote {n} masks to {out / 'masks'} and {out / 'overlay.mp4'}")
+    info(f"wrote {n} masks to {out / 'masks'}, their boxes to {out / 'boxes.json'} and {out / 'overlay.mp4'}")
     return 0
 
 

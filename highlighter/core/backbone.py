@@ -150,7 +150,9 @@ class AttentionViT(nn.Module):
     ``forward(img)`` with img (B, 3, H, W), H and W multiples of the patch size, returns
     ``attention`` (B, heads, H/p, W/p): the raw softmax row of the class token, with the class
     and register tokens dropped and not renormalised; and, with ``with_features=True``, the
-    final-norm class-token features (B, D).
+    final-norm class-token features (B, D). A list passed as ``tokens`` receives the last block's
+    output patch tokens after the final norm, class and register tokens dropped, (B, h*w, D): DINOv2's
+    ``x_norm_patchtokens``, what its PCA demo uses, from the same forward pass.
     """
 
     def __init__(self, vit: nn.Module, cfg: ViTConfig):
@@ -161,14 +163,20 @@ class AttentionViT(nn.Module):
     def prepare_tokens(self, img: torch.Tensor) -> torch.Tensor:
         return prepare_tokens(self.vit, self.cfg, img)
 
-    def forward(self, img: torch.Tensor, with_features: bool = False, keys: list | None = None):
+    def forward(self, img: torch.Tensor, with_features: bool = False, keys: list | None = None,
+                tokens: list | None = None):
         B, _, H, W = img.shape
         p = self.cfg.patch_size
         x = self.prepare_tokens(img)
         for blk in self.vit.blocks[:-1]:
             x = blk(x)
-        x, attn = block_with_cls_attention(self.vit.blocks[-1], x, with_output=with_features, keys=keys)
+        need_output = with_features or tokens is not None
+        x, attn = block_with_cls_attention(self.vit.blocks[-1], x, with_output=need_output, keys=keys)
         attn = attn[:, :, 1 + self.cfg.num_register_tokens:].reshape(B, -1, H // p, W // p)  # (B, nh, gh, gw)
+        if need_output:
+            x = self.vit.norm(x)
+        if tokens is not None:
+            tokens.append(x[:, 1 + self.cfg.num_register_tokens:])  # (B, gh*gw, D)
         if not with_features:
             return attn
-        return attn, self.vit.norm(x)[:, 0]
+        return attn, x[:, 0]

@@ -18,7 +18,7 @@ from highlighter.core.device import resolve_device
 from highlighter.core.formats import LoadedCheckpoint, load_checkpoint
 from highlighter.core.mae import MAEViews, check_mask, compose_views
 from highlighter.postprocess import AttentionResult
-from highlighter.preprocess import official, official_mae
+from highlighter.preprocess import official, official_mae, resized_hw
 
 
 class AttentionEngine:
@@ -39,16 +39,22 @@ class AttentionEngine:
 
     @torch.no_grad()
     def run(self, img: Image.Image, image_size: int | Sequence[int] | None = None,
-            keys: bool = False) -> AttentionResult:
+            keys: bool = False, tokens: bool = False) -> AttentionResult:
         """``image_size``: None for the default (the shorter side at DEFAULT_IMAGE_SIZE, aspect kept), or
-        visualize_attention.py's one int (shorter side) or (H, W); see ``preprocess.input_size``."""
+        visualize_attention.py's one int (shorter side) or (H, W); see ``preprocess.input_size``. ``keys``: also
+        the last block's patch keys (TokenCut, similarity); ``tokens``: also its final-norm output patch tokens
+        (PCA, similarity). Both come from the same forward pass."""
         x, shown = official(img, image_size, self.ck.vit.patch_size)
-        got: list | None = [] if keys else None
-        attn = self.model(torch.from_numpy(x).to(self.device), keys=got)[0]  # (heads, h, w)
-        patch_keys = None
+        got_keys: list | None = [] if keys else None
+        got_tokens: list | None = [] if tokens else None
+        attn = self.model(torch.from_numpy(x).to(self.device), keys=got_keys, tokens=got_tokens)[0]  # (heads, h, w)
+        patch_keys = patch_tokens = None
         if keys:
-            patch_keys = got[0][0, 1 + self.ck.vit.num_register_tokens:].float().cpu().numpy()  # (h*w, D)
-        return AttentionResult(attn.float().cpu().numpy(), shown, self.ck.vit.patch_size, patch_keys)
+            patch_keys = got_keys[0][0, 1 + self.ck.vit.num_register_tokens:].float().cpu().numpy()  # (h*w, D)
+        if tokens:
+            patch_tokens = got_tokens[0][0].float().cpu().numpy()  # (h*w, D)
+        return AttentionResult(attn.float().cpu().numpy(), shown, self.ck.vit.patch_size, patch_keys, patch_tokens,
+                               (img.height, img.width), resized_hw(img, image_size, self.ck.vit.patch_size))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.controls import StateControls
+from highlighter.gui.features_panel import PCAControls
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
 from highlighter.preprocess import fit_size
@@ -106,9 +107,11 @@ class LiveTab(QWidget):
         for w in (self.controls, self.smooth, snap, self.record):
             row2.addWidget(w)
         row2.setStretch(0, 1)
+        row3 = self._feature_controls()
         lay = QVBoxLayout(self)
         lay.addLayout(row1)
         lay.addLayout(row2)
+        lay.addLayout(row3)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.stats)
         lay.addWidget(self.status)
@@ -132,6 +135,8 @@ class LiveTab(QWidget):
 
     def _set_overlay(self, name: str) -> None:
         self.settings.overlay = name
+        if name == "pca":
+            self._ensure_tokens()
 
     def _set_heads(self, heads) -> None:
         self.settings.heads = heads
@@ -202,6 +207,8 @@ class LiveTab(QWidget):
         H, W = predictor.image_size
         self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W} (fastest whose masks "
                             f"agree with fp32, IoU {agree['mean_iou']:.3f})")
+        if self.settings.overlay == "pca":
+            self._ensure_tokens()
 
     def _failed(self, message: str) -> None:
         self.start_btn.setEnabled(True)
@@ -243,6 +250,54 @@ class LiveTab(QWidget):
             dropped = self.runner.slot.dropped if self.runner else 0
             self.stats.setText(f"{self.frames_shown / dt:.1f} fps   model {t['model_ms']:.1f} ms   end-to-end "
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
+
+    # ------------------------------------------------------------------ patch features: PCA and boxes
+    def _feature_controls(self) -> QHBoxLayout:
+        """The box checkbox and the pca overlay's controls (background removal, Refit)."""
+        self.box = QCheckBox("Box")
+        self.box.setToolTip("draw the box of the mask's largest connected component")
+        self.box.toggled.connect(lambda on: setattr(self.settings, "box", on))
+        self.pca_controls = PCAControls(with_refit=True)
+        self.pca_controls.changed.connect(self._set_pca)
+        self.pca_controls.refit.connect(self.refit_pca)
+        row = QHBoxLayout()
+        row.addWidget(self.box)
+        row.addWidget(QLabel("PCA overlay:"))
+        row.addWidget(self.pca_controls)
+        row.addStretch(1)
+        return row
+
+    def _set_pca(self) -> None:
+        c = self.pca_controls
+        s = self.settings
+        s.pca_background, s.pca_threshold, s.pca_flip = c.background.isChecked(), c.value(), c.flip.isChecked()
+
+    def refit_pca(self) -> None:
+        pipe = getattr(self, "pipeline", None)
+        if pipe is not None:
+            pipe.refit_pca()
+            self.status.setText("PCA: fitting the colours afresh on the next frames")
+
+    def _ensure_tokens(self) -> None:
+        """The pca overlay needs the patch tokens, which the ONNX graphs do not give: swap in torch fp32."""
+        pipe = getattr(self, "pipeline", None)
+        if self.runner is None or pipe is None or pipe.predictor.supports_tokens:
+            return
+        ck, size, old = self.state.ck, pipe.predictor.image_size, pipe.predictor.name
+
+        def make():
+            from highlighter.runtime.predictor import make_predictor
+
+            return pipe, old, make_predictor("torch-fp32", ck, size, log=lambda m: None)
+
+        if getattr(self, "tokens_job", None) is None:
+            self.tokens_job = Job(self._swap_predictor, self._on_status)  # a method: its relay is this tab's child
+        self.tokens_job.start(make)
+
+    def _swap_predictor(self, result) -> None:
+        pipe, old, pred = result
+        pipe.predictor = pred  # read once per frame by the inference thread
+        self.status.setText(f"PCA needs the patch tokens, which {old} does not give: now on {pred.name}")
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from highlighter.errors import ImageError
 from highlighter.gui.controls import StateControls
+from highlighter.gui.features_panel import PCAPanel, SimilarityPanel
 from highlighter.gui.qt_util import FitGrid, FitLabel, Job, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.preprocess import fit_size
@@ -97,6 +98,7 @@ class PhotosTab(QWidget):
             box.addWidget(QLabel(title))
             box.addWidget(view, 1)
             big.addLayout(box)
+        self._add_feature_panels(big)
         rl.addWidget(self.hint)
         rl.addWidget(self.busy)
         rl.addLayout(big, 3)
@@ -190,7 +192,7 @@ class PhotosTab(QWidget):
 
         def run():
             self.model_calls += 1
-            return key, engine.run(img, size)
+            return key, engine.run(img, size, keys=True, tokens=True)  # for PCA and similarity, same pass
 
         if not self.job.start(run):
             self._again = True
@@ -226,6 +228,8 @@ class PhotosTab(QWidget):
         self.heads.set_aspect(w_px / h_px)
         for h in range(res.attention.shape[0]):
             self.heads.add(f"head {h}").set_source(rgb_to_pixmap(heatmap(res.attention[h], p)))
+        self.pca_panel.show_result(res)
+        self.sim_panel.set_result(res, self.other_results())
         self._rethreshold()
 
     @property
@@ -244,12 +248,33 @@ class PhotosTab(QWidget):
             return
         s = self.state
         self.current_mask = res.fused_mask("mass", s.threshold, s.heads)
-        drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
+        if s.overlay == "pca" and self.pca_panel.colours is not None:  # the PCA panel's colours, over the photo
+            drawn = overlay("pca", res.image, self.pca_panel.colours, self.pca_panel.shown_patches)
+        else:
+            drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
         self.mask_view.set_source(rgb_to_pixmap(drawn))
 
     def _failed(self, message: str) -> None:
         self.busy.setText("")
         self.main.statusBar().showMessage(message, 8000)
+
+    # ------------------------------------------------------------------ patch features (PCA)
+    def _add_feature_panels(self, row) -> None:
+        self.pca_panel = PCAPanel()
+        self.pca_panel.controls.changed.connect(self._rethreshold)  # the pca overlay follows the panel
+        row.addWidget(self.pca_panel)
+        self.sim_panel = SimilarityPanel()
+        row.addWidget(self.sim_panel)
+
+    def other_results(self) -> dict:
+        """The other gallery photos' cached results at this model and size, by file name: what a click on a
+        patch is matched against (a photo not yet shown has none, and is not run for it)."""
+        out = {}
+        for path in self.photos:
+            res = self.cache.get(self._key(path))
+            if path != self.current and res is not None:
+                out[Path(path).name] = res
+        return out
 
     # ------------------------------------------------------------------ saving
     def save_start_dir(self) -> str:
@@ -262,8 +287,9 @@ class PhotosTab(QWidget):
         return str(Path.home() / RESULTS_DIR)
 
     def files_per_photo(self) -> int:
-        """What write_attention writes for one photo: the .npz, a heatmap per head, the fused map, the overlay."""
-        return self.state.ck.vit.num_heads + 3
+        """What write_attention writes for one photo: the .npz, a heatmap per head, the fused map, the overlay and
+        the PCA picture (boxes.json is one more file for them all)."""
+        return self.state.ck.vit.num_heads + 4
 
     def _save_all(self):
         if not self.photos:
@@ -275,7 +301,7 @@ class PhotosTab(QWidget):
         if not folder:
             return
         n = len(self.photos)
-        files = n * self.files_per_photo()
+        files = n * self.files_per_photo() + 1
         into_photos = Path(folder).resolve() in {Path(p).parent.resolve() for p in self.photos}
         question = (f"Write {files} files (the results of {n} photo{'s' if n != 1 else ''}) to\n{folder}?"
                     + ("\n\nThis is a folder the photos come from: the results will sit among them." if into_photos
@@ -290,8 +316,9 @@ class PhotosTab(QWidget):
         self.save_all(folder)
 
     def save_all(self, folder: str) -> None:
-        """The same files as `highlighter attention` writes, for every photo in the gallery."""
-        from highlighter.results import OutputNames, write_attention
+        """The same files as `highlighter attention --pca` writes, for every photo in the gallery."""
+        from highlighter.features import pca_rgb
+        from highlighter.results import OutputNames, write_attention, write_boxes
 
         engine, photos, s = self.state.engine, dict(self.photos), self.state
         t, heads = s.threshold, s.heads
@@ -299,12 +326,16 @@ class PhotosTab(QWidget):
         sizes = {p: self._size(img) for p, img in photos.items()}
 
         def save():
-            out, names = Path(folder), OutputNames()
+            out, names, boxes, nfiles = Path(folder), OutputNames(), {}, 0
             out.mkdir(parents=True, exist_ok=True)
             for path, img in photos.items():
-                res = cached.get(path) or engine.run(img, sizes[path])
-                write_attention(out, names.stem(Path(path)), res, "mass", t, heads)
-            return f"saved {len(photos)} result(s), {len(photos) * files_each} files, to {out}"
+                res = cached.get(path) or engine.run(img, sizes[path], tokens=True)
+                stem = names.stem(Path(path))
+                pca = pca_rgb(res.tokens, res.grid) if res.tokens is not None else None
+                boxes[stem] = write_attention(out, stem, res, "mass", t, heads, pca)["box"]
+                nfiles += files_each - (pca is None)
+            write_boxes(out, boxes)
+            return f"saved {len(photos)} result(s), {nfiles + 1} files, to {out}"
 
         files_each = self.files_per_photo()
         self.main.statusBar().showMessage(f"saving {len(photos)} result(s) to {folder}…")

@@ -16,6 +16,7 @@ class Prediction:
     attention: np.ndarray  # (heads, h, w) float32: class-token attention over the patch grid
     preprocess_ms: float
     model_ms: float
+    tokens: np.ndarray | None = None  # (h*w, D) final-norm output patch tokens, when asked for and given
 
 
 class Predictor:
@@ -25,14 +26,23 @@ class Predictor:
     image_size: tuple[int, int] = (224, 224)
     patch_size = 16
     num_heads = 1
+    supports_tokens = False  # whether ``run_tokens`` exists: the PCA overlay needs the patch tokens
 
     def run(self, blob: np.ndarray) -> np.ndarray:  # (1, 3, H, W) float32 [0, 255] -> (heads, h, w)
         raise NotImplementedError
 
-    def __call__(self, frame: np.ndarray) -> Prediction:
+    def run_tokens(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(attention (heads, h, w), patch tokens (h*w, D)) from one pass."""
+        raise NotImplementedError(f"{self.name} gives no patch tokens")
+
+    def __call__(self, frame: np.ndarray, tokens: bool = False) -> Prediction:
         t0 = time.perf_counter()
         blob = fast(frame, self.image_size)
         t1 = time.perf_counter()
-        attn = self.run(blob)
+        toks = None
+        if tokens and self.supports_tokens:
+            attn, toks = self.run_tokens(blob)
+        else:
+            attn = self.run(blob)
         t2 = time.perf_counter()
-        return Prediction(attn, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return Prediction(attn, (t1 - t0) * 1e3, (t2 - t1) * 1e3, toks)

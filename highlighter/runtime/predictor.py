@@ -17,7 +17,10 @@ AGREEMENT = 0.98
 
 
 class TorchPredictor(Predictor):
-    """``LiveModel`` in eager PyTorch: fp32, or bf16 weights (CPUs with AVX512-BF16/AMX, and CUDA)."""
+    """``LiveModel`` in eager PyTorch: fp32, or bf16 weights (CPUs with AVX512-BF16/AMX, and CUDA). It also
+    gives the patch tokens (``run_tokens``), for the PCA overlay; the ONNX graphs give only the attention."""
+
+    supports_tokens = True
 
     def __init__(self, ck, image_size: tuple[int, int], precision: str = "fp32", device: str = "auto"):
         import torch
@@ -41,6 +44,14 @@ class TorchPredictor(Predictor):
         with torch.inference_mode():
             x = torch.from_numpy(blob).to(self.device, self.dtype, non_blocking=True)
             return self.model(x)[0].float().cpu().numpy()
+
+    def run_tokens(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(blob).to(self.device, self.dtype, non_blocking=True)
+            got: list = []
+            attn = self.model(x, tokens=got)[0]
+            return attn.float().cpu().numpy(), got[0][0].float().cpu().numpy()
 
 
 def cache_dir() -> Path:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from highlighter.features import PCABasis, fit_pca, largest_box, pca_rgb_foreground
 from highlighter.postprocess import fuse, mass_mask
-from highlighter.render import overlay
+from highlighter.render import draw_box, overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.smoothing import Smoother
 
@@ -21,6 +22,10 @@ class Settings:
     heads: int | tuple[int, ...] | None = None  # the heads fused (one int: that head); None: the mean of all
     overlay: str = "mask"
     smoothing: bool = False
+    box: bool = False  # draw the box of the mask's largest connected component
+    pca_background: bool = False  # the pca overlay: remove the background (DINOv2 demo: first component cut)
+    pca_threshold: float = 0.5  # ... where the first component, scaled to [0, 1], is above this
+    pca_flip: bool = False  # ... below it instead
 
 
 @dataclass
@@ -33,6 +38,11 @@ class FrameResult:
     mask: np.ndarray  # (h, w) bool
     overlay: np.ndarray  # RGB
     timings: dict = field(default_factory=dict)  # preprocess_ms, model_ms, post_ms, latency_ms
+    box: list[int] | None = None  # [x0, y0, x1, y1] of the mask's largest component, in the frame's pixels
+    pca: np.ndarray | None = None  # (h, w, 3) in [0, 1], in the pca overlay with a predictor that gives tokens
+
+
+PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
 
 
 class FramePipeline:
@@ -40,6 +50,29 @@ class FramePipeline:
         self.predictor = predictor
         self.settings = settings or Settings()
         self.smoother = Smoother()
+        self.pca_basis: PCABasis | None = None
+        self.pca_fitted_on = 0  # how many frames the basis was fitted on
+        self._pca_frames: list[np.ndarray] = []
+        self._refit = False
+
+    def refit_pca(self) -> None:
+        """Fit the PCA basis afresh on the next frames (it is otherwise kept, so the colours do not flicker).
+        Any thread may ask; the frame's thread does it, on the next pca frame."""
+        self._refit = True
+
+    def pca_colours(self, tokens: np.ndarray, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(colours (h, w, 3) in [0, 1], the patches shown (h, w)): the basis is fitted jointly on the first
+        PCA_FIT_FRAMES frames' tokens, then fixed."""
+        if self._refit:
+            self._refit, self._pca_frames, self.pca_basis, self.pca_fitted_on = False, [], None, 0
+        if self.pca_basis is None or len(self._pca_frames) < PCA_FIT_FRAMES:
+            self._pca_frames.append(tokens)
+            self.pca_basis = fit_pca(self._pca_frames)  # the basis, then its count: a reader never sees it early
+            self.pca_fitted_on = len(self._pca_frames)
+        s, basis = self.settings, self.pca_basis
+        if s.pca_background:
+            return pca_rgb_foreground(tokens, grid, s.pca_threshold, s.pca_flip, basis)
+        return basis.rgb(tokens, grid), np.ones(grid, bool)
 
     def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
@@ -49,15 +82,25 @@ class FramePipeline:
         return fused, mass_mask(fused, s.threshold)
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
-        pred = self.predictor(frame)
+        s = self.settings
+        want_tokens = s.overlay == "pca" and getattr(self.predictor, "supports_tokens", False)
+        pred = self.predictor(frame, tokens=True) if want_tokens else self.predictor(frame)
         t = time.perf_counter()
         fused, mask = self.masks_from(pred.attention)
-        drawn = overlay(self.settings.overlay, frame, fused, mask)
+        box = largest_box(mask, frame.shape[:2])  # the frame is resized whole (no crop): the grid covers it
+        colours = None
+        if s.overlay == "pca" and pred.tokens is not None:
+            colours, shown = self.pca_colours(pred.tokens, mask.shape)
+            drawn = overlay("pca", frame, colours, shown)
+        else:
+            drawn = overlay(s.overlay, frame, fused, mask)
+        if s.box:
+            drawn = draw_box(drawn, box)
         now = time.perf_counter()
         timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}
         if t_read is not None:
             timings["latency_ms"] = (now - t_read) * 1e3
-        return FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings)
+        return FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings, box, colours)
 
 
 class LatestSlot:

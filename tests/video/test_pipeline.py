@@ -1,5 +1,6 @@
 """Post-processing, sources, latest-frame-wins, and `highlighter video`."""
 
+import json
 import time
 
 import cv2
@@ -203,6 +204,25 @@ def test_video_command_writes_one_mask_per_frame_at_frame_size(tmp_path, cli):
         np.testing.assert_array_equal(cv2.imread(str(masks[i]), cv2.IMREAD_GRAYSCALE), want)
     cap = cv2.VideoCapture(str(tmp_path / "o" / "overlay.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+
+
+def test_video_command_writes_boxes_json(tmp_path, cli):
+    write_clip(tmp_path / "clip.mp4")
+    code, out, err = cli("video", tmp_path / "clip.mp4", "--checkpoint", "random:vit_tiny/16", "--backend",
+                         "torch-fp32", "--image-size", 64, "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "boxes.json" in out
+    masks = sorted((tmp_path / "o" / "masks").glob("*.png"))
+    # boxes.json: every frame's stem, the largest component of its mask in the frame's pixels (or null)
+    boxes = json.loads((tmp_path / "o" / "boxes.json").read_text())
+    assert list(boxes) == [m.stem for m in masks] and any(b is not None for b in boxes.values())
+    for m in masks:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(cv2.imread(str(m), cv2.IMREAD_GRAYSCALE), connectivity=8)
+        if n <= 1:
+            assert boxes[m.stem] is None
+            continue
+        x, y, w, h = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])), :4]
+        assert np.abs(np.array(boxes[m.stem]) - [x, y, x + w, y + h]).max() <= 1, m.stem
 
 
 def test_video_on_stills_of_mixed_sizes(tmp_path, cli, photos):
