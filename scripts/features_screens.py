@@ -2,7 +2,8 @@
 similarity and its matches) and the Live tab in the pca overlay with the box, each grabbed with Qt's
 ``QWidget.grab`` (it runs offscreen; scripts/screenshots.py takes real X captures of the whole window).
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/features_screens.py [--checkpoint default] [--out docs/screenshots]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/features_screens.py \
+        [--checkpoint default] [--out docs/screenshots]
 """
 
 from __future__ import annotations

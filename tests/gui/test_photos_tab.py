@@ -101,13 +101,14 @@ def test_save_all_asks_first_and_starts_in_a_results_folder(window, qtbot, tmp_p
     tab.save_btn.click()
     assert starts == [str(tmp_path / "highlighter-results")]  # not the photos' folder
     assert (tmp_path / "highlighter-results").is_dir()
-    assert str(tmp_path / "out") in questions[0] and "12 files" in questions[0] and "2 photos" in questions[0]
+    # per photo: the .npz, 3 head maps, the fused map, the overlay, the PCA picture; and one boxes.json
+    assert str(tmp_path / "out") in questions[0] and "15 files" in questions[0] and "2 photos" in questions[0]
     assert list((tmp_path / "out").iterdir()) == []  # cancelled: nothing written
 
     answer[0] = QMessageBox.StandardButton.Yes
     tab.save_btn.click()
     qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("saved 2 result"), timeout=30000)
-    assert len(list((tmp_path / "out").iterdir())) == 12 and "12 files" in window.statusBar().currentMessage()
+    assert len(list((tmp_path / "out").iterdir())) == 15 and "15 files" in window.statusBar().currentMessage()
     assert str(tmp_path / "out") in window.statusBar().currentMessage()
     tab.save_btn.click()  # next time the dialog opens where the results went
     assert starts[-1] == str(tmp_path / "out")
