@@ -67,6 +67,7 @@ class LiveTab(QWidget):
         self.choice_job = Job(self._chosen, self._choice_failed)
         self.cancel_choice = threading.Event()
         self.key = None  # (model, size) of the running stream
+        self.choosing = None  # the key that the background choice is for
         self.description = ""
         self.choice_text = ""
         self.quit_after: int | None = None  # --quit-after N: report and close after N overlaid frames
@@ -203,16 +204,18 @@ class LiveTab(QWidget):
             size = fit_size(shape[:2], short, ck.vit.patch_size)
             key = (id(ck), size)
             predictor = self.predictors.get(key)
+            cached = None
             if predictor is None:  # the safe backend at once, from the model already built for Photos
-                from highlighter.runtime.predictor import TorchPredictor
+                from highlighter.runtime.predictor import TorchPredictor, cached_choice
 
                 predictor = TorchPredictor(ck, size, "fp32", model=engine.model)
-            return spec, source, key, predictor
+                cached = cached_choice(ck, size)  # a file read: torch fp32 chosen before needs no job at all
+            return spec, source, key, predictor, cached
 
         self.job.start(prepare)
 
     def _started(self, result) -> None:
-        spec, source, key, predictor = result
+        spec, source, key, predictor, cached = result
         self.start_btn.setEnabled(True)
         if self.user_stopped:  # Stop was pressed while it opened
             source.close()
@@ -227,7 +230,9 @@ class LiveTab(QWidget):
         self.runner.start()
         self.description = source.description
         H, W = predictor.image_size
-        if key in self.predictors:
+        if cached is not None and cached["chosen"] == "torch-fp32":
+            self._chosen((key, predictor, cached, True))
+        elif key in self.predictors:
             self.status.setText(self.choice_text)
         else:
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
@@ -240,6 +245,7 @@ class LiveTab(QWidget):
             return
         key, ck, size = self.key, self.state.ck, self.key[1]
         cancel = self.cancel_choice = threading.Event()
+        self.choosing = key
 
         def choose():
             from highlighter.runtime.predictor import (
@@ -282,7 +288,8 @@ class LiveTab(QWidget):
         self._choose()  # the stream moved on (another size or model) while this one was chosen
 
     def _choice_failed(self, message: str) -> None:
-        if self.runner is not None and "cancelled" not in message:
+        if "cancelled" not in message and self.runner is not None and self.choosing == self.key:
+            self.predictors[self.key] = self.pipeline.predictor  # settled: not tried again for this stream
             self.status.setText(f"{self.status.text().removesuffix('…')}: the choice failed ({message}); staying "
                                 "on torch fp32")
         if self.quit_when_chosen:
