@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QTimer
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 860)
         self.statusBar().showMessage("ready")
+        self.t_window = time.monotonic()  # built, with its first model (--quit-after reports it)
 
     # ------------------------------------------------------------------ settings
     def _restore_state(self) -> AppState:

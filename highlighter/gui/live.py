@@ -76,6 +76,7 @@ class LiveTab(QWidget):
         self.t_first_shown = 0.0
         self.record_t0: float | None = None
         self.quit_when_chosen = False
+        self.choose_pending = False
         self.source_before = ""
 
         self.source = QComboBox(editable=True)
@@ -237,7 +238,7 @@ class LiveTab(QWidget):
         else:
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
                                 "backend in the background…")
-            self._choose()
+            self.choose_pending = True  # from the first frame on: the choice must not delay it
 
     def _choose(self) -> None:
         """The background choice for the stream's model and size (one at a time; a newer stream asks again)."""
@@ -350,13 +351,17 @@ class LiveTab(QWidget):
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
         if self.frames_shown == 1:
             self.t_first_shown = now
+        if self.choose_pending:
+            self.choose_pending = False
+            self._choose()
         if self.quit_after is not None and self.frames_shown == self.quit_after:
             self._report_and_quit(now)
 
     def _report_and_quit(self, now: float) -> None:
         """``--quit-after N``: one JSON line on stdout, then the window closes."""
         n = self.frames_shown
-        report = {"first_frame_s": round(self.first_frame_t - self.launched, 3), "frames": n,
+        report = {"first_frame_s": round(self.first_frame_t - self.launched, 3),
+                  "window_s": round(self.main.t_window - self.launched, 3), "frames": n,
                   "fps": round((n - 1) / (now - self.t_first_shown), 2) if n > 1 and now > self.t_first_shown else 0.0,
                   "backend": self.pipeline.predictor.name, "image_size": list(self.pipeline.predictor.image_size),
                   "choice": ("cached" if "earlier start" in self.choice_text else "measured" if self.choice_text
@@ -381,6 +386,7 @@ class LiveTab(QWidget):
 
     def stop(self) -> None:
         self.user_stopped = True
+        self.choose_pending = False
         self.retry.stop()
         self.cancel_choice.set()  # a choice still measuring gives up before its next backend
         if self.runner is not None:
