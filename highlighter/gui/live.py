@@ -69,7 +69,8 @@ class LiveTab(QWidget):
         self.key = None  # (model, size) of the running stream
         self.choosing = None  # the key that the background choice is for
         self.description = ""
-        self.choice_text = ""
+        self.choice_text = ""  # what the running stream's choice was (for --quit-after's "choice")
+        self.choice_texts: dict = {}  # per (model, size), as self.predictors
         self.quit_after: int | None = None  # --quit-after N: report and close after N overlaid frames
         self.launched = time.monotonic()  # when the app was launched (the window sets it from the process)
         self.first_frame_t: float | None = None
@@ -139,6 +140,7 @@ class LiveTab(QWidget):
     # ------------------------------------------------------------------ following the state
     def model_changed(self, *_) -> None:
         self.predictors.clear()
+        self.choice_texts.clear()
         self.settings.heads = self.state.heads
         if self.runner is not None:
             self._restart()
@@ -181,6 +183,7 @@ class LiveTab(QWidget):
             self._on_status("no model loaded")
             return
         self.stop()
+        self.choice_text = ""
         self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
         # remembered now (a window closed while it opens keeps it); a source that fails to open is taken back
@@ -234,6 +237,7 @@ class LiveTab(QWidget):
         if cached is not None and cached["chosen"] == "torch-fp32":
             self._chosen((key, predictor, cached, True))
         elif key in self.predictors:
+            self.choice_text = self.choice_texts.get(key, "")
             self.status.setText(self.choice_text)
         else:
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
@@ -278,10 +282,11 @@ class LiveTab(QWidget):
         H, W = predictor.image_size
         entry = report.get(report["chosen"], {})
         how = "chosen on an earlier start" if cached else "measured now"
-        self.choice_text = (f"{self.description}: backend {predictor.name} at {H}x{W} (the fastest whose masks agree "
-                            f"with fp32, IoU {entry.get('mean_iou', 1.0):.3f}; {how})")
+        self.choice_texts[key] = (f"{self.description}: backend {predictor.name} at {H}x{W} (the fastest whose masks "
+                                  f"agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}; {how})")
         if self.runner is not None and key == self.key:
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
+            self.choice_text = self.choice_texts[key]
             self.status.setText(self.choice_text)
         if self.quit_when_chosen:
             QTimer.singleShot(0, self.main.close)

@@ -98,6 +98,14 @@ def test_the_stream_starts_on_torch_fp32_and_switches_to_the_cached_choice(env, 
     assert f"backend {chosen} at 112x192" in live.status.text()
     saved = list((env / "cache" / "choices").glob("*.json"))
     assert len(saved) == 1 and json.loads(saved[0].read_text())["chosen"] in chosen
+    w.state.set_image_size(96)  # a new resolution streams at once again, on torch fp32, while it chooses
+    qtbot.waitUntil(lambda: live.runner is not None and live.pipeline.predictor.image_size[0] == 96, timeout=60000)
+    n = live.frames_shown
+    qtbot.waitUntil(lambda: live.frames_shown >= n + 2, timeout=60000)
+    assert live.pipeline.predictor.name == "torch-fp32" and "in the background" in live.status.text()
+    w.state.set_image_size(112)  # and one chosen before needs no choice
+    qtbot.waitUntil(lambda: live.runner is not None and live.pipeline.predictor.name == chosen, timeout=60000)
+    assert "measured now" in live.status.text()
     close(w)
 
     w = open_window(qtbot, checkpoint=TINY)  # a new start: the choice comes from the disk, nothing is measured
