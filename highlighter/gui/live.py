@@ -33,7 +33,8 @@ from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
 from highlighter.video.sources import list_cameras, open_source
 from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
 
-RECORD_FPS = 25.0  # the most a recording is written at; a slower stream is written at its own rate
+RECORD_FPS = 25.0  # the most a recording is written at; a slower stream is written at its own rate,
+RECORD_MIN_FPS = 5.0  # but not below this (a frame is then repeated to keep time): players handle it
 
 
 class _Relay(QObject):
@@ -356,6 +357,7 @@ class LiveTab(QWidget):
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
         if self.frames_shown == 1:
             self.t_first_shown = now
+            self.stats.setText("streaming (fps after 5 frames)")
         if self.choose_pending:
             self.choose_pending = False
             self._choose()
@@ -431,7 +433,7 @@ class LiveTab(QWidget):
             h, w = self.latest.overlay.shape[:2]
             dt = time.perf_counter() - self.t_start
             measured = self.frames_shown / dt if dt > 0 and self.frames_shown else RECORD_FPS
-            self.recorder = Recorder(path, min(RECORD_FPS, max(1.0, round(measured))), (w, h))
+            self.recorder = Recorder(path, min(RECORD_FPS, max(RECORD_MIN_FPS, round(measured))), (w, h))
             self.record_t0 = time.perf_counter()  # the file's time 0: a frame shown t s later goes at t
             self.writer.submit(self.recorder.open)
             self.record.setText("Stop recording")

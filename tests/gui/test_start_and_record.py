@@ -91,6 +91,7 @@ def test_the_stream_starts_on_torch_fp32_and_switches_to_the_cached_choice(env, 
     live.start()
     assert live.stats.text() == "starting…" and "starting" in live.view.text()  # not "stopped" / "Press Start"
     qtbot.waitUntil(lambda: live.frames_shown >= 1, timeout=120000)
+    assert live.stats.text() == "streaming (fps after 5 frames)"
     assert live.choice_job.busy and live.pipeline.predictor.name == "torch-fp32"  # streaming while it chooses
     assert "choosing the fastest backend in the background" in live.status.text()
     qtbot.waitUntil(lambda: "measured now" in live.status.text(), timeout=300000)
