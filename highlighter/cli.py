@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the bundled clip)")
     p.add_argument("--checkpoint", metavar="PATH", help="the model for Live and Photos (default: the shipped one)")
     p.add_argument("--no-start", action="store_true", help="do not start the Live stream at once")
+    p.add_argument("--quit-after", type=int, metavar="N", help="quit after N overlaid frames and print one JSON "
+                   "line on stdout: first_frame_s (from launch), frames, fps, backend (for start-up benchmarks)")
     p.set_defaults(job="gui")
 
     p = sub.add_parser("attention", help="class-token attention maps and DINO masks for photos",

@@ -5,9 +5,29 @@ from __future__ import annotations
 from highlighter.errors import HighlighterError
 
 
+def launched_at() -> float:
+    """time.monotonic() at the moment this process started (Linux: from /proc; elsewhere: now)."""
+    import os
+    import time
+
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after the command's name
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return now - max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return now
+
+
 def run(args) -> int:
     import os
     import sys
+
+    launched = launched_at()
+    if args.quit_after is not None and args.quit_after < 1:
+        raise HighlighterError(f"--quit-after {args.quit_after}: give a number of frames, 1 or more")
 
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
                                                  or os.environ.get("QT_QPA_PLATFORM")):
@@ -20,4 +40,4 @@ def run(args) -> int:
     from highlighter.weights import resolve
 
     checkpoint = resolve(args.checkpoint) if args.checkpoint else None  # an official name -> its file
-    return main(checkpoint, args.source, autostart=not args.no_start)
+    return main(checkpoint, args.source, autostart=not args.no_start, quit_after=args.quit_after, launched=launched)

@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from highlighter.config import ViTConfig
 
 
-def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0) -> nn.Module:
-    """The one place that calls ``timm.create_model``. Random weights; nothing is downloaded.
+def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0, init: bool = True) -> nn.Module:
+    """The one place that calls ``timm.create_model``. Random weights; nothing is downloaded. ``init=False``
+    leaves the weights uninitialised, for a caller that loads every tensor next (timm's truncated-normal init
+    took seconds of the app's start on a busy 2-core CPU).
 
     The state-dict keys equal the official ones: ``cls_token, pos_embed, patch_embed.proj.*,
     blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}, norm`` and,
@@ -43,6 +45,7 @@ def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0) -> nn.Module:
         no_embed_class=False,
         final_norm=cfg.final_norm,
         drop_path_rate=drop_path_rate,
+        weight_init="" if init else "skip",
     )
     if cfg.swiglu:
         from timm.layers import SwiGLUPacked

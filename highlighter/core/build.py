@@ -41,7 +41,7 @@ def build_attention_model(ck: LoadedCheckpoint, device: str | torch.device = "cp
     """
     from highlighter.core.backbone import AttentionViT, build_vit
 
-    vit = build_vit(ck.vit)
+    vit = build_vit(ck.vit, init=False)  # every tensor is loaded next, strictly
     _load_strict(vit, ck.state, ck.vit.describe())
     ck.unexpected = _unexpected(ck, set(vit.state_dict()), DECODER_KEYS)
     return AttentionViT(vit, ck.vit).eval().to(device)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QTimer
@@ -33,7 +34,8 @@ GET = "Get official weights…"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, checkpoint: str | None = None, source: str | None = None, quiet: bool = False):
+    def __init__(self, checkpoint: str | None = None, source: str | None = None, quiet: bool = False,
+                 quit_after: int | None = None, launched: float | None = None):
         super().__init__()
         self.quiet = quiet  # tests: no modal dialogs
         path = os.environ.get("HIGHLIGHTER_SETTINGS")
@@ -66,10 +68,12 @@ class MainWindow(QMainWindow):
         lay.addLayout(top)
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        default = default_checkpoint_or_none("attention")
-        spec = checkpoint or self.settings_value("model", "", str) or (str(default) if default else DEMO)
-        self._load_sync_first(spec)
+        self._load_sync_first(checkpoint)
+        self._select_current()
         self.live = LiveTab(self)
+        self.live.quit_after = quit_after
+        if launched is not None:
+            self.live.launched = launched
         if source is not None:
             self.live.source.setCurrentText(str(source))
         self.photos = PhotosTab(self)
@@ -84,6 +88,7 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 860)
         self.statusBar().showMessage("ready")
+        self.t_window = time.monotonic()  # built, with its first model (--quit-after reports it)
 
     # ------------------------------------------------------------------ settings
     def _restore_state(self) -> AppState:
@@ -193,19 +198,37 @@ class MainWindow(QMainWindow):
         else:
             fn()
 
-    def _load_sync_first(self, spec: str) -> None:
-        """The first model loads before the tabs exist (a bad saved path falls back to the demo)."""
+    def _load_sync_first(self, asked: str | None) -> None:
+        """The first model loads before the tabs exist: the one asked for (--checkpoint), else the saved one,
+        else the shipped default, else the untrained demo; the first that loads wins. A failure is said in
+        ``last_error`` and never saved: only a model asked for that loaded becomes the saved choice, and a
+        saved model that no longer loads is forgotten."""
         from highlighter.core.inference import AttentionEngine
         from highlighter.weights import resolve
 
-        try:
-            spec = resolve(spec)  # the name of downloaded official weights -> its file
-            engine = AttentionEngine.from_checkpoint(spec, device="cpu")
-        except Exception as e:  # noqa: BLE001 - a stale setting must not stop the app
-            self.last_error = str(e)
-            engine = AttentionEngine.from_checkpoint(DEMO, device="cpu")
-            spec = DEMO
-        self._set_model(spec, engine)
+        saved = self.settings_value("model", "", str)
+        default = default_checkpoint_or_none("attention")
+        tried, errors = [], []
+        for spec in (asked, saved, str(default) if default else None, DEMO):
+            if not spec or spec in tried:
+                continue
+            tried.append(spec)
+            try:
+                path = resolve(spec)  # the name of downloaded official weights -> its file
+                engine = AttentionEngine.from_checkpoint(path, device="cpu")
+            except Exception as e:  # noqa: BLE001 - a bad choice must not stop the app
+                errors.append(f"could not load {spec}: {e}")
+                if spec == saved:
+                    self.qsettings.remove("model")
+                continue
+            break
+        self._set_model(path, engine, save=bool(asked) and spec == asked)
+        if errors:
+            self.last_error = "; ".join(errors) + f". Using {self._model_name(path)} instead."
+
+    @staticmethod
+    def _model_name(spec: str) -> str:
+        return "the untrained demo model" if spec.startswith("random:") else Path(spec).name
 
     def load_model(self, spec: str) -> None:
         from highlighter.core.inference import AttentionEngine
@@ -232,17 +255,28 @@ class MainWindow(QMainWindow):
         if kind != "mae":  # the MAE tab takes MAE models itself
             self.load_model(path)
 
-    def _set_model(self, spec: str, engine) -> None:
+    def _set_model(self, spec: str, engine, save: bool = True) -> None:
+        from highlighter.card import model_note
+
         self.state.set_model(spec, engine)  # the tabs follow through the state's model_changed
-        self.set_setting("model", spec)
+        if save:
+            self.set_setting("model", spec)
         ck = engine.ck
         where = f"{ck.name} ({ck.source})" if ck.path else ck.source
-        warning = "  —  untrained: the maps are noise; open a trained checkpoint" if not ck.path else ""
+        note = "untrained: the maps are noise; open a trained checkpoint" if not ck.path else model_note(ck.path,
+                                                                                                       ck.meta)
         self.model_info.setText(f"{ck.vit.arch_name}, patch {ck.vit.patch_size}, {ck.vit.num_heads} heads — "
-                                f"{where}{warning}")
+                                f"{where}" + (f"  —  {note}" if note else ""))
+        self.model_info.setStyleSheet("color: #b35900;" if note and not note.startswith("mask IoU") else "")
 
     def _select_current(self) -> None:
-        i = self.model_combo.findData(self.model_spec)
+        """The picker names the model that is loaded (one not in its list, such as --checkpoint FILE, is added)."""
+        spec = self.model_spec
+        i = self.model_combo.findData(spec)
+        if i < 0 and spec:
+            label = f"{spec} (untrained)" if spec.startswith("random:") else Path(spec).name
+            self.model_combo.insertItem(max(0, self.model_combo.count() - 2), label, spec)  # before Get…, Open…
+            i = self.model_combo.findData(spec)
         if i >= 0:
             self.model_combo.setCurrentIndex(i)
 
@@ -269,13 +303,18 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def main(checkpoint: str | None = None, source: str | None = None, autostart: bool = True) -> int:
+def main(checkpoint: str | None = None, source: str | None = None, autostart: bool = True,
+         quit_after: int | None = None, launched: float | None = None) -> int:
+    """``launched``: time.monotonic() when the process started (for --quit-after's first_frame_s)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("highlighter")
-    win = MainWindow(checkpoint, source)
+    win = MainWindow(checkpoint, source, quit_after=quit_after, launched=launched)
     win.show()
     if win.last_error:
-        QMessageBox.warning(win, "Saved model unavailable", f"{win.last_error}\nUsing the untrained demo model.")
-    if autostart:
+        print(f"warning: {win.last_error}", file=sys.stderr, flush=True)
+        win.statusBar().showMessage(win.last_error, 15000)
+        if quit_after is None:  # a timed run has nobody to press OK
+            QMessageBox.warning(win, "Model unavailable", win.last_error)
+    if autostart or quit_after is not None:
         win.live.start()
     return app.exec()

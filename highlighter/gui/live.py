@@ -7,6 +7,8 @@ and Snapshot hand the files to ``video.writer.Writer``, off the GUI thread.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from pathlib import Path
 
@@ -32,7 +34,8 @@ from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
 from highlighter.video.sources import list_cameras, open_source
 from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
 
-RECORD_FPS = 25.0
+RECORD_FPS = 25.0  # the most a recording is written at; a slower stream is written at its own rate,
+RECORD_MIN_FPS = 5.0  # but not below this (a frame is then repeated to keep time): players handle it
 
 
 class _Relay(QObject):
@@ -63,6 +66,21 @@ class LiveTab(QWidget):
         self.relay.result.connect(self._show_latest)
         self.relay.status.connect(self._on_status)
         self.job = Job(self._started, self._failed)
+        self.choice_job = Job(self._chosen, self._choice_failed)
+        self.cancel_choice = threading.Event()
+        self.key = None  # (model, size) of the running stream
+        self.choosing = None  # the key that the background choice is for
+        self.description = ""
+        self.choice_text = ""  # what the running stream's choice was (for --quit-after's "choice")
+        self.choice_texts: dict = {}  # per (model, size), as self.predictors
+        self.quit_after: int | None = None  # --quit-after N: report and close after N overlaid frames
+        self.launched = time.monotonic()  # when the app was launched (the window sets it from the process)
+        self.first_frame_t: float | None = None
+        self.t_first_shown = 0.0
+        self.record_t0: float | None = None
+        self.quit_when_chosen = False
+        self.choose_pending = False
+        self.source_before = ""
 
         self.source = QComboBox(editable=True)
         for i in list_cameras():
@@ -126,6 +144,7 @@ class LiveTab(QWidget):
     # ------------------------------------------------------------------ following the state
     def model_changed(self, *_) -> None:
         self.predictors.clear()
+        self.choice_texts.clear()
         self.settings.heads = self.state.heads
         if self.runner is not None:
             self._restart()
@@ -162,40 +181,56 @@ class LiveTab(QWidget):
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
-        ck = self.state.ck
+        """Stream at once on torch fp32 (safe everywhere, no export), and choose the fastest backend meanwhile:
+        from the on-disk cache when this model, size, machine and versions were seen before, else by measuring
+        (``runtime.predictor.choose_backend``), in a background job; the stream switches when it is known."""
+        ck, engine = self.state.ck, self.state.engine
         if ck is None:
             self._on_status("no model loaded")
             return
         self.stop()
+        self.choice_text = ""
         self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
+        # remembered now (a window closed while it opens keeps it); a source that fails to open is taken back
+        self.source_before = self.main.settings_value("source", "", str)
         self.main.set_setting("source", spec)
         short = self.state.image_size
-        self.status.setText(f"starting {spec}: choosing the fastest backend…")
+        self.status.setText(f"opening {spec}…")
+        self.stats.setText("starting…")
+        if self.latest is None:
+            self.view.setText(f"starting {spec}…")
         self.start_btn.setEnabled(False)
 
         def prepare():
             source = open_source(spec, loop=True)
-            demo = []
-            if demo_clip().exists():  # the backends are compared on the bundled clip
-                clip = open_source(str(demo_clip()))
-                demo = [f.image for _, f in zip(range(3), clip)]
-                clip.close()
-            if not demo:
-                demo = [f.image for _, f in zip(range(3), source)]
-            size = fit_size(source.frame_shape or demo[0].shape[:2], short, ck.vit.patch_size)
+            shape = source.frame_shape
+            if shape is None:
+                first = next(iter(source), None)
+                if first is None:
+                    source.close()
+                    raise RuntimeError(f"{spec}: no frames")
+                shape = first.image.shape
+            size = fit_size(shape[:2], short, ck.vit.patch_size)
             key = (id(ck), size)
-            if key not in self.predictors:
-                from highlighter.runtime.predictor import choose_backend
+            predictor = self.predictors.get(key)
+            cached = None
+            if predictor is None:  # the safe backend at once, from the model already built for Photos
+                from highlighter.runtime.predictor import TorchPredictor, cached_choice
 
-                self.predictors[key] = choose_backend(ck, size, demo, repeats=2, log=lambda m: None)
-            return source, self.predictors[key]
+                predictor = TorchPredictor(ck, size, "fp32", model=engine.model)
+                cached = cached_choice(ck, size)  # a file read: torch fp32 chosen before needs no job at all
+            return spec, source, key, predictor, cached
 
         self.job.start(prepare)
 
     def _started(self, result) -> None:
-        source, (predictor, report) = result
+        spec, source, key, predictor, cached = result
         self.start_btn.setEnabled(True)
+        if self.user_stopped:  # Stop was pressed while it opened
+            source.close()
+            return
+        self.key = key
         self.pipeline = FramePipeline(predictor, self.settings)
         fps = getattr(source, "fps", 0.0) if not getattr(source, "is_camera", True) else 0.0
         if fps == 0.0 and source.total:
@@ -203,15 +238,90 @@ class LiveTab(QWidget):
         self.runner = LiveRunner(source, self.pipeline, self._on_result, self.relay.status.emit, paced_fps=fps)
         self.frames_shown, self.t_start = 0, time.perf_counter()
         self.runner.start()
-        agree = report[report["chosen"]]
+        self.description = source.description
         H, W = predictor.image_size
-        self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W} (fastest whose masks "
-                            f"agree with fp32, IoU {agree['mean_iou']:.3f})")
+        if cached is not None and cached["chosen"] == "torch-fp32":
+            self._chosen((key, predictor, cached, True))
+        elif key in self.predictors:
+            self.choice_text = self.choice_texts.get(key, "")
+            self.status.setText(self.choice_text)
+        else:
+            self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
+                                "backend in the background…")
+            self.choose_pending = True  # from the first frame on: the choice must not delay it
         if self.settings.overlay == "pca":
             self._ensure_tokens()
 
+    def _choose(self) -> None:
+        """The background choice for the stream's model and size (one at a time; a newer stream asks again)."""
+        if self.choice_job.busy or self.runner is None or self.key in self.predictors:
+            return
+        key, ck, size = self.key, self.state.ck, self.key[1]
+        cancel = self.cancel_choice = threading.Event()
+        self.choosing = key
+
+        def choose():
+            from highlighter.runtime.predictor import (
+                cached_choice,
+                choose_backend,
+                make_predictor,
+                remember_choice,
+            )
+
+            report = cached_choice(ck, size)
+            if report is not None:
+                return key, make_predictor(report["chosen"], ck, size, log=lambda m: None), report, True
+            frames = []
+            clip = open_source(str(demo_clip()) if demo_clip().exists() else self.source.currentText().strip())
+            try:  # the backends are compared on the bundled clip
+                frames = [f.image for _, f in zip(range(3), clip)]
+            finally:
+                clip.close()
+            predictor, report = choose_backend(ck, size, frames, repeats=2, log=lambda m: None,
+                                               cancel=cancel)
+            remember_choice(ck, size, report)
+            return key, predictor, report, False
+
+        self.choice_job.start(choose)
+
+    def _chosen(self, result) -> None:
+        key, predictor, report, cached = result
+        self.predictors[key] = predictor
+        H, W = predictor.image_size
+        entry = report.get(report["chosen"], {})
+        how = "chosen on an earlier start" if cached else "measured now"
+        self.choice_texts[key] = (f"{self.description}: backend {predictor.name} at {H}x{W} (the fastest whose masks "
+                                  f"agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}; {how})")
+        if self.runner is not None and key == self.key:
+            self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
+            self.choice_text = self.choice_texts[key]
+            self.status.setText(self.choice_text)
+            if self.settings.overlay == "pca":
+                self._ensure_tokens()  # an ONNX choice gives no patch tokens
+        if self.quit_when_chosen:
+            QTimer.singleShot(0, self.main.close)
+            return
+        self._choose()  # the stream moved on (another size or model) while this one was chosen
+
+    def _choice_failed(self, message: str) -> None:
+        if "cancelled" not in message and self.runner is not None and self.choosing == self.key:
+            self.predictors[self.key] = self.pipeline.predictor  # settled: not tried again for this stream
+            self.status.setText(f"{self.status.text().removesuffix('…')}: the choice failed ({message}); staying "
+                                "on torch fp32")
+        if self.quit_when_chosen:
+            QTimer.singleShot(0, self.main.close)
+            return
+        self._choose()
+
     def _failed(self, message: str) -> None:
+        if self.source_before:  # a failed choice is never saved: the next start opens the last good source
+            self.main.set_setting("source", self.source_before)
+        else:
+            self.main.qsettings.remove("source")
         self.start_btn.setEnabled(True)
+        self.stats.setText("stopped")
+        if self.latest is None:
+            self.view.setText("Press Start")
         self._on_status(message)
         self._maybe_retry()
 
@@ -239,17 +349,47 @@ class LiveTab(QWidget):
         res = self.latest
         if res is None:
             return
+        now = time.perf_counter()
         self.view.setPixmap(fit(rgb_to_pixmap(res.overlay), self.view.width(), self.view.height()))
         self.state.latest_frame = res.frame
         self.frames_shown += 1
+        if self.first_frame_t is None:
+            self.first_frame_t = time.monotonic()
         if self.recorder is not None:
-            self.writer.submit(self.recorder.write, res.overlay, block=False)  # a full queue drops, never waits
-        dt = time.perf_counter() - self.t_start
+            # a full queue drops, never waits; the time places the frame in the file (real-speed playback)
+            self.writer.submit(self.recorder.write, res.overlay, now - self.record_t0, block=False)
+        dt = now - self.t_start
         if self.frames_shown % 5 == 0 and dt > 0:
             t = res.timings
             dropped = self.runner.slot.dropped if self.runner else 0
             self.stats.setText(f"{self.frames_shown / dt:.1f} fps   model {t['model_ms']:.1f} ms   end-to-end "
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
+        if self.frames_shown == 1:
+            self.t_first_shown = now
+            self.stats.setText("streaming (fps after 5 frames)")
+        if self.choose_pending:
+            self.choose_pending = False
+            self._choose()
+        if self.quit_after is not None and self.frames_shown == self.quit_after:
+            self._report_and_quit(now)
+
+    def _report_and_quit(self, now: float) -> None:
+        """``--quit-after N``: one JSON line on stdout, then the window closes."""
+        n = self.frames_shown
+        report = {"first_frame_s": round(self.first_frame_t - self.launched, 3),
+                  "window_s": round(self.main.t_window - self.launched, 3), "frames": n,
+                  "fps": round((n - 1) / (now - self.t_first_shown), 2) if n > 1 and now > self.t_first_shown else 0.0,
+                  "backend": self.pipeline.predictor.name, "image_size": list(self.pipeline.predictor.image_size),
+                  "choice": ("cached" if "earlier start" in self.choice_text else "measured" if self.choice_text
+                             else "pending"),
+                  "source": self.description}
+        print(json.dumps(report), flush=True)
+        self.quit_after = None
+        if self.choice_job.busy:  # let the choice be saved, so that the next start needs none
+            self.quit_when_chosen = True
+            self.status.setText(self.status.text() + " (quitting once the choice is saved)")
+        else:
+            QTimer.singleShot(0, self.main.close)
 
     # ------------------------------------------------------------------ patch features: PCA and boxes
     def _feature_controls(self) -> QHBoxLayout:
@@ -310,7 +450,9 @@ class LiveTab(QWidget):
 
     def stop(self) -> None:
         self.user_stopped = True
+        self.choose_pending = False
         self.retry.stop()
+        self.cancel_choice.set()  # a choice still measuring gives up before its next backend
         if self.runner is not None:
             self.runner.stop()
             self.runner = None
@@ -341,16 +483,30 @@ class LiveTab(QWidget):
         return paths
 
     def _record(self, on: bool) -> None:
+        """A toggle: Record / Stop recording. The file is written at the stream's measured rate, and each frame
+        is placed by the time it was shown (repeated or skipped to keep time), so it plays at real speed."""
         if on and self.latest is not None:
             path = self._folder() / (time.strftime("%Y%m%d-%H%M%S") + "_overlay.mp4")
             h, w = self.latest.overlay.shape[:2]
-            self.recorder = Recorder(path, RECORD_FPS, (w, h))
+            dt = time.perf_counter() - self.t_start
+            measured = self.frames_shown / dt if dt > 0 and self.frames_shown else RECORD_FPS
+            self.recorder = Recorder(path, min(RECORD_FPS, max(RECORD_MIN_FPS, round(measured))), (w, h))
+            self.record_t0 = time.perf_counter()  # the file's time 0: a frame shown t s later goes at t
             self.writer.submit(self.recorder.open)
-            self.status.setText(f"recording to {path}")
+            self.record.setText("Stop recording")
+            self.status.setText(f"recording to {path} at {self.recorder.fps:g} fps")
         elif on:
             self.record.setChecked(False)
             self.status.setText("start the stream before recording")
         elif self.recorder is not None:
             recorder, self.recorder = self.recorder, None
+            if self.latest is not None:  # the file lasts until Stop was pressed: its last slot ends then
+                t_end = time.perf_counter() - self.record_t0 - 1.0 / recorder.fps
+                self.writer.submit(recorder.write, self.latest.overlay, max(0.0, t_end))
+            self.record.setText("Record")
+            self.status.setText(f"finishing {recorder.path}…")
             self.writer.submit(recorder.close, on_done=lambda _: self.relay.status.emit(
-                f"recording saved: {recorder.path} ({recorder.frames} frames)"))
+                f"recording saved: {recorder.path} ({recorder.frames} frames, {recorder.duration:.1f} s at "
+                f"{recorder.fps:g} fps)"))
+        else:
+            self.record.setText("Record")

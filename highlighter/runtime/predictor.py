@@ -1,19 +1,32 @@
 """Build any live predictor from a checkpoint: torch fp32 / bf16, ONNX Runtime fp32 / int8, and the
-``auto`` choice: the fastest backend whose masks agree with torch fp32 (mean IoU >= 0.98)."""
+``auto`` choice: the fastest backend whose masks agree with torch fp32 (mean IoU >= 0.98).
+
+A choice takes tens of seconds on a small CPU (an ONNX export, an int8 quantisation, timings), so it is kept on
+disk (``remember_choice`` / ``cached_choice``), keyed by what it depends on: the model file's content, the input
+size, the machine (GPU name, or CPU model and flags) and the versions of the packages that run it."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from highlighter.errors import HighlighterError
 from highlighter.runtime.base import Predictor
 
 BACKENDS = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8")
 AGREEMENT = 0.98
+CHOICE_VERSION = 1  # bump when the way a choice is made changes: older ones are then ignored
+
+
+class Cancelled(HighlighterError):
+    """``choose_backend`` was asked to stop (the stream it was choosing for stopped)."""
 
 
 class TorchPredictor(Predictor):
@@ -22,7 +35,9 @@ class TorchPredictor(Predictor):
 
     supports_tokens = True
 
-    def __init__(self, ck, image_size: tuple[int, int], precision: str = "fp32", device: str = "auto"):
+    def __init__(self, ck, image_size: tuple[int, int], precision: str = "fp32", device: str = "auto", model=None):
+        """``model``: an ``AttentionViT`` of ``ck`` already built on this device, to save building another (fp32
+        only; ``LiveModel`` copies what it takes from it)."""
         import torch
 
         from highlighter.core.build import build_attention_model
@@ -31,7 +46,8 @@ class TorchPredictor(Predictor):
 
         self.torch = torch
         self.device = resolve_device(device)
-        model = build_attention_model(ck)
+        if model is None or precision != "fp32" or next(model.parameters()).device != self.device:
+            model = build_attention_model(ck)
         self.model = LiveModel(model.vit, ck.vit, image_size).eval().to(self.device)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if precision == "bf16":
@@ -115,10 +131,10 @@ def bf16_usable(device: str = "auto") -> bool:
 
 
 def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto", threshold: float = 0.6,
-                   repeats: int = 5, log=print) -> tuple[Predictor, dict]:
+                   repeats: int = 5, log=print, cancel: threading.Event | None = None) -> tuple[Predictor, dict]:
     """Try each backend on the frames: keep those whose masks (the fused map under DINO's rule, as the live
     overlay shows them) agree with torch fp32 at a mean IoU >= 0.98, and return the fastest (median model
-    time), with the table of what was measured."""
+    time), with the table of what was measured. ``cancel`` set: raises Cancelled before the next backend."""
     from highlighter.evaluation import iou
     from highlighter.postprocess import fuse, mass_mask
 
@@ -130,6 +146,8 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
     candidates = ["torch-fp32", "ort-fp32", "ort-int8"] + (["torch-bf16"] if bf16_usable(device) else [])
     report, best = {}, None
     for name in candidates:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("the backend choice was cancelled")
         try:
             pred = reference if name == "torch-fp32" else make_predictor(name, ck, image_size, device, log)
         except Exception as e:  # noqa: BLE001 - a backend that cannot start is simply not chosen
@@ -148,3 +166,87 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
     assert best is not None  # torch fp32 agrees with itself
     report["chosen"] = best[0]
     return best[1], report
+
+
+# ============================================================================= the choice, kept on disk
+_HASHES: dict[tuple, str] = {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """The content hash of a file (remembered per path, size and mtime for this process)."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def machine_id(device: str = "auto") -> str:
+    """The GPU's name when it runs on one, else the CPU's model and instruction-set flags (what decides whether
+    int8, bf16 or ONNX Runtime win)."""
+    import torch
+
+    if device != "cpu" and torch.cuda.is_available():
+        return "cuda:" + torch.cuda.get_device_name(0)
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not flags:
+                model = value.strip()
+            if key.strip() in ("flags", "Features"):
+                flags = " ".join(sorted(value.split()))
+                break
+    except OSError:  # not Linux: the model name is what there is
+        pass
+    return f"cpu:{model}|{hashlib.sha1(flags.encode()).hexdigest()[:12]}|{os.cpu_count()}"
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from highlighter import __version__
+
+    out = {"highlighter": __version__}
+    for name in ("torch", "onnxruntime", "onnx", "timm", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def choice_key(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = 0.6) -> str:
+    """What a backend choice depends on, hashed: the model's content, the size, the machine, the versions."""
+    model = file_sha256(ck.path) if ck.path else ck.source  # random:... models are named by their spec
+    parts = {"model": model, "vit": repr(ck.vit), "size": list(image_size), "machine": machine_id(device),
+             "versions": _versions(), "threshold": threshold, "v": CHOICE_VERSION}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _choice_path(key: str) -> Path:
+    return cache_dir() / "choices" / f"{key}.json"
+
+
+def cached_choice(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = 0.6) -> dict | None:
+    """The report of an earlier choice for this model, size, machine and versions, or None."""
+    try:
+        report = json.loads(_choice_path(choice_key(ck, image_size, device, threshold)).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("chosen") in BACKENDS else None
+
+
+def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str = "auto",
+                    threshold: float = 0.6) -> Path:
+    """Keep a choice's report (written atomically: a half-written file is never read back)."""
+    path = _choice_path(choice_key(ck, image_size, device, threshold))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(path)
+    return path

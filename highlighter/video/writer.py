@@ -42,7 +42,11 @@ def write_snapshot(paths: list[Path], frame: np.ndarray, mask: np.ndarray, overl
 
 class Recorder:
     """An mp4 of RGB frames. The size is fixed when it opens (``size`` (W, H), or the first frame's); other
-    frames are resized to it. ``open`` raises HighlighterError when no encoder can write the file."""
+    frames are resized to it. ``open`` raises HighlighterError when no encoder can write the file.
+
+    ``write(rgb, t)`` with ``t`` (seconds since the first frame) keeps real time: an mp4 has one frame rate, so
+    a frame is repeated until the file reaches ``t``, and a frame that arrives before the file's next slot is
+    skipped. Without ``t`` every frame is written once (the CLI, which writes every frame of a file)."""
 
     def __init__(self, path: str | Path, fps: float = 25.0, size: tuple[int, int] | None = None):
         self.path, self.fps, self.size = Path(path), float(fps), size
@@ -59,14 +63,24 @@ class Recorder:
             raise HighlighterError(f"cannot write {self.path} (no mp4 encoder in this OpenCV build?)")
         return self
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
         if self._out is None:
             self.open((rgb.shape[1], rgb.shape[0]))
+        repeats = 1 if t is None else int(t * self.fps + 0.5) + 1 - self.frames  # slots up to and including t
+        if repeats <= 0:
+            return
         W, H = self.size
         if rgb.shape[:2] != (H, W):
             rgb = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_AREA)
-        self._out.write(to_bgr(rgb))
-        self.frames += 1
+        bgr = to_bgr(rgb)
+        for _ in range(repeats):
+            self._out.write(bgr)
+        self.frames += repeats
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video written so far."""
+        return self.frames / self.fps
 
     def close(self) -> None:
         if self._out is not None:

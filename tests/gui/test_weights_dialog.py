@@ -118,16 +118,19 @@ def test_a_bad_mirror_is_refused_before_any_request(env, qtbot):
 
 
 def test_a_name_in_the_settings_or_on_the_command_line_loads_its_file(qtbot, tmp_path, monkeypatch, official_tree):
-    """MainWindow(checkpoint='dino_vits16') resolves the name; before a download it falls back to the demo."""
+    """MainWindow(checkpoint='dino_vits16') resolves the name; before a download it falls back to the shipped
+    default (issue 12: not to a random model) and says so."""
     import shutil
 
-    from highlighter.gui.app import DEMO, MainWindow
+    from highlighter.gui.app import MainWindow
+    from highlighter.paths import default_checkpoint
 
     monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
     w = MainWindow(checkpoint="dino_vits16", quiet=True)
     qtbot.addWidget(w)
-    assert w.model_spec == DEMO and "weights get dino_vits16" in w.last_error
+    assert w.model_spec == str(default_checkpoint("attention")) and "weights get dino_vits16" in w.last_error
+    assert "dino_default.safetensors instead" in w.last_error and w.model_combo.currentData() == w.model_spec
     w.close()
     target = tmp_path / "cache" / "weights" / "dino_deitsmall16_pretrain.pth"
     target.parent.mkdir(parents=True)
