@@ -30,3 +30,18 @@ def test_a_bad_card_is_refused(tmp_path, cli, content):
     code, _, err = cli("export", "--checkpoint", "random:vit_tiny/16", "--out", tmp_path / "m.safetensors",
                        "--card", tmp_path / "card.json")
     assert code == 2 and "--card" in err and not (tmp_path / "m.safetensors").exists()
+
+
+def test_re_exporting_our_file_keeps_how_it_was_made(tmp_path, cli):
+    """A run's probe_best (or any exported file) exported again, e.g. with a card: the `trained` header stays."""
+    from highlighter.core.save import save_model
+
+    ck = load_checkpoint("random:vit_tiny/16")
+    trained = {"task": "dino", "weights": "teacher", "steps": 83, "images_seen": 5312, "recipe": {"lr": 0.00025}}
+    save_model(tmp_path / "best.safetensors", "dino", ck.vit, ck.state, None, trained=trained)
+    (tmp_path / "card.json").write_text(json.dumps({"status": "weak", "iou": {"horses": 0.25}}))
+    code, _, err = cli("export", "--checkpoint", tmp_path / "best.safetensors", "--half", "--card",
+                       tmp_path / "card.json", "--out", tmp_path / "m.safetensors")
+    assert code == 0, err
+    meta = load_checkpoint(tmp_path / "m.safetensors").meta
+    assert meta["trained"] == trained and meta["card"]["status"] == "weak"

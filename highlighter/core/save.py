@@ -77,7 +77,14 @@ def provenance(path: str | os.PathLike, key: str = "teacher") -> dict:
     file's header; empty for anything that is not one of our training checkpoints."""
     if str(path).startswith("random:"):
         return {}
-    obj, _ = read_checkpoint_file(path)
+    obj, sf_meta = read_checkpoint_file(path)
+    if sf_meta is not None:  # one of our exported files (or a run's probe_best): its provenance travels on
+        try:
+            meta = json.loads(sf_meta.get("highlighter", "{}"))
+        except ValueError:
+            return {}
+        trained = meta.get("trained") if isinstance(meta, dict) else None
+        return {"trained": trained} if isinstance(trained, dict) else {}
     meta = obj.get("highlighter") if isinstance(obj, dict) else None
     if not isinstance(meta, dict) or "train" not in meta:
         return {}

@@ -237,10 +237,10 @@ def test_the_model_line_says_an_early_model_and_its_iou(env, qtbot, cli):
     close(w)
 
 
-def test_the_shipped_default_says_it_is_early_with_the_measured_iou(env, qtbot):
+def test_the_shipped_default_says_it_is_weak_with_the_measured_iou(env, qtbot):
     w = open_window(qtbot)
     assert w.model_spec.endswith("dino_default.safetensors")
     text = w.model_info.text()
-    assert "early model, its maps are unreliable: CPU-trained default, 15 of 100 epochs" in text
-    assert "davis-stills 0.05 (centred ellipse 0.26), horses 0.14 (centred ellipse 0.43)" in text
+    assert "weak model, its maps are unreliable: CPU-trained default (5.3k images, 32 min)" in text
+    assert "davis-stills 0.08 (centred ellipse 0.26), horses 0.25 (centred ellipse 0.43)" in text
     close(w)
