@@ -53,6 +53,10 @@ def default_checkpoint_or_none(kind: str) -> Path | None:
         return None
 
 
+RUN_CHECKPOINT = "checkpoint.pth"  # what `highlighter train` writes in its run folder, with log.jsonl
+RUN_BEST = "probe_best.safetensors"  # the teacher at the run's best objectness probe
+
+
 def demo_clip() -> Path:
     """The bundled video (it may be missing from a stripped-down install: check ``exists()``)."""
     return assets_dir() / DEMO_CLIP
