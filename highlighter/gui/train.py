@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.qt_util import FitLabel, ImageDialog
+from highlighter.paths import RUN_CHECKPOINT
 
 
 class TrainTab(QWidget):
@@ -289,7 +290,7 @@ class TrainTab(QWidget):
                 QMessageBox.warning(self, "Training failed", message)
 
     def use_model(self) -> None:
-        ck = Path(self.out.text()) / "checkpoint.pth"
+        ck = Path(self.out.text()) / RUN_CHECKPOINT
         if not ck.exists():
             self.status.setText(f"no checkpoint yet in {ck.parent}")
             return

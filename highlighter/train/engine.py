@@ -1,4 +1,4 @@
-"""One training step of each recipe, and its state. The loop around them is in pretrain.py.
+"""One training step of each recipe, and its state. The loop around them is in loop.py, the wiring in pretrain.py.
 
 DinoTask follows main_dino.py's train_one_epoch; MaeTask follows engine_pretrain.py's.
 """

@@ -1,4 +1,7 @@
-"""The training run: wires data, task, checkpoints, logging and signals. The torchrun target."""
+"""The training run, wired as main_pretrain.py wires MAE's: the configuration (resume, --epochs extend, --init),
+the processes, the data, the task, the run folder and its log, and what the loop's moments write (RunHooks). The
+loop itself, and the policy that picks those moments, are in loop.py. `highlighter train` (cli.py) calls ``run``;
+so does torchrun (``torchrun ... -m highlighter train ...``)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,16 +18,14 @@ from tqdm import tqdm
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
 from highlighter.core.checkpoint import atomic_write, make_meta, save_model
 from highlighter.errors import CheckpointError, HighlighterError
+from highlighter.paths import RUN_BEST, RUN_CHECKPOINT, assets_dir
 from highlighter.train import preview
 from highlighter.train.augment import DinoMultiCrop, MaeCrop
 from highlighter.train.data import EpochBatches, TrainImages, find_training_images, make_loader
 from highlighter.train.dist import Dist, init_distributed, shutdown
 from highlighter.train.engine import DinoTask, MaeTask, NonFiniteLoss
+from highlighter.train.loop import Policy, Progress, train_mode, train_one_epoch
 from highlighter.train.packed import ImageBank, TensorMultiCrop, load_source
-
-CHECKPOINT = "checkpoint.pth"
-PROBE_BEST = "probe_best.safetensors"  # the teacher at the best objectness probe of the run
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 class RunLog:
@@ -95,8 +97,8 @@ def _preview_images(files: list[Path], explicit: list[str] | None) -> tuple[list
     """Fixed photos for previews: the given ones, else the bundled demo photos, else 4 taken out of the data."""
     if explicit:
         paths = [Path(p) for p in explicit]
-    elif sorted(ASSETS.glob("*.jpg")):
-        paths = sorted(ASSETS.glob("*.jpg"))[:4]
+    elif sorted(assets_dir().glob("*.jpg")):
+        paths = sorted(assets_dir().glob("*.jpg"))[:4]
     else:
         paths = files[-4:]
         files = files[:-4]
@@ -115,7 +117,7 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
     checkpoint (the architecture comes from the file; ``explicit_arch`` holds the --arch / --patch-size the
     user typed, which must agree with it)."""
     run_dir = Path(out)
-    ckpt_path = run_dir / CHECKPOINT
+    ckpt_path = run_dir / RUN_CHECKPOINT
     if resume and not ckpt_path.exists():
         raise HighlighterError(f"--resume: there is no {ckpt_path} to continue")
     if not resume and ckpt_path.exists():
@@ -163,9 +165,12 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         probe = None
         if probe_every_minutes and kind == "dino" and dist.is_main:
             probe = make_probe(cfg, probe_data, probe_sizes)
-        return _run(kind, cfg, data, run_dir, dist, state, events, log_every, save_every_minutes, save_every_steps,
-                    preview_every, preview_images, max_steps, probe, probe_every_minutes,
-                    (vit_cfg, init_state, init_from), max_minutes)
+        policy = Policy(log_every=log_every, preview_every=preview_every,
+                        probe_every_minutes=probe_every_minutes if probe is not None else 0.0,
+                        save_every_minutes=save_every_minutes, save_every_steps=save_every_steps,
+                        max_steps=max_steps, max_minutes=max_minutes)
+        return _run(kind, cfg, data, run_dir, dist, state, events=events, policy=policy,
+                    preview_images=preview_images, probe=probe, backbone=(vit_cfg, init_state, init_from))
     finally:
         shutdown(dist)
 
@@ -215,10 +220,9 @@ def make_probe(cfg, folders: list[str] | None, sizes: list[int] | None):
     return Probe(folders, p, sizes, split="selection")
 
 
-def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, save_every_minutes, save_every_steps,
-         preview_every, preview_images, max_steps, probe=None, probe_every_minutes: float = 0.0,
-         backbone=(None, None, None), max_minutes: float = 0.0) -> int:
-    vit_cfg, init_state, init_from = backbone
+def _data(kind: str, cfg, data: list[str], dist: Dist, preview_images: list[str] | None):
+    """-> (the training files, the preview photos, the batch sampler, a function that makes the loader: the run
+    makes it once the task is built, in the order a run always had)."""
     files = find_training_images(data)
     previews, files = _preview_images(files, preview_images)
     bank = None
@@ -241,188 +245,215 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state, events, log_every, s
     if batches.steps_per_epoch == 0:
         raise HighlighterError(f"{len(files)} images are fewer than one global batch ({cfg.batch_size} x "
                                f"{dist.world} processes): lower --batch-size")
-    niter = batches.steps_per_epoch
-    task = (DinoTask if kind == "dino" else MaeTask)(cfg, dist, niter, vit_cfg=vit_cfg, init_state=init_state)
-    if bank is None:
-        loader = make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
-                             pin_memory=dist.device.type == "cuda")
-    else:
-        loader = _BankBatches(bank, batches, transform, cfg.seed)
-    main = dist.is_main
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir, events, main)
-    start_epoch, start_in_epoch, seen, elapsed_before = 0, 0, 0, 0.0
-    if state is not None:
-        task.load_state_dict(state)
-        start_epoch, start_in_epoch = state["epoch"], state["in_epoch"]
-        seen, elapsed_before = state.get("images_seen", 0), state.get("elapsed_s", 0.0)
-        torch.set_rng_state(state["rng"]["torch"])
-        if torch.cuda.is_available() and state["rng"].get("cuda"):
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        if main:
-            log.truncate_after(start_epoch * niter + start_in_epoch)
-    total_steps = cfg.epochs * niter
-    global_step = start_epoch * niter + start_in_epoch
 
-    def save(epoch: int, in_epoch: int, reason: str) -> None:
-        if not main:
+    def loader():
+        if bank is None:
+            return make_loader(TrainImages(files, transform, cfg.seed), batches, cfg.num_workers,
+                               pin_memory=dist.device.type == "cuda")
+        return _BankBatches(bank, batches, transform, cfg.seed)
+
+    return files, previews, batches, loader
+
+
+@dataclass
+class RunHooks:
+    """What the loop's moments do in a run (see loop.Hooks): the log, the progress bar, the checkpoint, the
+    previews and the probe (with probe_best.safetensors). Only the main process writes."""
+
+    kind: str
+    cfg: DinoCfg | MaeCfg
+    data: list[str]
+    images: int  # training images
+    task: DinoTask | MaeTask
+    dist: Dist
+    run_dir: Path
+    run_log: RunLog
+    progress: Progress
+    previews: list
+    probe_set: object | None = None  # a highlighter.probe.Probe, on the main process of a probing DINO run
+    init_from: str | None = None
+    best_probe: float = float("-inf")  # the best probe score so far, from the run's log on a resume
+    stop: StopFlag | None = None
+    bar: tqdm | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
+
+    def log(self, event: str, **fields) -> None:
+        self.run_log(event, **fields)
+
+    def say(self, message: str) -> None:
+        if self.main:
+            tqdm.write(message, file=sys.stderr)
+
+    def stepped(self, epoch: int, metrics: dict, img_s: float) -> None:
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.cfg.epochs} loss {metrics['loss']:.4f} {img_s:.1f} img/s",
+                                 refresh=False)
+
+    def stop_signal(self) -> int | None:
+        return self.stop.signal if self.stop is not None else None
+
+    def save(self, epoch: int, in_epoch: int, reason: str) -> None:
+        if not self.main:
             return
-        meta = make_meta(kind, task.vit_cfg, task.decoder_cfg, train=cfg.to_dict(), data=[str(d) for d in data],
-                         images=len(files), world_size=dist.world, init_from=init_from)
+        task, niter, path = self.task, self.progress.steps_per_epoch, self.run_dir / RUN_CHECKPOINT
+        meta = make_meta(self.kind, task.vit_cfg, task.decoder_cfg, train=self.cfg.to_dict(),
+                         data=[str(d) for d in self.data], images=self.images, world_size=self.dist.world,
+                         init_from=self.init_from)
         payload = {"highlighter": meta, **task.state_dict(), "epoch": epoch, "in_epoch": in_epoch,
-                   "global_step": epoch * niter + in_epoch, "images_seen": seen,
-                   "elapsed_s": elapsed_before + time.time() - t0,
+                   "global_step": epoch * niter + in_epoch, "images_seen": self.progress.seen,
+                   "elapsed_s": self.progress.elapsed(time.time()),
                    "rng": {"torch": torch.get_rng_state(),
                            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
-        atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
-        log("checkpoint", step=epoch * niter + in_epoch, epoch=epoch, reason=reason, path=str(run_dir / CHECKPOINT))
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
+        self.log("checkpoint", step=epoch * niter + in_epoch, epoch=epoch, reason=reason, path=str(path))
 
-    def write_preview(step: int, epoch: int) -> None:
-        if not main or not previews:
+    def preview(self, step: int, epoch: int) -> None:
+        if not self.main or not self.previews:
             return
-        if kind == "dino":
-            pic = preview.dino_preview(task.attention_model(), previews, cfg.global_crop_size * 2, dist.device)
+        task, device = self.task, self.dist.device
+        if self.kind == "dino":
+            pic = preview.dino_preview(task.attention_model(), self.previews, self.cfg.global_crop_size * 2, device)
         else:
-            pic = preview.mae_preview(task.model_plain.eval(), previews, dist.device, cfg.mask_ratio)
+            pic = preview.mae_preview(task.model_plain.eval(), self.previews, device, self.cfg.mask_ratio)
             task.model_plain.train()
-        path = preview.write_preview(run_dir, pic, step, epoch)
-        log("preview", step=step, epoch=epoch, path=str(path))
+        path = preview.write_preview(self.run_dir, pic, step, epoch)
+        self.log("preview", step=step, epoch=epoch, path=str(path))
 
-    def run_probe(step: int, epoch: int) -> None:
+    def probe(self, step: int, epoch: int) -> None:
+        probe, task = self.probe_set, self.task
         if probe is None:
             return
-        figures = probe(task.attention_model(), dist.device)
-        model_train(task)
+        figures = probe(task.attention_model(), self.dist.device)
+        train_mode(task)
         ratios = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
                   and isinstance(v, dict) and str(probe.sizes[0]) in v}
         score = sum(ratios.values()) / max(len(ratios), 1)
         # keep the teacher of the best probe so far (mean in/out over the folders): a run's best moment is
         # not always its last, and checkpoint.pth only holds the last
-        kept = score > best_probe[0]
+        best = self.run_dir / RUN_BEST
+        kept = score > self.best_probe
+        seen = self.progress.seen
         if kept:
-            best_probe[0] = score
-            save_model(run_dir / PROBE_BEST, "dino", task.vit_cfg, task.backbone_state(), dtype=torch.float16,
+            self.best_probe = score
+            save_model(best, "dino", task.vit_cfg, task.backbone_state(), dtype=torch.float16,
                        source=f"the teacher at step {step} (best objectness probe so far)",
-                       trained={"task": "dino", "weights": "teacher", "recipe": cfg.to_dict(),
-                                "data": [str(d) for d in data], "steps": step, "images_seen": seen,
+                       trained={"task": "dino", "weights": "teacher", "recipe": self.cfg.to_dict(),
+                                "data": [str(d) for d in self.data], "steps": step, "images_seen": seen,
                                 "probe_in_out": ratios})
-        log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), score=score,
-            kept=str(run_dir / PROBE_BEST) if kept else None, **figures)
+        self.log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), score=score,
+                 kept=str(best) if kept else None, **figures)
         tqdm.write("probe at step {}: in/out {} ({:.0f} s){}".format(
             step, ", ".join(f"{n} {r:.3f}" for n, r in ratios.items()), figures["seconds"],
-            f"; best so far, kept in {PROBE_BEST}" if kept else ""), file=sys.stderr)
+            f"; best so far, kept in {RUN_BEST}" if kept else ""), file=sys.stderr)
 
-    best_probe = [max((e.get("score", float("-inf")) for e in _logged(run_dir, "probe")), default=float("-inf"))]
-    t0 = time.time()
+
+def _run(kind, cfg, data, run_dir: Path, dist: Dist, state: dict | None, *, events: bool, policy: Policy,
+         preview_images: list[str] | None, probe=None, backbone=(None, None, None)) -> int:
+    """The run once its configuration is settled (main_pretrain.py's main): data, task, the resumed state, then
+    the epochs (loop.train_one_epoch), then the run's last preview, probe and word."""
+    vit_cfg, init_state, init_from = backbone
+    files, previews, batches, make_batches = _data(kind, cfg, data, dist, preview_images)
+    niter = batches.steps_per_epoch
+    task = (DinoTask if kind == "dino" else MaeTask)(cfg, dist, niter, vit_cfg=vit_cfg, init_state=init_state)
+    loader = make_batches()
+    main = dist.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(run_dir, events, main)
+    start_epoch, start_in_epoch = 0, 0
+    progress = Progress(step=0, total_steps=cfg.epochs * niter, steps_per_epoch=niter,
+                        world=dist.world)
+    if state is not None:
+        task.load_state_dict(state)
+        start_epoch, start_in_epoch = state["epoch"], state["in_epoch"]
+        progress.seen, progress.elapsed_before = state.get("images_seen", 0), state.get("elapsed_s", 0.0)
+        torch.set_rng_state(state["rng"]["torch"])
+        if torch.cuda.is_available() and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if main:
+            log.truncate_after(start_epoch * niter + start_in_epoch)
+    progress.step = start_epoch * niter + start_in_epoch
+    best = max((e.get("score", float("-inf")) for e in _logged(run_dir, "probe")), default=float("-inf"))
+    hooks = RunHooks(kind, cfg, data, len(files), task, dist, run_dir, log, progress, previews, probe_set=probe,
+                     init_from=init_from, best_probe=best)
+    progress.started = time.time()
     if main:
         if state is not None and state.get("extended_from"):
-            log("extended", step=global_step, epochs_before=state["extended_from"], epochs=cfg.epochs,
+            log("extended", step=progress.step, epochs_before=state["extended_from"], epochs=cfg.epochs,
                 message=f"extended from {state['extended_from']} to {cfg.epochs} epochs; the learning-rate, "
                         "weight-decay, momentum and teacher-temperature schedules are recomputed over the new length")
-        log("start", kind=kind, resumed=state is not None, step=global_step, total_steps=total_steps,
+        log("start", kind=kind, resumed=state is not None, step=progress.step, total_steps=progress.total_steps,
             epochs=cfg.epochs, steps_per_epoch=niter, images=len(files), world_size=dist.world,
             device=str(dist.device), precision=task.precision_name, config=cfg.to_dict())
         print(f"{kind}: {len(files)} images, {task.vit_cfg.describe()}, {cfg.epochs} epochs x {niter} steps, "
               f"batch {cfg.batch_size} x {dist.world}, {dist.device} {task.precision_name}"
               + (f", resumed at epoch {start_epoch} step {start_in_epoch}" if state is not None else ""),
               file=sys.stderr, flush=True)
-    last_save, rate_t, rate_n, steps_done = time.time(), time.time(), 0, 0
-    stopped_by, limit = None, ""
+    progress.last_save = progress.rate_t = time.time()
     if probe is not None:
         tqdm.write(probe.describe(), file=sys.stderr)
-        run_probe(global_step, start_epoch)
-    last_probe = time.time()
+        hooks.probe(progress.step, start_epoch)
+    progress.last_probe = time.time()
+    epoch = start_epoch
     with StopFlag() as stop:
-        bar = tqdm(total=total_steps, initial=global_step, unit="step", disable=not main or None, dynamic_ncols=True)
+        hooks.stop = stop
+        hooks.bar = tqdm(total=progress.total_steps, initial=progress.step, unit="step", disable=not main or None,
+                         dynamic_ncols=True)
         try:
             for epoch in range(start_epoch, cfg.epochs):
-                batches.set_epoch(epoch, start_in_epoch if epoch == start_epoch else 0)
                 first = start_in_epoch if epoch == start_epoch else 0
-                unreadable: dict[str, None] = {}
-                model_train(task)
-                for in_epoch, batch in enumerate(loader, start=first):
-                    for msg in batch["errors"]:
-                        if msg not in unreadable and main:
-                            tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
-                        unreadable[msg] = None
-                    it = epoch * niter + in_epoch
-                    if batch["n"] == 0:
-                        continue
-                    monitor = it % log_every == 0
-                    try:
-                        metrics = task.step(batch["data"], it, epoch, in_epoch, monitor=monitor)
-                    except NonFiniteLoss as e:
-                        log("error", step=it, epoch=epoch, message=str(e))
-                        if (run_dir / CHECKPOINT).exists():
-                            then = f"{run_dir / CHECKPOINT} keeps the last good state (lower --lr or raise " \
-                                   "--warmup-epochs, then --resume)"
-                        else:  # e.g. the very first step: claim no checkpoint that is not there
-                            then = "no checkpoint had been saved yet (lower --lr or raise --warmup-epochs, then " \
-                                   "start it again)"
-                        raise HighlighterError(f"{e}: the run stopped; {then}") from None
-                    seen += batch["n"] * dist.world
-                    rate_n += batch["n"] * dist.world
-                    steps_done += 1
-                    global_step = it + 1
-                    now = time.time()
-                    img_s = rate_n / max(now - rate_t, 1e-9)
-                    eta = (total_steps - global_step) * (batch["n"] * dist.world) / max(img_s, 1e-9)
-                    bar.update(1)
-                    bar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.4f} "
-                                        f"{img_s:.1f} img/s", refresh=False)
-                    if monitor:
-                        log("step", step=it, epoch=epoch, **metrics, img_s=round(img_s, 2), eta_s=round(eta, 1),
-                            images_seen=seen)
-                        rate_t, rate_n = now, 0
-                    if preview_every and global_step % preview_every == 0:
-                        write_preview(global_step, epoch)
-                    if probe is not None and time.time() - last_probe > probe_every_minutes * 60:
-                        run_probe(global_step, epoch)
-                        last_probe = time.time()
-                    done_epoch = in_epoch + 1 == niter
-                    if not done_epoch and ((save_every_steps and global_step % save_every_steps == 0)
-                                           or now - last_save > save_every_minutes * 60):
-                        save(epoch, in_epoch + 1, "periodic")
-                        last_save = time.time()
-                    if max_steps and steps_done >= max_steps:
-                        limit = "max_steps"
-                    elif max_minutes and now - t0 > max_minutes * 60:
-                        limit = "max_minutes"
-                    if stop.signal is not None or limit:
-                        stopped_by = stop.signal
-                        if not done_epoch:
-                            save(epoch, in_epoch + 1, "signal" if stopped_by else limit)
-                        break
-                if in_epoch + 1 == niter:  # the epoch finished
-                    save(epoch + 1, 0, "epoch")
-                    last_save = time.time()
-                    if unreadable and main:
-                        tqdm.write(f"epoch {epoch + 1}: skipped {len(unreadable)} unreadable file(s)", file=sys.stderr)
-                    log("epoch_end", step=global_step, epoch=epoch, unreadable=len(unreadable))
-                if stopped_by is not None or limit:
+                batches.set_epoch(epoch, first)
+                try:
+                    end = train_one_epoch(task, loader, hooks, policy, progress, epoch, first)
+                except NonFiniteLoss as e:
+                    raise HighlighterError(f"{e}: the run stopped; {_after_bad_loss(run_dir)}") from None
+                if end["finished"]:
+                    hooks.save(epoch + 1, 0, "epoch")
+                    progress.last_save = time.time()
+                    if end["unreadable"]:
+                        hooks.say(f"epoch {epoch + 1}: skipped {end['unreadable']} unreadable file(s)")
+                    log("epoch_end", step=progress.step, epoch=epoch, unreadable=end["unreadable"])
+                if progress.stopping:
                     break
-                start_in_epoch = 0
         finally:
-            bar.close()
+            hooks.bar.close()
     if main:
-        write_preview(global_step, min(epoch, cfg.epochs - 1))
-        if probe is not None and time.time() - last_probe > 60:
-            run_probe(global_step, min(epoch, cfg.epochs - 1))
-        if stopped_by is not None:
-            log("stopped", step=global_step, signal=signal.Signals(stopped_by).name)
-            print(f"stopped by {signal.Signals(stopped_by).name}: checkpoint saved in {run_dir / CHECKPOINT}; "
-                  "continue with --resume", file=sys.stderr, flush=True)
-        elif limit and global_step < total_steps:
-            log("paused", step=global_step, reason=limit, images_seen=seen,
-                elapsed_s=round(elapsed_before + time.time() - t0, 1))
-            print(f"stopped at step {global_step} of {total_steps} ({limit.replace('_', '-')}): checkpoint saved in "
-                  f"{run_dir / CHECKPOINT}; continue with --resume", file=sys.stderr, flush=True)
-        else:
-            log("done", step=global_step, images_seen=seen, elapsed_s=round(elapsed_before + time.time() - t0, 1))
-            print(f"done: {run_dir / CHECKPOINT} (use it with `highlighter "
-                  f"{'attention' if kind == 'dino' else 'mae'} --checkpoint`)", file=sys.stderr, flush=True)
+        _finish(kind, hooks, policy, min(epoch, cfg.epochs - 1))
     return 0
+
+
+def _after_bad_loss(run_dir: Path) -> str:
+    if (run_dir / RUN_CHECKPOINT).exists():
+        return f"{run_dir / RUN_CHECKPOINT} keeps the last good state (lower --lr or raise --warmup-epochs, then " \
+               "--resume)"
+    # e.g. the very first step: claim no checkpoint that is not there
+    return "no checkpoint had been saved yet (lower --lr or raise --warmup-epochs, then start it again)"
+
+
+def _finish(kind: str, hooks: RunHooks, policy: Policy, epoch: int) -> None:
+    """The run's last preview and probe, and its last event: stopped (a signal), paused (a limit) or done."""
+    progress, log, checkpoint = hooks.progress, hooks.log, hooks.run_dir / RUN_CHECKPOINT
+    step = progress.step
+    hooks.preview(step, epoch)
+    if policy.probe_at_end(time.time() - progress.last_probe):
+        hooks.probe(step, epoch)
+    if progress.stopped_by is not None:
+        name = signal.Signals(progress.stopped_by).name
+        log("stopped", step=step, signal=name)
+        print(f"stopped by {name}: checkpoint saved in {checkpoint}; continue with --resume", file=sys.stderr,
+              flush=True)
+    elif progress.limit and step < progress.total_steps:
+        log("paused", step=step, reason=progress.limit, images_seen=progress.seen,
+            elapsed_s=round(progress.elapsed(time.time()), 1))
+        print(f"stopped at step {step} of {progress.total_steps} ({progress.limit.replace('_', '-')}): checkpoint "
+              f"saved in {checkpoint}; continue with --resume", file=sys.stderr, flush=True)
+    else:
+        log("done", step=step, images_seen=progress.seen, elapsed_s=round(progress.elapsed(time.time()), 1))
+        print(f"done: {checkpoint} (use it with `highlighter {'attention' if kind == 'dino' else 'mae'} "
+              "--checkpoint`)", file=sys.stderr, flush=True)
 
 
 class _BankBatches:
@@ -438,13 +469,3 @@ class _BankBatches:
             idx = torch.tensor([i for _, i in keys], device=self.bank.images.device)
             gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + b)
             yield {"data": self.transform(self.bank.images[idx], gen), "n": len(keys), "errors": []}
-
-
-def model_train(task) -> None:
-    (task.student if task.kind == "dino" else task.model).train()
-
-
-if __name__ == "__main__":  # python -m highlighter.train.pretrain is the same as `highlighter train`
-    from highlighter.cli import main as _main
-
-    sys.exit(_main(["train", *sys.argv[1:]]))
