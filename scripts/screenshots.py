@@ -3,7 +3,7 @@
 Needs Debian's xvfb and imagemagick (and libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1 for Qt's xcb
 platform). The screenshots are real X captures (ImageMagick's `import -window root`), not Qt's grab.
 
-    .venv/bin/python scripts/screenshots.py [--out screenshots]
+    .venv/bin/python scripts/screenshots.py [--out screenshots]      # SCREENSHOTS_SLOW=3: a 3x longer timeline
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ def drive(out: Path) -> int:
     tmp = Path(tempfile.mkdtemp())
     steps = []
 
+    slow = float(os.environ.get("SCREENSHOTS_SLOW", "1"))  # stretch the timeline on a busy machine
+
     def at(seconds, fn):
-        steps.append((seconds, fn))
+        steps.append((seconds * slow, fn))
 
     def photos():
         win.live.stop()
