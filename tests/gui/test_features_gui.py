@@ -137,11 +137,14 @@ def test_live_pca_swaps_a_backend_without_tokens_for_torch(window, qtbot, monkey
         return pred, {"chosen": "ort-fp32", "ort-fp32": {"mean_iou": 1.0, "ms": 1.0}}
 
     monkeypatch.setattr(rp, "choose_backend", choose)
+    monkeypatch.setattr(rp, "cached_choice", lambda *a, **k: None)  # no choice from an earlier test's stream
+    monkeypatch.setattr(rp, "remember_choice", lambda *a, **k: None)  # nor one left for a later test
     live = window.live
     live.source.setCurrentText(str(ROOT / "assets" / "cockatoo_320x180_5s.mp4"))
     live.start()
-    qtbot.waitUntil(lambda: live.latest is not None, timeout=60000)
-    assert live.latest.pca is None and live.pipeline.predictor.name == "ort-fp32"
+    # the stream starts on torch fp32 at once; the background choice then switches it to the "ONNX" backend
+    qtbot.waitUntil(lambda: live.latest is not None and live.pipeline.predictor.name == "ort-fp32", timeout=60000)
+    qtbot.waitUntil(lambda: live.latest.pca is None, timeout=10000)
     window.state.set_overlay("pca")  # from the shared controls, as a user would
     qtbot.waitUntil(lambda: "now on torch-fp32" in live.status.text(), timeout=30000)
     assert "ort-fp32 does not give" in live.status.text()
