@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.app_state import AppState
-from highlighter.gui.qt_util import Job, wait_for_jobs
+from highlighter.gui.qt_util import Job, MainThreadGC, wait_for_jobs
 from highlighter.paths import checkpoint_label, default_checkpoint_or_none
 
 DEMO = "random:vit_small/16"
@@ -44,6 +44,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("highlighter")
         self.state = self._restore_state()
         self.last_error: str | None = None
+        self.gc = MainThreadGC(self)  # cycles are collected on this thread, never by a worker
         self.model_job = Job(self._model_loaded, self._model_failed)
         self.weights_dialog = None
 
@@ -297,6 +298,7 @@ class MainWindow(QMainWindow):
         self.train.stop()
         if not wait_for_jobs(30.0):  # a model load or save still running: its thread must not outlive us
             print("warning: a background job was still running after 30 s", file=sys.stderr)
+        self.gc.stop()
         self.set_setting("geometry", self.saveGeometry())
         self.set_setting("tab", self.tabs.currentIndex())
         self.qsettings.sync()

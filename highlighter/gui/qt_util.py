@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import traceback
 import weakref
 
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
@@ -180,6 +181,47 @@ class ImageDialog(QDialog):
 class _Relay(QObject):
     done = Signal(object)
     failed = Signal(str)
+
+
+class MainThreadGC(QObject):
+    """Python's cyclic garbage collector, run on the GUI thread only, while a window is open.
+
+    Automatic collection runs in whichever thread happens to allocate. A closed window (or dialog) whose
+    Python wrapper sits in a reference cycle is then destroyed by a worker thread (the live inference thread,
+    a model load): the QWidget destructor takes Qt's locks there and waits for the GIL, while the GUI thread
+    holds the GIL and waits for those locks, and the app hangs (seen in CI, a gdb trace: a QMenu destroyed
+    from a worker's gc pass). So, while any window is open, automatic collection is off and a timer collects
+    on the GUI thread instead, generation by generation, as pyqtgraph's GarbageCollector does."""
+
+    _users = 0
+
+    def __init__(self, parent: QObject, interval_ms: int = 1000):
+        super().__init__(parent)
+        self.active = False
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.check)
+        self.timer.start(interval_ms)
+        MainThreadGC._users += 1
+        self.active = True
+        gc.disable()
+
+    def check(self) -> None:
+        t0, t1, t2 = gc.get_threshold()
+        c0, c1, c2 = gc.get_count()
+        if c0 > t0:
+            gc.collect(2 if c2 > t2 else 1 if c1 > t1 else 0)
+
+    def stop(self) -> None:
+        """The window closed: collect once more here, and give collection back to Python when no window is
+        left."""
+        if not self.active:
+            return
+        self.active = False
+        self.timer.stop()
+        gc.collect()
+        MainThreadGC._users -= 1
+        if MainThreadGC._users == 0:
+            gc.enable()
 
 
 class Job:

@@ -276,3 +276,32 @@ def test_closing_the_window_waits_for_its_background_jobs(window, qtbot):
     assert time.monotonic() - t0 >= 1.0 and not job.thread.is_alive()  # close waited for the job
     qtbot.wait(50)
     assert window.photos.toolTip() == "late" and shown == []  # delivered on the GUI thread, once
+
+
+def test_while_a_window_is_open_garbage_is_collected_on_the_gui_thread_only(window, qtbot):
+    """A worker thread's allocation must never run the collector: it would destroy a closed window's widgets
+    off the GUI thread (a hang seen in CI). The window's timer collects instead, on the GUI thread."""
+    import gc
+    import threading
+
+    assert not gc.isenabled()  # the window turned automatic collection off
+    collected_on = []
+
+    def note(phase, info):
+        if phase == "start":
+            collected_on.append(threading.current_thread() is threading.main_thread())
+
+    gc.callbacks.append(note)
+    try:
+        junk = []
+        for _ in range(20000):  # cycles, far past generation 0's threshold
+            a = []
+            a.append(a)
+            junk.append(a)
+        del junk
+        qtbot.waitUntil(lambda: bool(collected_on), timeout=5000)  # the timer collected...
+        assert all(collected_on)  # ... and only ever on the GUI thread
+    finally:
+        gc.callbacks.remove(note)
+    window.close()
+    assert gc.isenabled()  # the last window closed: Python collects as usual again
