@@ -40,6 +40,8 @@ def test_the_wheel_carries_the_code_the_models_and_the_demo_media(tmp_path):
     sizes = {i.filename: i.file_size for i in zipfile.ZipFile(wheel).infolist()}
     for model in paths.DEFAULT_MODELS.values():  # the real files, not pointers
         assert sizes[f"highlighter/_models/{model}"] == (ROOT / "models" / model).stat().st_size
+    for graph in [*(ROOT / "models").glob("*.onnx"), ROOT / "models" / "graphs.json"]:  # the quick start's graph
+        assert sizes[f"highlighter/_models/{graph.name}"] == graph.stat().st_size
 
 
 def test_installed_data_is_preferred_to_a_checkout(tmp_path, monkeypatch):

@@ -86,8 +86,41 @@ def export_onnx(model: LiveModel, path: str | Path, opset: int = 20) -> Path:
     with torch.no_grad():
         torch.onnx.export(model, (dummy,), str(tmp), input_names=["image"], output_names=names, opset_version=opset,
                           dynamo=True, external_data=False, verbose=False)
+    store_fp16_where_exact(tmp)
     tmp.replace(path)
     return path
+
+
+def store_fp16_where_exact(path: str | Path, min_size: int = 1024) -> int:
+    """Store each float32 weight that fp16 holds exactly (a model saved in fp16, as the shipped ones are) as
+    fp16 followed by a Cast to float32: the graph computes the very same numbers in float32 from a file about
+    half the size (ONNX Runtime folds the casts when it loads the graph). Weights that fp16 would round (the
+    folded normalisation, the interpolated position embedding, any fp32 model's) stay as they are. Returns how
+    many were converted; rewrites ``path`` in place."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        a = numpy_helper.to_array(init)
+        if a.size < min_size:
+            continue
+        half = a.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), a):
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, name + "__fp16"))
+        casts.append(helper.make_node("Cast", [name + "__fp16"], [name], to=TensorProto.FLOAT, name=name + "__cast"))
+    if casts:
+        for node in reversed(casts):  # before every node that reads them
+            graph.node.insert(0, node)
+        onnx.save(model, str(path))
+    return len(casts)
 
 
 def quantize_int8(src: str | Path, dst: str | Path) -> Path:

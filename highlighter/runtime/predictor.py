@@ -19,6 +19,7 @@ import numpy as np
 
 from highlighter.errors import HighlighterError
 from highlighter.runtime.base import Predictor
+from highlighter.runtime.graphs import cache_dir, file_sha256  # noqa: F401 - callers take them from here too
 
 BACKENDS = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8")
 AGREEMENT = 0.98
@@ -70,11 +71,6 @@ class TorchPredictor(Predictor):
             return attn.float().cpu().numpy(), got[0][0].float().cpu().numpy()
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("HIGHLIGHTER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return Path(base) / "highlighter" if not os.environ.get("HIGHLIGHTER_CACHE") else Path(base)
-
-
 def fingerprint(ck, image_size: tuple[int, int]) -> str:
     """Names the exported graph: the file (path, size, time) or the random spec, the architecture, the size."""
     parts = [ck.source, repr(ck.vit), repr(tuple(image_size)), "v2"]
@@ -95,6 +91,10 @@ def onnx_for(ck, image_size: tuple[int, int], int8: bool = False, log=print) -> 
     if not fp32.exists():
         log(f"exporting {ck.vit.arch_name} at {H}x{W} to ONNX (once; cached in {fp32.parent})")
         export_onnx(LiveModel(build_attention_model(ck).vit, ck.vit, image_size), fp32)
+    if ck.path and Path(ck.path).is_file():  # the app's next start can stream on it before torch is imported
+        from highlighter.runtime.graphs import record
+
+        record(ck.path, fp32, image_size, ck.vit.patch_size, ck.vit.num_heads)
     if not int8:
         return fp32
     q = cache_dir() / f"{stem}_int8.onnx"
@@ -169,22 +169,6 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
 
 
 # ============================================================================= the choice, kept on disk
-_HASHES: dict[tuple, str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """The content hash of a file (remembered per path, size and mtime for this process)."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHES:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _HASHES[key] = h.hexdigest()
-    return _HASHES[key]
-
-
 def machine_id(device: str = "auto") -> str:
     """The GPU's name when it runs on one, else the CPU's model and instruction-set flags (what decides whether
     int8, bf16 or ONNX Runtime win)."""
