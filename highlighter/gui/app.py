@@ -31,11 +31,14 @@ from highlighter.paths import checkpoint_label, default_checkpoint_or_none
 DEMO = "random:vit_small/16"
 OPEN = "Open checkpoint…"
 GET = "Get official weights…"
+FIRST_LOAD_DELAY_MS = 4000  # a quick start loads the model after the first frame, or after this at the latest
 
 
 class MainWindow(QMainWindow):
     def __init__(self, checkpoint: str | None = None, source: str | None = None, quiet: bool = False,
-                 quit_after: int | None = None, launched: float | None = None):
+                 quit_after: int | None = None, launched: float | None = None, quick_start: bool = False):
+        """``quick_start``: when the first model has an exported ONNX graph (``runtime.graphs``), load it in the
+        background and let the Live tab stream on the graph meanwhile, before torch is even imported."""
         super().__init__()
         self.quiet = quiet  # tests: no modal dialogs
         path = os.environ.get("HIGHLIGHTER_SETTINGS")
@@ -46,6 +49,10 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self.gc = MainThreadGC(self)  # cycles are collected on this thread, never by a worker
         self.model_job = Job(self._model_loaded, self._model_failed)
+        self.first_job = Job(self._first_loaded, self._first_failed)
+        self.quick: str | None = None  # the model file that Live streams on its graph while the model loads
+        self._first_work = None  # a quick start's model load, not started yet
+        self._when_ready: list = []  # what waits for the first model (the MAE tab's own load)
         self.weights_dialog = None
 
         self.model_combo = QComboBox()
@@ -69,7 +76,7 @@ class MainWindow(QMainWindow):
         lay.addLayout(top)
         lay.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        self._load_sync_first(checkpoint)
+        self._load_first(checkpoint, quick_start)
         self._select_current()
         self.live = LiveTab(self)
         self.live.quit_after = quit_after
@@ -199,33 +206,95 @@ class MainWindow(QMainWindow):
         else:
             fn()
 
-    def _load_sync_first(self, asked: str | None) -> None:
-        """The first model loads before the tabs exist: the one asked for (--checkpoint), else the saved one,
-        else the shipped default, else the untrained demo; the first that loads wins. A failure is said in
-        ``last_error`` and never saved: only a model asked for that loaded becomes the saved choice, and a
-        saved model that no longer loads is forgotten."""
-        from highlighter.core.inference import AttentionEngine
+    def _load_first(self, asked: str | None, quick: bool = False) -> None:
+        """The first model: the one asked for (--checkpoint), else the saved one, else the shipped default, else
+        the untrained demo; the first that loads wins. It loads before the tabs exist, unless ``quick`` and the
+        first candidate has an exported graph: it then loads in the background (importing torch is most of a
+        start's time) while Live streams on the graph. A failure is said in ``last_error`` and never saved: only
+        a model asked for that loaded becomes the saved choice, and a saved model that no longer loads is
+        forgotten."""
+        from highlighter.runtime import graphs
         from highlighter.weights import resolve
 
         saved = self.settings_value("model", "", str)
         default = default_checkpoint_or_none("attention")
-        tried, errors = [], []
-        for spec in (asked, saved, str(default) if default else None, DEMO):
-            if not spec or spec in tried:
-                continue
-            tried.append(spec)
+        candidates = list(dict.fromkeys(s for s in (asked, saved, str(default) if default else None, DEMO) if s))
+        if quick:
+            try:
+                first = resolve(candidates[0])
+            except Exception:  # noqa: BLE001 - the normal road will say why
+                first = None
+            if first and graphs.known(first):
+                self.quick = first
+                self.model_info.setText(f"loading {Path(first).name}… (Live streams on its ONNX graph meanwhile)")
+                self._first_work = lambda: (asked, saved, *self._try_models(candidates))
+                QTimer.singleShot(FIRST_LOAD_DELAY_MS, self.load_first_now)  # at the latest; the first frame sooner
+                return
+        self._apply_first((asked, saved, *self._try_models(candidates)))
+
+    @staticmethod
+    def _try_models(candidates: list[str]):
+        """(path, engine, spec, errors) for the first candidate that loads; any thread (no Qt here)."""
+        from highlighter.core.inference import AttentionEngine
+        from highlighter.weights import resolve
+
+        errors = []
+        for spec in candidates:
             try:
                 path = resolve(spec)  # the name of downloaded official weights -> its file
-                engine = AttentionEngine.from_checkpoint(path, device="cpu")
+                return path, AttentionEngine.from_checkpoint(path, device="cpu"), spec, errors
             except Exception as e:  # noqa: BLE001 - a bad choice must not stop the app
-                errors.append(f"could not load {spec}: {e}")
-                if spec == saved:
-                    self.qsettings.remove("model")
-                continue
-            break
+                errors.append((spec, f"could not load {spec}: {e}"))
+        raise RuntimeError("; ".join(m for _, m in errors))  # the demo model always loads: not reached
+
+    def _apply_first(self, result) -> None:
+        asked, saved, path, engine, spec, errors = result
+        if saved in {s for s, _ in errors}:
+            self.qsettings.remove("model")
         self._set_model(path, engine, save=bool(asked) and spec == asked)
         if errors:
-            self.last_error = "; ".join(errors) + f". Using {self._model_name(path)} instead."
+            self.last_error = "; ".join(m for _, m in errors) + f". Using {self._model_name(path)} instead."
+
+    def load_first_now(self) -> None:
+        """Start the quick start's background model load (once): Live calls it on its first frame, since
+        importing torch beside the stream's start would delay that frame."""
+        work, self._first_work = self._first_work, None
+        if work is not None:
+            self.first_job.start(work)
+
+    def _first_loaded(self, result) -> None:
+        """The background first load is done: the tabs take the model (Live keeps its stream when it is the
+        model it streamed), and what waited for it runs."""
+        self._apply_first(result)
+        self.quick = None
+        self._select_current()
+        if self.last_error:
+            self.show_error(self.last_error)
+        for fn in self._when_ready:
+            fn()
+        self._when_ready.clear()
+
+    def _first_failed(self, message: str) -> None:
+        self.quick = None
+        self.show_error(message)
+
+    @property
+    def first_model_pending(self) -> bool:
+        return self._first_work is not None or self.first_job.busy
+
+    def when_model_ready(self, fn) -> None:
+        """Run ``fn`` once the first model is loaded (at once when it is)."""
+        if self.first_model_pending:
+            self._when_ready.append(fn)
+        else:
+            fn()
+
+    def show_error(self, message: str) -> None:
+        """A model that could not be used: stderr, the status bar, and a dialog unless nobody is there to see it."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        self.statusBar().showMessage(message, 15000)
+        if not self.quiet and self.live.quit_after is None:  # a timed run has nobody to press OK
+            QMessageBox.warning(self, "Model unavailable", message)
 
     @staticmethod
     def _model_name(spec: str) -> str:
@@ -271,8 +340,9 @@ class MainWindow(QMainWindow):
         self.model_info.setStyleSheet("color: #b35900;" if note and not note.startswith("mask IoU") else "")
 
     def _select_current(self) -> None:
-        """The picker names the model that is loaded (one not in its list, such as --checkpoint FILE, is added)."""
-        spec = self.model_spec
+        """The picker names the model that is loaded, or loading (one not in its list, such as --checkpoint FILE,
+        is added)."""
+        spec = self.model_spec or self.quick
         i = self.model_combo.findData(spec)
         if i < 0 and spec:
             label = f"{spec} (untrained)" if spec.startswith("random:") else Path(spec).name
@@ -310,13 +380,10 @@ def main(checkpoint: str | None = None, source: str | None = None, autostart: bo
     """``launched``: time.monotonic() when the process started (for --quit-after's first_frame_s)."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("highlighter")
-    win = MainWindow(checkpoint, source, quit_after=quit_after, launched=launched)
+    win = MainWindow(checkpoint, source, quit_after=quit_after, launched=launched, quick_start=True)
     win.show()
     if win.last_error:
-        print(f"warning: {win.last_error}", file=sys.stderr, flush=True)
-        win.statusBar().showMessage(win.last_error, 15000)
-        if quit_after is None:  # a timed run has nobody to press OK
-            QMessageBox.warning(win, "Model unavailable", win.last_error)
+        win.show_error(win.last_error)
     if autostart or quit_after is not None:
         win.live.start()
     return app.exec()

@@ -8,6 +8,7 @@ and Snapshot hand the files to ``video.writer.Writer``, off the GUI thread.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -81,6 +82,10 @@ class LiveTab(QWidget):
         self.quit_when_chosen = False
         self.choose_pending = False
         self.source_before = ""
+        self.start_when_loaded = False  # a quick start found no graph for this source's size: wait for the model
+        self.graph_patch = 0  # the patch size of the graph a quick start streams on
+        self.first_backend = ""  # the backend of the first overlaid frame (--quit-after reports it)
+        self.torch_at_first_frame = False
 
         self.source = QComboBox(editable=True)
         for i in list_cameras():
@@ -146,7 +151,18 @@ class LiveTab(QWidget):
         self.predictors.clear()
         self.choice_texts.clear()
         self.settings.heads = self.state.heads
-        if self.runner is not None:
+        ck = self.state.ck
+        if self.runner is not None and self.key is not None and self.key[0] == "graph":
+            quick = self.main.quick
+            if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
+                    and ck.vit.patch_size == self.graph_patch):
+                self.key = (id(ck), self.key[1])  # the graph was exported from this very file: the stream goes
+                self._choose()  # on, and the fastest backend is chosen now (on disk, or measured) for the switch
+                return
+        if self.start_when_loaded:
+            self.start_when_loaded = False
+            self.start()
+        elif self.runner is not None:
             self._restart()
 
     def _set_threshold(self, value: float) -> None:
@@ -185,7 +201,8 @@ class LiveTab(QWidget):
         from the on-disk cache when this model, size, machine and versions were seen before, else by measuring
         (``runtime.predictor.choose_backend``), in a background job; the stream switches when it is known."""
         ck, engine = self.state.ck, self.state.engine
-        if ck is None:
+        quick = self.main.quick  # the model still loads: stream on its exported graph (runtime.graphs) meanwhile
+        if ck is None and not quick:
             self._on_status("no model loaded")
             return
         self.stop()
@@ -203,14 +220,9 @@ class LiveTab(QWidget):
         self.start_btn.setEnabled(False)
 
         def prepare():
-            source = open_source(spec, loop=True)
-            shape = source.frame_shape
-            if shape is None:
-                first = next(iter(source), None)
-                if first is None:
-                    source.close()
-                    raise RuntimeError(f"{spec}: no frames")
-                shape = first.image.shape
+            source, shape = self._open(spec)
+            if ck is None:
+                return (spec, source, *self._graph_predictor(quick, short, shape), None)
             size = fit_size(shape[:2], short, ck.vit.patch_size)
             key = (id(ck), size)
             predictor = self.predictors.get(key)
@@ -224,12 +236,45 @@ class LiveTab(QWidget):
 
         self.job.start(prepare)
 
+    @staticmethod
+    def _open(spec: str):
+        """(the opened source, its frames' (H, W)); raises when it cannot be opened or has no frames."""
+        source = open_source(spec, loop=True)
+        shape = source.frame_shape
+        if shape is None:
+            first = next(iter(source), None)
+            if first is None:
+                source.close()
+                raise RuntimeError(f"{spec}: no frames")
+            shape = first.image.shape
+        return source, tuple(shape[:2])
+
+    @staticmethod
+    def _graph_predictor(model: str, short: int, shape):
+        """A quick start's (key, predictor): ONNX Runtime fp32 on the graph exported from this model file for
+        this size (masks equal to torch fp32's), or (None, None) when there is none. Imports no torch."""
+        from highlighter.runtime import graphs
+        from highlighter.runtime.ort import OrtPredictor
+
+        graph = graphs.find(model, short, shape)
+        if graph is None:
+            return None, None
+        return ("graph", graph.image_size, graph.patch_size), OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32")
+
     def _started(self, result) -> None:
         spec, source, key, predictor, cached = result
         self.start_btn.setEnabled(True)
         if self.user_stopped:  # Stop was pressed while it opened
             source.close()
             return
+        if predictor is None:  # a quick start without a graph for this size: the stream starts with the model
+            source.close()
+            self.start_when_loaded = True
+            self.stats.setText("starting…")
+            self.status.setText(f"{spec}: loading the model; the stream starts when it is loaded")
+            return
+        if key[0] == "graph":
+            key, self.graph_patch = key[:2], key[2]
         self.key = key
         self.pipeline = FramePipeline(predictor, self.settings)
         fps = getattr(source, "fps", 0.0) if not getattr(source, "is_camera", True) else 0.0
@@ -240,7 +285,10 @@ class LiveTab(QWidget):
         self.runner.start()
         self.description = source.description
         H, W = predictor.image_size
-        if cached is not None and cached["chosen"] == "torch-fp32":
+        if key[0] == "graph":
+            self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W} on the model's exported "
+                                "graph while the model loads; then the fastest backend is chosen")
+        elif cached is not None and cached["chosen"] == "torch-fp32":
             self._chosen((key, predictor, cached, True))
         elif key in self.predictors:
             self.choice_text = self.choice_texts.get(key, "")
@@ -355,6 +403,9 @@ class LiveTab(QWidget):
         self.frames_shown += 1
         if self.first_frame_t is None:
             self.first_frame_t = time.monotonic()
+            self.first_backend = self.pipeline.predictor.name
+            self.torch_at_first_frame = "torch" in sys.modules  # a quick start has not imported it yet
+            self.main.load_first_now()  # a quick start: the model loads now, beside the stream
         if self.recorder is not None:
             # a full queue drops, never waits; the time places the frame in the file (real-speed playback)
             self.writer.submit(self.recorder.write, res.overlay, now - self.record_t0, block=False)
@@ -380,12 +431,14 @@ class LiveTab(QWidget):
                   "window_s": round(self.main.t_window - self.launched, 3), "frames": n,
                   "fps": round((n - 1) / (now - self.t_first_shown), 2) if n > 1 and now > self.t_first_shown else 0.0,
                   "backend": self.pipeline.predictor.name, "image_size": list(self.pipeline.predictor.image_size),
+                  "first_backend": self.first_backend, "torch_at_first_frame": self.torch_at_first_frame,
+                  "model_loaded": self.state.ck is not None,
                   "choice": ("cached" if "earlier start" in self.choice_text else "measured" if self.choice_text
                              else "pending"),
                   "source": self.description}
         print(json.dumps(report), flush=True)
         self.quit_after = None
-        if self.choice_job.busy:  # let the choice be saved, so that the next start needs none
+        if self.choice_job.busy or self.main.first_model_pending:  # let the choice be saved: the next start needs none
             self.quit_when_chosen = True
             self.status.setText(self.status.text() + " (quitting once the choice is saved)")
         else:
@@ -424,6 +477,9 @@ class LiveTab(QWidget):
         if self.runner is None or pipe is None or pipe.predictor.supports_tokens:
             return
         ck, size, old = self.state.ck, pipe.predictor.image_size, pipe.predictor.name
+        if ck is None:  # a quick start's graph, the model still loading: the choice that follows swaps it in
+            self.status.setText("the PCA overlay starts once the model is loaded (the graph gives no patch tokens)")
+            return
 
         def make():
             from highlighter.runtime.predictor import make_predictor
@@ -451,6 +507,7 @@ class LiveTab(QWidget):
     def stop(self) -> None:
         self.user_stopped = True
         self.choose_pending = False
+        self.start_when_loaded = False
         self.retry.stop()
         self.cancel_choice.set()  # a choice still measuring gives up before its next backend
         if self.runner is not None:

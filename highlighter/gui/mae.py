@@ -85,7 +85,7 @@ class MaeTab(QWidget):
         lay.addWidget(self.note)
         main.state.model_requested.connect(self._model_requested)
         self.destroyed.connect(lambda *_, s=main.state, cb=self._model_requested: s.model_requested.disconnect(cb))
-        self.load_model(None)
+        main.when_model_ready(lambda: self.load_model(None))  # a quick start streams first: torch loads once
 
     def _model_requested(self, path: str, kind: str) -> None:
         if kind == "mae":

@@ -180,7 +180,11 @@ class PhotosTab(QWidget):
         return path, id(self.state.engine), self.state.image_size
 
     def refresh(self, *_) -> None:
-        if self.current is None or self.state.engine is None:
+        if self.current is None:
+            return
+        if self.state.engine is None:  # a quick start: the first model still loads; its model_changed comes here
+            self._computing(Path(self.current).name)
+            self.busy.setText(f"waiting for the model to load ({Path(self.current).name})")
             return
         key = self._key(self.current)
         if key in self.cache:

@@ -1,0 +1,119 @@
+"""Issue 12's start-up target: the app streams on the model's exported ONNX graph before torch is imported, then
+takes the model when it has loaded in the background, without stopping the stream."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from needs import qt
+
+qt()
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[2]
+CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
+
+
+@pytest.fixture
+def model(tmp_path, monkeypatch):
+    """A random ViT-Ti/16 file with its graph exported at the clip's size (shorter side 112) and a choice of
+    torch fp32 on disk, as a previous start leaves them."""
+    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.core.save import export_safetensors
+    from highlighter.runtime.predictor import onnx_for, remember_choice
+
+    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "settings.ini").write_text("[General]\nimage_size=112\n")
+    path = export_safetensors(load_checkpoint("random:vit_tiny/16"), tmp_path / "tiny.safetensors", half=True)
+    ck = load_checkpoint(str(path))
+    onnx_for(ck, (112, 192))
+    remember_choice(ck, (112, 192), {"chosen": "torch-fp32", "torch-fp32": {"mean_iou": 1.0, "ms": 1.0}})
+    return str(path)
+
+
+def test_a_quick_start_streams_on_the_graph_then_takes_the_model_without_stopping(model, qtbot):
+    from highlighter.gui.app import MainWindow
+    from highlighter.postprocess import fuse, mass_mask
+    from highlighter.runtime.predictor import TorchPredictor
+
+    w = MainWindow(checkpoint=model, source=str(CLIP), quiet=True, quick_start=True)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.state.ck is None and w.quick == model  # nothing loaded yet: the window is up at once
+    assert "Live streams on its ONNX graph meanwhile" in w.model_info.text()
+    assert w.model_combo.currentData() == model
+    assert w.mae.engine is None and w.first_model_pending  # the MAE model waits too
+    w.photos.add_paths([str(ROOT / "assets" / "chelsea_cat.jpg")])  # a photo dropped meanwhile waits for the model
+    qtbot.waitUntil(lambda: "waiting for the model to load" in w.photos.busy.text(), timeout=30000)
+    w.live.start()
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=60000)
+    assert w.live.first_backend == "ort-fp32"
+    assert not w.live.view.pixmap().isNull()
+    assert "exported graph while the model loads" in w.live.status.text()
+    runner = w.live.runner
+    first = w.live.latest
+    qtbot.waitUntil(lambda: w.state.ck is not None, timeout=120000)  # loads once the first frame is shown
+    assert Path(w.state.ck.path) == Path(model) and "tiny.safetensors" in w.model_info.text()
+    qtbot.waitUntil(lambda: w.live.pipeline.predictor.name == "torch-fp32", timeout=60000)  # the saved choice
+    assert w.live.runner is runner  # the same stream went on
+    assert "chosen on an earlier start" in w.live.status.text()
+    # the graph's masks were torch fp32's: the first frame again through the loaded model
+    torch_pred = TorchPredictor(w.state.ck, (112, 192))
+    assert np.array_equal(first.mask, mass_mask(fuse(torch_pred(first.frame).attention), 0.6))
+    qtbot.waitUntil(lambda: w.mae.engine is not None, timeout=60000)
+    qtbot.waitUntil(lambda: w.photos.busy.text() == "" and w.photos.current_result() is not None, timeout=60000)
+    n = w.live.frames_shown
+    qtbot.waitUntil(lambda: w.live.frames_shown > n + 2, timeout=60000)
+    w.close()
+
+
+def test_without_a_graph_for_the_size_the_stream_waits_for_the_model(model, qtbot, tmp_path):
+    from highlighter.gui.app import MainWindow
+
+    (tmp_path / "settings.ini").write_text("[General]\nimage_size=160\n")  # no graph at this size
+    w = MainWindow(checkpoint=model, source=str(CLIP), quiet=True, quick_start=True)
+    qtbot.addWidget(w)
+    w.show()
+    w.live.start()
+    qtbot.waitUntil(lambda: "the stream starts when it is loaded" in w.live.status.text(), timeout=60000)
+    assert w.live.frames_shown == 0 and w.live.stats.text() == "starting…"
+    w.load_first_now()  # (the 4 s timer would do it)
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=120000)
+    assert w.live.pipeline.predictor.image_size == (160, 288)
+    w.close()
+
+
+def test_a_plain_window_still_loads_its_model_first(model, qtbot):
+    from highlighter.gui.app import MainWindow
+
+    w = MainWindow(checkpoint=model, quiet=True)  # tests and scripts: no quick start unless asked
+    qtbot.addWidget(w)
+    assert w.state.ck is not None and w.quick is None
+    w.close()
+
+
+def test_the_app_shows_its_first_frame_before_importing_torch(tmp_path):
+    """The real command on the shipped model and its shipped graph, with a fresh cache and settings."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "HIGHLIGHTER_SETTINGS": str(tmp_path / "s.ini"), "HIGHLIGHTER_CACHE": str(tmp_path / "cache"),
+           "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
+    # a choice already on disk, so that the run does not wait to measure one before it quits
+    code = ("from highlighter.core.checkpoint import load_checkpoint as l; from highlighter.runtime.predictor "
+            f"import remember_choice as r; r(l({str(ROOT / 'models' / 'dino_default.safetensors')!r}), (224, 400), "
+            "{'chosen': 'torch-fp32'})")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "highlighter", "gui", "--quit-after", "1"], env=env,
+                       capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads([x for x in r.stdout.splitlines() if x.startswith("{")][-1])
+    assert got["first_backend"] == "ort-fp32" and got["torch_at_first_frame"] is False
+    assert got["image_size"] == [224, 400] and got["source"] == CLIP.name
+    assert 0 < got["first_frame_s"] < wall
