@@ -35,6 +35,7 @@ from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
 from highlighter.video.sources import list_cameras, open_source
 from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
 
+GRAPH_EXPORT_DELAY_MS = 20000  # a stream on torch exports its graph for the next quick start after this
 RECORD_FPS = 25.0  # the most a recording is written at; a slower stream is written at its own rate,
 RECORD_MIN_FPS = 5.0  # but not below this (a frame is then repeated to keep time): players handle it
 
@@ -346,10 +347,29 @@ class LiveTab(QWidget):
             self.status.setText(self.choice_text)
             if self.settings.overlay == "pca":
                 self._ensure_tokens()  # an ONNX choice gives no patch tokens
+            if cached and predictor.name.startswith("torch"):  # no graph was needed, so none may exist yet
+                QTimer.singleShot(GRAPH_EXPORT_DELAY_MS, self, lambda k=key: self._export_graph(k))
         if self.quit_when_chosen:
             QTimer.singleShot(0, self.main.close)
             return
         self._choose()  # the stream moved on (another size or model) while this one was chosen
+
+    def _export_graph(self, key) -> None:
+        """Export (once) the graph of the streamed model file at this size, in the background, so that the next
+        start of the app streams before torch is imported (``runtime.graphs``). A measured choice has made it
+        already; a choice read from disk that kept torch had not."""
+        ck = self.state.ck
+        if self.runner is None or key != self.key or ck is None or not ck.path:
+            return
+        if getattr(self, "graph_job", None) is None:
+            self.graph_job = Job(self._graph_exported, self._graph_failed)  # methods: the relay is our child
+
+        def export():
+            from highlighter.runtime.predictor import onnx_for
+
+            onnx_for(ck, key[1], log=lambda m: None)  # a file that exists is only recorded in the index
+
+        self.graph_job.start(export)
 
     def _choice_failed(self, message: str) -> None:
         if "cancelled" not in message and self.runner is not None and self.choosing == self.key:
@@ -489,6 +509,12 @@ class LiveTab(QWidget):
         if getattr(self, "tokens_job", None) is None:
             self.tokens_job = Job(self._swap_predictor, self._on_status)  # a method: its relay is this tab's child
         self.tokens_job.start(make)
+
+    def _graph_exported(self, _result) -> None:
+        pass
+
+    def _graph_failed(self, message: str) -> None:
+        self.status.setText(f"could not export the graph for the next quick start: {message}")
 
     def _swap_predictor(self, result) -> None:
         pipe, old, pred = result

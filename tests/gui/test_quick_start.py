@@ -19,22 +19,30 @@ CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
 
 
 @pytest.fixture
-def model(tmp_path, monkeypatch):
-    """A random ViT-Ti/16 file with its graph exported at the clip's size (shorter side 112) and a choice of
-    torch fp32 on disk, as a previous start leaves them."""
+def model_file(tmp_path, monkeypatch):
+    """A random ViT-Ti/16 file and a choice of torch fp32 on disk for it at the clip's size (shorter side 112)."""
     from highlighter.core.checkpoint import load_checkpoint
     from highlighter.core.save import export_safetensors
-    from highlighter.runtime.predictor import onnx_for, remember_choice
+    from highlighter.runtime.predictor import remember_choice
 
     monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
     monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "settings.ini").write_text("[General]\nimage_size=112\n")
     path = export_safetensors(load_checkpoint("random:vit_tiny/16"), tmp_path / "tiny.safetensors", half=True)
-    ck = load_checkpoint(str(path))
-    onnx_for(ck, (112, 192))
-    remember_choice(ck, (112, 192), {"chosen": "torch-fp32", "torch-fp32": {"mean_iou": 1.0, "ms": 1.0}})
+    remember_choice(load_checkpoint(str(path)), (112, 192), {"chosen": "torch-fp32",
+                                                             "torch-fp32": {"mean_iou": 1.0, "ms": 1.0}})
     return str(path)
+
+
+@pytest.fixture
+def model(model_file):
+    """... with its graph exported at that size, as a previous start leaves it."""
+    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.runtime.predictor import onnx_for
+
+    onnx_for(load_checkpoint(model_file), (112, 192))
+    return model_file
 
 
 def test_a_quick_start_streams_on_the_graph_then_takes_the_model_without_stopping(model, qtbot):
@@ -86,6 +94,30 @@ def test_without_a_graph_for_the_size_the_stream_waits_for_the_model(model, qtbo
     w.load_first_now()  # (the 4 s timer would do it)
     qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=120000)
     assert w.live.pipeline.predictor.image_size == (160, 288)
+    w.close()
+
+
+def test_a_stream_on_torch_leaves_a_graph_for_the_next_quick_start(model_file, qtbot, monkeypatch):
+    """A choice read from disk that kept torch exported no graph: the stream exports it, and the next start of
+    the app is quick."""
+    from highlighter.gui import live
+    from highlighter.gui.app import MainWindow
+    from highlighter.runtime import graphs
+
+    monkeypatch.setattr(live, "GRAPH_EXPORT_DELAY_MS", 0)
+    w = MainWindow(checkpoint=model_file, source=str(CLIP), quiet=True, quick_start=True)
+    qtbot.addWidget(w)
+    assert w.quick is None and w.state.ck is not None  # no graph: the model loaded first
+    w.live.start()
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1 and "earlier start" in w.live.status.text(), timeout=60000)
+    qtbot.waitUntil(lambda: graphs.find(model_file, 112, (180, 320)) is not None, timeout=120000)
+    w.close()
+    w = MainWindow(checkpoint=model_file, source=str(CLIP), quiet=True, quick_start=True)
+    qtbot.addWidget(w)
+    assert w.quick == model_file and w.state.ck is None
+    w.live.start()
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=60000)
+    assert w.live.first_backend == "ort-fp32"
     w.close()
 
 
