@@ -271,6 +271,7 @@ class LiveTab(QWidget):
         if predictor is None:  # a quick start without a graph for this size: the stream starts with the model
             source.close()
             self.start_when_loaded = True
+            self.main.load_first_now()  # nothing to wait for
             self.stats.setText("starting…")
             self.status.setText(f"{spec}: loading the model; the stream starts when it is loaded")
             return
@@ -382,6 +383,7 @@ class LiveTab(QWidget):
         self._choose()
 
     def _failed(self, message: str) -> None:
+        self.main.load_first_now()  # a quick start whose source did not open: the model need not wait
         if self.source_before:  # a failed choice is never saved: the next start opens the last good source
             self.main.set_setting("source", self.source_before)
         else:

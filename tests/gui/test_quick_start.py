@@ -91,7 +91,7 @@ def test_without_a_graph_for_the_size_the_stream_waits_for_the_model(model, qtbo
     w.live.start()
     qtbot.waitUntil(lambda: "the stream starts when it is loaded" in w.live.status.text(), timeout=60000)
     assert w.live.frames_shown == 0 and w.live.stats.text() == "starting…"
-    w.load_first_now()  # (the 4 s timer would do it)
+    assert w.first_job.busy or w.state.ck is not None  # loading at once, not after the 4 s wait
     qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=120000)
     assert w.live.pipeline.predictor.image_size == (160, 288)
     w.close()
