@@ -7,6 +7,15 @@ import tempfile
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import (the only way to read it is to set it)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Write through ``write(tmp_path)`` into a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
@@ -14,6 +23,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private (0600); the result gets a plain file's mode
         write(tmp)
         os.replace(tmp, path)
     except BaseException:

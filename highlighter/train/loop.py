@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from highlighter.errors import HighlighterError
 from highlighter.train.engine import NonFiniteLoss
 
 
@@ -27,6 +28,18 @@ class Policy:
     save_every_steps: int = 0  # also a checkpoint every N steps; 0: off
     max_steps: int = 0  # stop (with a checkpoint) after N steps of this process; 0: no limit
     max_minutes: float = 0.0  # stop (with a checkpoint) after M minutes of this process; 0: no limit
+
+    def __post_init__(self):
+        """Numbers that would crash the run later (a division by zero at step 0) or mean nothing are refused
+        now, named by their flag."""
+        if self.log_every < 1:
+            raise HighlighterError(f"--log-every {self.log_every}: give a number of steps, 1 or more")
+        for flag, value in (("--preview-every", self.preview_every), ("--probe-every-minutes",
+                            self.probe_every_minutes), ("--save-every-minutes", self.save_every_minutes),
+                            ("--save-every-steps", self.save_every_steps), ("--max-steps", self.max_steps),
+                            ("--max-minutes", self.max_minutes)):
+            if value < 0:
+                raise HighlighterError(f"{flag} {value:g}: give 0 (off) or more")
 
     def log_step(self, it: int) -> bool:
         """Step ``it`` (0-based, counted over the whole run) is logged and monitored."""

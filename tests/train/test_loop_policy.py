@@ -15,6 +15,16 @@ def test_log_every_n_steps_counts_from_step_zero():
     assert all(Policy(log_every=1).log_step(it) for it in range(5))
 
 
+@pytest.mark.parametrize("kw,flag", [({"log_every": 0}, "--log-every 0"),
+                                     ({"save_every_steps": -1}, "--save-every-steps"),
+                                     ({"max_minutes": -2.5}, "--max-minutes -2.5")])
+def test_numbers_that_would_crash_the_run_are_refused_naming_their_flag(kw, flag):
+    from highlighter.errors import HighlighterError
+
+    with pytest.raises(HighlighterError, match=flag):
+        Policy(**kw)
+
+
 def test_previews_every_n_steps_done_or_only_at_the_end():
     p = Policy(preview_every=6)
     assert [s for s in range(1, 19) if p.preview_at(s)] == [6, 12, 18]
