@@ -27,7 +27,7 @@ def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
 
 
 def build_predictor(args, ck, size, frames_for_auto):
-    from highlighter.runtime.predictor import choose_backend, make_predictor
+    from highlighter.runtime.predictor import auto_predictor, make_predictor
 
     if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
         if args.backend != "auto":
@@ -36,10 +36,12 @@ def build_predictor(args, ck, size, frames_for_auto):
         info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
         return make_predictor("torch-fp32", ck, size, device=args.device, log=info)
     if args.backend == "auto":
-        pred, report = choose_backend(ck, size, frames_for_auto, device=args.device, threshold=args.threshold, log=info)
+        pred, report, cached = auto_predictor(ck, size, lambda: frames_for_auto, device=args.device,
+                                              threshold=args.threshold, log=info)
         table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
                           if isinstance(v, dict) and "ms" in v)
-        info(f"backend auto: chose {pred.name} ({table})")
+        how = "chosen on an earlier run for this model, size and machine" if cached else "measured now, kept"
+        info(f"backend auto: {pred.name} ({how}; {table})")
         return pred
     try:
         return make_predictor(args.backend, ck, size, device=args.device, log=info)

@@ -310,27 +310,19 @@ class LiveTab(QWidget):
         cancel = self.cancel_choice = threading.Event()
         self.choosing = key
 
-        def choose():
-            from highlighter.runtime.predictor import (
-                cached_choice,
-                choose_backend,
-                make_predictor,
-                remember_choice,
-            )
+        spec = str(demo_clip()) if demo_clip().exists() else self.source.currentText().strip()
 
-            report = cached_choice(ck, size)
-            if report is not None:
-                return key, make_predictor(report["chosen"], ck, size, log=lambda m: None), report, True
-            frames = []
-            clip = open_source(str(demo_clip()) if demo_clip().exists() else self.source.currentText().strip())
-            try:  # the backends are compared on the bundled clip
-                frames = [f.image for _, f in zip(range(3), clip)]
+        def frames():  # the backends are compared on the bundled clip
+            clip = open_source(spec)
+            try:
+                return [f.image for _, f in zip(range(3), clip)]
             finally:
                 clip.close()
-            predictor, report = choose_backend(ck, size, frames, repeats=2, log=lambda m: None,
-                                               cancel=cancel)
-            remember_choice(ck, size, report)
-            return key, predictor, report, False
+
+        def choose():
+            from highlighter.runtime.predictor import auto_predictor
+
+            return key, *auto_predictor(ck, size, frames, repeats=2, log=lambda m: None, cancel=cancel)
 
         self.choice_job.start(choose)
 

@@ -234,3 +234,18 @@ def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str =
     tmp.write_text(json.dumps(report, indent=1))
     tmp.replace(path)
     return path
+
+
+def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto", threshold: float = 0.6,
+                   repeats: int = 5, log=print, cancel: threading.Event | None = None) -> tuple[Predictor, dict, bool]:
+    """``--backend auto`` with memory: (predictor, report, whether the report was read from disk). An earlier
+    choice for this model content, size, machine and versions is reused; else the backends are measured on
+    ``frames()`` (a callable: frames are only read when a choice must be made) and the choice is kept."""
+    report = cached_choice(ck, image_size, device, threshold)
+    if report is not None:
+        return make_predictor(report["chosen"], ck, image_size, device, log=log), report, True
+    predictor, report = choose_backend(ck, image_size, frames(), device=device, threshold=threshold, repeats=repeats,
+                                       log=log, cancel=cancel)
+    remember_choice(ck, image_size, report, device, threshold)
+    return predictor, report, False
+

@@ -206,6 +206,21 @@ def test_video_command_writes_one_mask_per_frame_at_frame_size(tmp_path, cli):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
 
 
+def test_video_backend_auto_reuses_the_choice_of_an_earlier_run(tmp_path, cli, monkeypatch):
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
+    write_clip(tmp_path / "clip.mp4")
+    args = ("video", tmp_path / "clip.mp4", "--checkpoint", "random:vit_tiny/16", "--image-size", 64)
+    code, out, err = cli(*args, "--out", tmp_path / "a")
+    assert code == 0, err
+    assert "measured now, kept" in out and len(list((tmp_path / "cache" / "choices").glob("*.json"))) == 1
+    code, out, err = cli(*args, "--out", tmp_path / "b")
+    assert code == 0, err
+    assert "chosen on an earlier run" in out and "measured now" not in out
+    code, out, err = cli(*args, "--threshold", 0.5, "--out", tmp_path / "c")  # the choice depends on the threshold
+    assert code == 0, err
+    assert "measured now, kept" in out
+
+
 def test_video_command_writes_boxes_json(tmp_path, cli):
     write_clip(tmp_path / "clip.mp4")
     code, out, err = cli("video", tmp_path / "clip.mp4", "--checkpoint", "random:vit_tiny/16", "--backend",
