@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.controls import StateControls
-from highlighter.gui.features_panel import PCAControls
+from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls, _ClickView
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
 from highlighter.preprocess import fit_size
@@ -110,8 +110,9 @@ class LiveTab(QWidget):
         self.stats = QLabel("stopped")
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.view = QLabel("Press Start")
-        self.view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.view = _ClickView()  # a click picks a patch (click-to-compare)
+        self.view.setText("Press Start")
+        self.view.clicked.connect(self._view_clicked)
         self.view.setMinimumSize(480, 300)
         self.view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.view.setStyleSheet("background: #202020; color: #dddddd;")
@@ -156,6 +157,8 @@ class LiveTab(QWidget):
         self.settings.overlay = name
         if name == "pca":
             self._ensure_tokens()
+        if self.pick is not None:
+            self.status.setText(self._similarity_text())
 
     def _set_heads(self, heads) -> None:
         self.settings.heads = heads
@@ -249,8 +252,9 @@ class LiveTab(QWidget):
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
                                 "backend in the background…")
             self.choose_pending = True  # from the first frame on: the choice must not delay it
-        if self.settings.overlay == "pca":
+        if self._needs_tokens():
             self._ensure_tokens()
+        self._stream_started()
 
     def _choose(self) -> None:
         """The background choice for the stream's model and size (one at a time; a newer stream asks again)."""
@@ -296,7 +300,7 @@ class LiveTab(QWidget):
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
             self.choice_text = self.choice_texts[key]
             self.status.setText(self.choice_text)
-            if self.settings.overlay == "pca":
+            if self._needs_tokens():
                 self._ensure_tokens()  # an ONNX choice gives no patch tokens
         if self.quit_when_chosen:
             QTimer.singleShot(0, self.main.close)
@@ -351,6 +355,7 @@ class LiveTab(QWidget):
             return
         now = time.perf_counter()
         self.view.setPixmap(fit(rgb_to_pixmap(res.overlay), self.view.width(), self.view.height()))
+        self.view.picture_size, self.shown = res.overlay.shape[:2], res  # what a click on the view maps to
         self.state.latest_frame = res.frame
         self.frames_shown += 1
         if self.first_frame_t is None:
@@ -404,6 +409,7 @@ class LiveTab(QWidget):
         row.addWidget(self.box)
         row.addWidget(QLabel("PCA overlay:"))
         row.addWidget(self.pca_controls)
+        self._similarity_controls(row)
         row.addStretch(1)
         return row
 
@@ -437,7 +443,115 @@ class LiveTab(QWidget):
     def _swap_predictor(self, result) -> None:
         pipe, old, pred = result
         pipe.predictor = pred  # read once per frame by the inference thread
-        self.status.setText(f"PCA needs the patch tokens, which {old} does not give: now on {pred.name}")
+        what = "PCA needs" if self.settings.overlay == "pca" else "Click-to-compare needs"
+        self.status.setText(f"{what} the patch tokens, which {old} does not give: now on {pred.name}")
+
+    # ------------------------------------------------------------------ patch features: click-to-compare
+    def _needs_tokens(self) -> bool:
+        """The pca overlay and click-to-compare need a backend that gives the patch features (torch)."""
+        return self.settings.overlay == "pca" or self.settings.keep_features
+
+    def _similarity_controls(self, row) -> None:
+        """"Click to compare" keeps each frame's patch features with its result; a click on the view then picks
+        a patch, and the overlay shows every patch's cosine similarity to it, frame after frame, until Clear."""
+        self.pick = None  # (FrameResult, patch index): the patch picked, on the frame it was picked on
+        self.compare_box = QCheckBox("Click to compare")
+        self.compare_box.setToolTip("keep each frame's patch features, so that a click on the view shows every "
+                                    "patch's cosine similarity to the clicked one, frame after frame (torch only)")
+        self.compare_box.toggled.connect(self._keep_features)
+        self.sim_kind = QComboBox()
+        self.sim_kind.addItems(list(FEATURE_KINDS))
+        self.sim_kind.setToolTip("which features the similarity compares")
+        self.sim_kind.currentTextChanged.connect(self._kind_changed)
+        self.clear_sim = QPushButton("Clear")
+        self.clear_sim.setToolTip("back to the normal overlay")
+        self.clear_sim.setEnabled(False)
+        self.clear_sim.clicked.connect(self.clear_similarity)
+        for w in (self.compare_box, self.sim_kind, self.clear_sim):
+            row.addWidget(w)
+
+    def _keep_features(self, on: bool) -> None:
+        self.settings.keep_features = on
+        if on:
+            self._ensure_tokens()
+            if self.pick is None:
+                self.status.setText("Click to compare: click a patch of the picture")
+        else:
+            self.clear_similarity()
+
+    def _features(self, res):
+        return getattr(res, FEATURE_KINDS[self.sim_kind.currentText()], None) if res is not None else None
+
+    def _view_clicked(self, x: float, y: float) -> None:
+        """A click on the shown picture (in its pixels; the letterbox never gets here): pick that patch of the
+        frame shown."""
+        res = getattr(self, "shown", None)
+        if res is None:
+            return
+        H, W = res.frame.shape[:2]
+        x = x - W if x >= W else x  # the side overlay: its right half is the same frame's heatmap
+        h, w = res.mask.shape
+        self.pick_patch(res, min(int(y * h / H), h - 1) * w + min(int(x * w / W), w - 1))
+
+    def pick_patch(self, res, index: int) -> None:
+        """Take patch ``index``'s features from ``res`` (cached with it: no model call) as the reference of the
+        similarity overlay, and show that frame's map at once, the patch marked."""
+        from highlighter.features import cosine_similarity_map
+        from highlighter.render import patch_box, similarity_overlay
+
+        feats = self._features(res)
+        if feats is None:
+            if not self.compare_box.isChecked():
+                self.compare_box.setChecked(True)  # keep the features from the next frame on
+            self.status.setText(f"this frame's patch features were not kept ({self.pipeline.predictor.name}); "
+                                "they are from the next frames on: click again")
+            return
+        kind = FEATURE_KINDS[self.sim_kind.currentText()]
+        self.pick, self.pick_model = (res, index), id(self.state.ck)
+        self.pipeline.reference = (kind, feats[index].copy())
+        other = getattr(self.pipeline, "second", None)
+        if other is not None and res.compare is not None and self._features(res.compare) is not None:
+            h, w = res.mask.shape  # the same place of the frame on the second model's grid
+            h2, w2 = res.compare.mask.shape
+            i, j = divmod(index, w)
+            j2 = min(int((j + 0.5) * w2 / w), w2 - 1)
+            other.reference = (kind, self._features(res.compare)[min(int((i + 0.5) * h2 / h), h2 - 1) * w2 + j2].copy())
+        grid = res.mask.shape
+        self.picked_similarity = cosine_similarity_map(feats, index, grid)
+        picture = similarity_overlay(res.frame, self.picked_similarity, patch_box(index, grid, res.frame.shape))
+        self.view.setPixmap(fit(rgb_to_pixmap(picture), self.view.width(), self.view.height()))
+        self.view.picture_size = picture.shape[:2]
+        self.clear_sim.setEnabled(True)
+        self.status.setText(self._similarity_text())
+
+    def _stream_started(self) -> None:
+        """A new stream (another size, the same model) keeps the patch picked; another model forgets it."""
+        if self.pick is not None:
+            res, index = self.pick
+            if self.pick_model == id(self.state.ck):
+                self.pipeline.reference = (FEATURE_KINDS[self.sim_kind.currentText()],
+                                           self._features(res)[index].copy())
+            else:
+                self.clear_similarity()
+
+    def _similarity_text(self) -> str:
+        res, index = self.pick
+        i, j = divmod(index, res.mask.shape[1])
+        return (f"Similarity: every patch's cosine to patch ({i}, {j}) of frame {res.index} "
+                f"({self.sim_kind.currentText()}), on each new frame; Clear returns to the {self.settings.overlay} "
+                "overlay")
+
+    def _kind_changed(self, *_) -> None:
+        if self.pick is not None:
+            self.pick_patch(*self.pick)  # the same patch, the other features: from the same cache
+
+    def clear_similarity(self) -> None:
+        self.pick = None
+        for pipe in (getattr(self, "pipeline", None), getattr(getattr(self, "pipeline", None), "second", None)):
+            if pipe is not None:
+                pipe.reference = None
+        self.clear_sim.setEnabled(False)
+        self.status.setText(f"back to the {self.settings.overlay} overlay")
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)
