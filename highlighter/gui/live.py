@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -131,13 +131,13 @@ class LiveTab(QWidget):
         lay.addLayout(row1)
         lay.addLayout(row2)
         lay.addLayout(row3)
-        lay.addWidget(self.view, 1)
+        lay.addLayout(self._views_row(), 1)
         lay.addWidget(self.stats)
         lay.addWidget(self.status)
 
         subs = [(state.threshold_changed, self._set_threshold), (state.overlay_changed, self._set_overlay),
                 (state.heads_changed, self._set_heads), (state.image_size_changed, self._restart),
-                (state.model_changed, self.model_changed)]
+                (state.model_changed, self.model_changed), (state.compare_changed, self._compare_changed)]
         for signal, callback in subs:
             signal.connect(callback)
         self.destroyed.connect(lambda *_: [signal.disconnect(callback) for signal, callback in subs])
@@ -255,6 +255,7 @@ class LiveTab(QWidget):
         if self._needs_tokens():
             self._ensure_tokens()
         self._stream_started()
+        self._attach_compare()
 
     def _choose(self) -> None:
         """The background choice for the stream's model and size (one at a time; a newer stream asks again)."""
@@ -356,6 +357,7 @@ class LiveTab(QWidget):
         now = time.perf_counter()
         self.view.setPixmap(fit(rgb_to_pixmap(res.overlay), self.view.width(), self.view.height()))
         self.view.picture_size, self.shown = res.overlay.shape[:2], res  # what a click on the view maps to
+        self._show_second(res)
         self.state.latest_frame = res.frame
         self.frames_shown += 1
         if self.first_frame_t is None:
@@ -369,6 +371,9 @@ class LiveTab(QWidget):
             dropped = self.runner.slot.dropped if self.runner else 0
             self.stats.setText(f"{self.frames_shown / dt:.1f} fps   model {t['model_ms']:.1f} ms   end-to-end "
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
+            if res.compare is not None:  # one frame is both models' passes
+                self.stats.setText(self.stats.text() + f"   (each frame through both models; the second's "
+                                   f"{res.compare.timings['model_ms']:.1f} ms)")
         if self.frames_shown == 1:
             self.t_first_shown = now
             self.stats.setText("streaming (fps after 5 frames)")
@@ -578,6 +583,78 @@ class LiveTab(QWidget):
         """Finish the files still being written (the window calls this when it closes)."""
         self.stop()
         self.writer.close()
+
+    # ------------------------------------------------------------------ a second model, side by side
+    def _views_row(self) -> QHBoxLayout:
+        """The view, and (while comparing) the second model's view next to it, each captioned with its model."""
+        self.view_title, self.view2_title = QLabel(""), QLabel("")
+        self.view2 = QLabel("")
+        self.view2.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.view2.setMinimumSize(320, 300)
+        self.view2.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.view2.setStyleSheet("background: #202020; color: #dddddd;")
+        row = QHBoxLayout()
+        for title, view in ((self.view_title, self.view), (self.view2_title, self.view2)):
+            col = QVBoxLayout()
+            col.addWidget(title)
+            col.addWidget(view, 1)
+            row.addLayout(col, 1)
+        for w in (self.view_title, self.view2_title, self.view2):
+            w.hide()
+        return row
+
+    def _compare_changed(self, engine) -> None:
+        from highlighter.paths import model_label
+
+        on = engine is not None
+        for w in (self.view_title, self.view2_title, self.view2):
+            w.setVisible(on)
+        if on:
+            self.view_title.setText(model_label(self.state.model_spec))
+            self.view2_title.setText(model_label(self.state.compare_spec))
+            self.view2.setText("loading…")
+        pipe = getattr(self, "pipeline", None)
+        if pipe is not None:
+            pipe.second = None
+        self._attach_compare()
+
+    def _attach_compare(self) -> None:
+        """Run each frame through the second model too (built off the GUI thread, at the stream's size for
+        its own patch size), with the same settings: threshold, heads, overlay."""
+        engine, pipe = self.state.compare_engine, getattr(self, "pipeline", None)
+        if engine is None or pipe is None or self.runner is None:
+            return
+        from highlighter.video.pipeline import FramePipeline as Pipe
+
+        H, W = pipe.predictor.image_size
+        size = fit_size((H, W), self.state.image_size, engine.ck.vit.patch_size)
+
+        def build():
+            from highlighter.runtime.predictor import TorchPredictor
+
+            return pipe, engine, Pipe(TorchPredictor(engine.ck, size, "fp32", model=engine.model), self.settings)
+
+        if getattr(self, "compare_job", None) is None:
+            self.compare_job = Job(self._compare_built, self._on_status)
+        if not self.compare_job.start(build):
+            QTimer.singleShot(200, self._attach_compare)  # one being built: ask again when it is done
+
+    def _compare_built(self, result) -> None:
+        pipe, engine, second = result
+        if pipe is getattr(self, "pipeline", None) and engine is self.state.compare_engine:
+            pipe.second = second  # the inference thread runs it from its next frame
+
+    def _show_second(self, res) -> None:
+        second = res.compare
+        if second is None or self.state.compare_engine is None:
+            return
+        self.view2.setPixmap(fit(rgb_to_pixmap(second.overlay), self.view2.width(), self.view2.height()))
+        heads = self.settings.heads
+        from highlighter.paths import model_label
+
+        note = (f" (no head {max(heads) if not isinstance(heads, int) else heads} in its "
+                f"{second.attention.shape[0]}: fused)" if heads is not None and second.heads_used is None else "")
+        self.view2_title.setText(model_label(self.state.compare_spec) + note)
 
     # ------------------------------------------------------------------ saving, on the writer's thread
     def _folder(self) -> Path:

@@ -144,3 +144,85 @@ def test_live_click_picks_a_patch_and_the_overlay_follows_its_similarity(env, qt
     qtbot.waitUntil(lambda: live.frames_shown >= n + 2, timeout=30000)
     assert live.shown.similarity is None
     w.close()
+
+
+# ---------------------------------------------------------------- part 3: two models side by side
+def test_photos_compare_with_from_the_picker_shows_both_models_labelled(env, qtbot, monkeypatch, cat_path):
+    from PySide6.QtWidgets import QInputDialog
+
+    from highlighter.gui.app import COMPARE, STOP_COMPARE
+    from highlighter.render import overlay
+
+    w = open_window(qtbot)
+    tab = w.photos
+    w.tabs.setCurrentWidget(tab)
+    tab.add_paths([str(cat_path)])
+    qtbot.waitUntil(lambda: tab.current_result() is not None, timeout=30000)
+    assert not tab.compare_panel.isVisible() and tab.titles[0].text() == "Overlay"
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getItem", lambda parent, title, text, items, *a: (asked.append(items),
+                        ("Untrained demo (random ViT-S/16)", True))[1])
+    w.model_combo.activated.emit(w.model_combo.findData(COMPARE))  # the picker's entry, as a user picks it
+    assert "Untrained demo (random ViT-S/16)" in asked[0] and "random:vit_tiny/16 (untrained)" not in asked[0]
+    qtbot.waitUntil(lambda: tab.compare_result() is not None and "tiny" not in tab.compare_titles[0].text()
+                    and tab.compare_mask_view.pixmap() is not None and not tab.compare_mask_view.pixmap().isNull(),
+                    timeout=60000)
+    assert w.model_combo.currentData() == "random:vit_tiny/16"  # the picker still names the first model
+    assert w.compare_info.text() == "comparing with random:vit_small/16 (untrained)"
+    assert tab.compare_panel.isVisible()
+    assert tab.titles[0].text() == "Overlay — random:vit_tiny/16 (untrained)"
+    assert tab.titles[1].text() == "Fused heatmap — random:vit_tiny/16 (untrained)"
+    assert tab.compare_titles[0].text() == "Overlay — random:vit_small/16 (untrained)"
+    assert tab.compare_titles[1].text() == "Fused heatmap — random:vit_small/16 (untrained)"
+    res2 = tab.compare_result()
+    assert res2.attention.shape[0] == 6 and tab.current_result().attention.shape[0] == 3
+    want = overlay("mask", res2.image, res2.fused(None), res2.fused_mask("mass", 0.6, None))
+    assert np.abs(shown(tab.compare_mask_view).astype(int) - fitted(tab.compare_mask_view, want)).max() <= 2
+    before = [shown(v) for v in (tab.mask_view, tab.compare_mask_view)]
+    w.state.set_threshold(0.25)  # one threshold for both models
+    after = [shown(v) for v in (tab.mask_view, tab.compare_mask_view)]
+    assert all(a.shape == b.shape and not np.array_equal(a, b) for a, b in zip(before, after))
+    want = overlay("mask", res2.image, res2.fused(None), res2.fused_mask("mass", 0.25, None))
+    assert np.abs(after[1].astype(int) - fitted(tab.compare_mask_view, want)).max() <= 2
+    assert tab.model_calls == 1 and tab.compare_calls == 1  # the threshold redraws from the cache
+    # Stop comparing: one model again
+    w.model_combo.activated.emit(w.model_combo.findData(STOP_COMPARE))
+    assert w.state.compare_engine is None and not tab.compare_panel.isVisible()
+    assert tab.titles[0].text() == "Overlay" and w.compare_info.text() == ""
+    assert w.model_combo.findData(STOP_COMPARE) < 0 and w.model_combo.findData(COMPARE) >= 0
+    w.close()
+
+
+def test_live_shows_both_models_side_by_side_and_the_fps_counts_both(env, qtbot):
+    from highlighter.postprocess import fuse, mass_mask
+
+    w = open_window(qtbot, checkpoint="random:vit_small/16")
+    live = w.live
+    live.source.setCurrentText(str(CLIP))
+    live.start()
+    qtbot.waitUntil(lambda: live.frames_shown >= 1, timeout=90000)
+    assert not live.view2.isVisible() and not live.view_title.isVisible()
+    assert w.compare_with("random:vit_tiny/16")  # the method the picker's entry ends in
+    qtbot.waitUntil(lambda: live.shown.compare is not None, timeout=60000)
+    assert live.view2.isVisible() and live.view_title.isVisible()
+    assert live.view_title.text() == "random:vit_small/16 (untrained)"
+    assert live.view2_title.text() == "random:vit_tiny/16 (untrained)"
+    res = live.shown
+    assert res.attention.shape[0] == 6 and res.compare.attention.shape[0] == 3 and res.compare.index == res.index
+    assert np.abs(shown(live.view2).astype(int) - fitted(live.view2, res.compare.overlay)).max() <= 2
+    n = live.frames_shown
+    qtbot.waitUntil(lambda: live.frames_shown >= n + 5 and "both models" in live.stats.text(), timeout=60000)
+    assert " fps " in live.stats.text()  # frames shown per second, each through both models
+    w.state.set_threshold(0.3)  # the threshold and the heads apply to both
+    qtbot.waitUntil(lambda: all(np.array_equal(r.mask, mass_mask(fuse(r.attention), 0.3))
+                                for r in (live.shown, live.shown.compare)), timeout=30000)
+    assert not np.array_equal(res.compare.mask, mass_mask(fuse(res.compare.attention), 0.3))  # it did change
+    w.state.set_heads([4])  # the second model has 3 heads: its fused map, and its caption says so
+    qtbot.waitUntil(lambda: live.shown.heads_used == (4,) and live.shown.compare.heads_used is None, timeout=30000)
+    assert live.view2_title.text() == "random:vit_tiny/16 (untrained) (no head 4 in its 3: fused)"
+    w.stop_comparing()
+    assert not live.view2.isVisible() and live.pipeline.second is None
+    n = live.frames_shown
+    qtbot.waitUntil(lambda: live.frames_shown >= n + 2, timeout=30000)
+    assert live.shown.compare is None
+    w.close()
