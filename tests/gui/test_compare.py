@@ -146,6 +146,36 @@ def test_live_click_picks_a_patch_and_the_overlay_follows_its_similarity(env, qt
     w.close()
 
 
+def test_click_to_compare_on_an_attention_only_backend_swaps_in_torch(env, qtbot):
+    """The ONNX graphs give no patch features: ticking Click to compare swaps in torch fp32 and says so, and a
+    click on a frame without cached features asks for another click instead of running the model."""
+    import highlighter.runtime.predictor as rp
+
+    class AttentionOnly(rp.TorchPredictor):  # what the ONNX Runtime graphs are like
+        supports_tokens = supports_keys = False
+
+    w = open_window(qtbot)
+    live = w.live
+    live.source.setCurrentText(str(CLIP))
+    live.start()
+    qtbot.waitUntil(lambda: live.frames_shown >= 1, timeout=90000)
+    pred = AttentionOnly(w.state.ck, live.pipeline.predictor.image_size, device="cpu")
+    pred.name = "ort-fp32"
+    live.pipeline.predictor = pred
+    n = live.frames_shown
+    qtbot.waitUntil(lambda: live.frames_shown >= n + 2, timeout=30000)
+    res = live.shown
+    assert res.tokens is None
+    QTest.mouseClick(live.view, Qt.MouseButton.LeftButton, pos=view_point(live.view, res.frame.shape, 40, 40))
+    assert live.pick is None and live.compare_box.isChecked()  # the click ticked it; nothing picked yet
+    qtbot.waitUntil(lambda: "now on torch-fp32" in live.status.text(), timeout=30000)
+    assert "Click-to-compare needs the patch tokens, which ort-fp32 does not give" in live.status.text()
+    qtbot.waitUntil(lambda: live.shown.tokens is not None, timeout=30000)
+    QTest.mouseClick(live.view, Qt.MouseButton.LeftButton, pos=view_point(live.view, live.shown.frame.shape, 40, 40))
+    assert live.pick is not None and live.pipeline.reference is not None
+    w.close()
+
+
 # ---------------------------------------------------------------- part 3: two models side by side
 def test_photos_compare_with_from_the_picker_shows_both_models_labelled(env, qtbot, monkeypatch, cat_path):
     from PySide6.QtWidgets import QInputDialog
