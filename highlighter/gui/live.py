@@ -594,21 +594,24 @@ class LiveTab(QWidget):
         self.view2.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.view2.setStyleSheet("background: #202020; color: #dddddd;")
         row = QHBoxLayout()
-        for title, view in ((self.view_title, self.view), (self.view2_title, self.view2)):
-            col = QVBoxLayout()
+        self.view2_box = QWidget()  # hidden whole, so that the single view takes the row alone
+        for title, view, box in ((self.view_title, self.view, QWidget()), (self.view2_title, self.view2,
+                                                                          self.view2_box)):
+            col = QVBoxLayout(box)
+            col.setContentsMargins(0, 0, 0, 0)
             col.addWidget(title)
             col.addWidget(view, 1)
-            row.addLayout(col, 1)
-        for w in (self.view_title, self.view2_title, self.view2):
-            w.hide()
+            row.addWidget(box, 1)
+        self.view_title.hide()
+        self.view2_box.hide()
         return row
 
     def _compare_changed(self, engine) -> None:
         from highlighter.paths import model_label
 
         on = engine is not None
-        for w in (self.view_title, self.view2_title, self.view2):
-            w.setVisible(on)
+        self.view_title.setVisible(on)
+        self.view2_box.setVisible(on)
         if on:
             self.view_title.setText(model_label(self.state.model_spec))
             self.view2_title.setText(model_label(self.state.compare_spec))
