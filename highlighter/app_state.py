@@ -62,6 +62,9 @@ class AppState:
         self.image_size_changed = Signal()  # (int)
         self.heads_changed = Signal()  # (tuple | None)
         self.model_requested = Signal()  # (path, kind): "Use this model" from the Train tab; kind dino or mae
+        self.compare_engine = None  # a second model shown next to the first ("Compare with…"), or None
+        self.compare_spec: str | None = None
+        self.compare_changed = Signal()  # (engine or None)
         self.set_threshold(threshold)
         self.set_overlay(overlay)
         self.set_image_size(image_size)
@@ -76,6 +79,11 @@ class AppState:
         if self.heads and max(self.heads) >= engine.num_heads:
             self.set_heads(None)
         self.model_changed.emit(engine)
+
+    def set_compare(self, spec: str | None, engine) -> None:
+        """Show a second model's maps next to the first's in Live and Photos (None, None: stop comparing)."""
+        self.compare_spec, self.compare_engine = (spec, engine) if engine is not None else (None, None)
+        self.compare_changed.emit(self.compare_engine)
 
     def set_threshold(self, value: float) -> None:
         value = float(value)

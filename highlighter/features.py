@@ -72,8 +72,17 @@ def cosine_similarity_map(features: np.ndarray, index: int, grid: tuple[int, int
     f = np.asarray(features, np.float64)
     if not 0 <= index < f.shape[0]:
         raise ValueError(f"patch {index} is outside the {grid[0]}x{grid[1]} grid")
+    return cosine_similarity_to(f, f[index], grid)
+
+
+def cosine_similarity_to(features: np.ndarray, reference: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """float32 (h, w) in [-1, 1]: each patch's cosine similarity to a feature vector (D,), such as a patch
+    picked on an earlier frame (Live follows it frame after frame)."""
+    f = np.asarray(features, np.float64)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    return (f @ f[index]).astype(np.float32).reshape(grid)
+    r = np.asarray(reference, np.float64)
+    r = r / max(float(np.linalg.norm(r)), 1e-12)
+    return (f @ r).astype(np.float32).reshape(grid)
 
 
 def best_matches(query: np.ndarray, others: list[np.ndarray], k: int = 1) -> list[list[tuple[int, float]]]:

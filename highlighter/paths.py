@@ -106,6 +106,11 @@ def checkpoint_label(path: str | os.PathLike) -> str:
     return p.name
 
 
+def model_label(spec: str | os.PathLike) -> str:
+    """A model's name for captions: ``random:ARCH/PATCH (untrained)``, or its file as pickers name it."""
+    return f"{spec} (untrained)" if str(spec).startswith("random:") else checkpoint_label(spec)
+
+
 def demo_clip() -> Path:
     """The bundled video (it may be missing from a stripped-down install: check ``exists()``)."""
     return assets_dir() / DEMO_CLIP

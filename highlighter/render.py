@@ -172,6 +172,23 @@ def draw_box(image: np.ndarray, box, colour=BOX_COLOUR) -> np.ndarray:
     return out
 
 
+SIMILARITY_ALPHA = 0.6  # how much of the similarity heatmap covers the picture
+
+
+def patch_box(index: int, grid: tuple[int, int], size: tuple[int, ...]) -> list[int]:
+    """[x0, y0, x1, y1] of patch ``index`` (row-major on ``grid``) in a picture of ``size`` (H, W) that the grid
+    covers whole."""
+    (h, w), (H, W) = grid, size[:2]
+    i, j = divmod(int(index), w)
+    return [round(j * W / w), round(i * H / h), round((j + 1) * W / w), round((i + 1) * H / h)]
+
+
+def similarity_overlay(image: np.ndarray, similarity: np.ndarray, box=None) -> np.ndarray:
+    """A patch-similarity map (h, w) as a heatmap over the picture, with the picked patch's ``box`` drawn
+    when given (Photos, and Live on the frame the patch was picked on)."""
+    return draw_box(overlay("heatmap", image, similarity, None, SIMILARITY_ALPHA), box)
+
+
 def dim_cells(image: np.ndarray, cells: np.ndarray, amount: float = DIMMED) -> np.ndarray:
     """The picture with the patch-grid cells where ``cells`` is set dimmed to ``amount`` of their brightness."""
     out = image.copy()

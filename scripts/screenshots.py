@@ -47,11 +47,6 @@ def drive(out: Path) -> int:
     def at(seconds, fn):
         steps.append((seconds * slow, fn))
 
-    def photos():
-        win.live.stop()
-        win.tabs.setCurrentWidget(win.photos)
-        win.photos.add_paths([str(ROOT / "assets")])
-
     def mae():
         from highlighter.images import load_rgb
 
@@ -74,14 +69,40 @@ def drive(out: Path) -> int:
                         "--num-workers", "1", "--warmup-epochs", "1", "--preview-every", "6"]
         t.start()
 
+    def pick():  # Live click-to-compare: a patch near the middle of the frame shown (the swan)
+        live = win.live
+        res = live.shown if hasattr(live, "shown") else None
+        if res is None or res.tokens is None:
+            QTimer.singleShot(500, pick)
+            return
+        h, w = res.mask.shape
+        live.pick_patch(res, (h // 2) * w + w // 2)
+
+    def compare():  # the untrained demo next to the loaded model: what training adds
+        win.live.clear_similarity()
+        win.live.compare_box.setChecked(False)
+        win.compare_with("random:vit_small/16")
+
+    def photos_compare():
+        win.live.stop()
+        win.tabs.setCurrentWidget(win.photos)
+        win.photos.add_paths([str(ROOT / "assets")])
+
     at(10, lambda: capture(out / "live.png"))
-    at(11, photos)
-    at(20, lambda: capture(out / "photos.png"))
-    at(21, mae)
-    at(27, lambda: capture(out / "mae.png"))
-    at(28, train)
-    at(75, lambda: capture(out / "train.png"))
-    at(76, app.quit)
+    at(10.5, lambda: win.live.compare_box.setChecked(True))
+    at(13, pick)
+    at(16, lambda: capture(out / "live_similarity.png"))
+    at(16.5, compare)
+    at(27, lambda: capture(out / "live_compare.png"))
+    at(28, photos_compare)
+    at(38, lambda: capture(out / "photos_compare.png"))
+    at(39, win.stop_comparing)
+    at(41, lambda: capture(out / "photos.png"))
+    at(42, mae)
+    at(48, lambda: capture(out / "mae.png"))
+    at(49, train)
+    at(96, lambda: capture(out / "train.png"))
+    at(97, app.quit)
     for seconds, fn in steps:
         QTimer.singleShot(int(seconds * 1000), fn)
     app.exec()

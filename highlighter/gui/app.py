@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -26,12 +27,15 @@ from PySide6.QtWidgets import (
 
 from highlighter.app_state import AppState
 from highlighter.gui.qt_util import Job, MainThreadGC, wait_for_jobs
-from highlighter.paths import checkpoint_label, default_checkpoint_or_none
+from highlighter.paths import checkpoint_label, default_checkpoint_or_none, model_label
 
 DEMO = "random:vit_small/16"
 OPEN = "Open checkpoint…"
 GET = "Get official weights…"
 FIRST_LOAD_DELAY_MS = 4000  # a quick start loads the model after the first frame, or after this at the latest
+COMPARE = "Compare with…"
+STOP_COMPARE = "Stop comparing"
+OTHER_FILE = "Another checkpoint file…"
 
 
 class MainWindow(QMainWindow):
@@ -53,6 +57,7 @@ class MainWindow(QMainWindow):
         self.quick: str | None = None  # the model file that Live streams on its graph while the model loads
         self._first_work = None  # a quick start's model load, not started yet
         self._when_ready: list = []  # what waits for the first model (the MAE tab's own load)
+        self.compare_job = Job(self._compare_loaded, self._compare_failed)
         self.weights_dialog = None
 
         self.model_combo = QComboBox()
@@ -70,6 +75,9 @@ class MainWindow(QMainWindow):
         top.addWidget(QLabel("Model:"))
         top.addWidget(self.model_combo)
         top.addWidget(self.model_info, 1)
+        self.compare_info = QLabel("")  # "comparing with …" while a second model is shown
+        self.compare_info.setStyleSheet("color: #1f5fa0; font-weight: bold;")
+        top.addWidget(self.compare_info)
         self.tabs = QTabWidget()
         central = QWidget()
         lay = QVBoxLayout(central)
@@ -154,6 +162,9 @@ class MainWindow(QMainWindow):
                 self.model_combo.addItem(checkpoint_label(p), p)  # runs by folder and step
         self.model_combo.addItem(GET, GET)
         self.model_combo.addItem(OPEN, OPEN)
+        self.model_combo.addItem(COMPARE, COMPARE)  # a second model, shown next to the first
+        if self.state.compare_engine is not None:
+            self.model_combo.addItem(STOP_COMPARE, STOP_COMPARE)
 
     def recent(self) -> list[str]:
         value = self.qsettings.value("recent", [])
@@ -172,6 +183,16 @@ class MainWindow(QMainWindow):
             self._select_current()
             if path:
                 self.load_model(path)
+            return
+        if spec == COMPARE:
+            self._select_current()
+            other = self.ask_compare()
+            if other:
+                self.compare_with(other)
+            return
+        if spec == STOP_COMPARE:
+            self._select_current()
+            self.stop_comparing()
             return
         if spec != self.model_spec:
             self.load_model(spec)
@@ -346,7 +367,7 @@ class MainWindow(QMainWindow):
         i = self.model_combo.findData(spec)
         if i < 0 and spec:
             label = f"{spec} (untrained)" if spec.startswith("random:") else Path(spec).name
-            self.model_combo.insertItem(max(0, self.model_combo.count() - 2), label, spec)  # before Get…, Open…
+            self.model_combo.insertItem(max(0, self.model_combo.findData(GET)), label, spec)  # before Get…, Open…
             i = self.model_combo.findData(spec)
         if i >= 0:
             self.model_combo.setCurrentIndex(i)
@@ -359,6 +380,59 @@ class MainWindow(QMainWindow):
         if not self.quiet:
             QMessageBox.critical(self, "Cannot load checkpoint", message)
         self.error_shown = message
+
+    # ------------------------------------------------------------------ a second model, side by side
+    def known_models(self) -> list[tuple[str, str]]:
+        """(label, spec) of the picker's models, the special entries left out."""
+        specials = {GET, OPEN, COMPARE, STOP_COMPARE}
+        items = [(self.model_combo.itemText(i), self.model_combo.itemData(i)) for i in range(self.model_combo.count())]
+        return [(label, spec) for label, spec in items if spec and spec not in specials]
+
+    def ask_compare(self) -> str | None:
+        """"Compare with…": one of the picker's other models, or a checkpoint file."""
+        models = [(label, spec) for label, spec in self.known_models() if spec != self.model_spec]
+        labels = [label for label, _ in models] + [OTHER_FILE]
+        label, ok = QInputDialog.getItem(self, COMPARE, "Show next to the current model:", labels, 0, False)
+        if not ok:
+            return None
+        if label == OTHER_FILE:
+            path, _ = QFileDialog.getOpenFileName(self, "Checkpoint to compare with", "", "Checkpoints (*.pth *.pt "
+                                                  "*.safetensors *.bin);;All files (*)")
+            return path or None
+        return dict(models)[label]
+
+    def compare_with(self, spec: str) -> bool:
+        """Load a second model off the GUI thread; Live and Photos then show its maps next to the first's."""
+        from highlighter.core.inference import AttentionEngine
+        from highlighter.weights import resolve
+
+        def work():
+            path = resolve(spec)
+            return path, AttentionEngine.from_checkpoint(path, device="cpu")
+
+        self.statusBar().showMessage(f"loading {spec} to compare…")
+        self.compare_info.setText(f"loading {model_label(spec)} to compare…")
+        return self.compare_job.start(work)
+
+    def _compare_loaded(self, result) -> None:
+        spec, engine = result
+        self.state.set_compare(spec, engine)  # the tabs follow through compare_changed
+        self._fill_models()
+        self._select_current()
+        self.compare_info.setText(f"comparing with {model_label(spec)}")
+        self.statusBar().showMessage(f"comparing with {engine.ck.vit.describe()}", 5000)
+
+    def _compare_failed(self, message: str) -> None:
+        self.compare_info.setText(f"comparing with {model_label(self.state.compare_spec)}"
+                                  if self.state.compare_engine is not None else "")
+        self.last_error = message
+        self.statusBar().showMessage(f"could not load the model to compare: {message}", 8000)
+
+    def stop_comparing(self) -> None:
+        self.state.set_compare(None, None)
+        self._fill_models()
+        self._select_current()
+        self.compare_info.setText("")
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event):  # noqa: N802

@@ -190,7 +190,7 @@ class SimilarityPanel(QWidget):
 
     def redraw(self) -> None:
         from highlighter.features import best_matches, cosine_similarity_map
-        from highlighter.render import draw_box, overlay, side_by_side
+        from highlighter.render import draw_box, patch_box, side_by_side, similarity_overlay
 
         res = self.result
         if res is None:
@@ -204,11 +204,10 @@ class SimilarityPanel(QWidget):
             self.matches_view.clear()
             return
         h, w = res.grid
-        p = res.patch_size
         i, j = divmod(self.index, w)
         self.similarity = cosine_similarity_map(feats, self.index, res.grid)
-        query_box = [j * p, i * p, (j + 1) * p, (i + 1) * p]
-        self.view.show_picture(draw_box(overlay("heatmap", res.image, self.similarity, None, 0.6), query_box))
+        self.view.show_picture(similarity_overlay(res.image, self.similarity, patch_box(self.index, res.grid,
+                                                                                         res.image.shape)))
         others = [(name, o, self.features(o)) for name, o in self.others.items() if self.features(o) is not None
                   and self.features(o).shape[1] == feats.shape[1]]
         found = best_matches(feats[self.index], [f for _, _, f in others], k=1)

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.gui.controls import StateControls
-from highlighter.gui.features_panel import PCAControls
+from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls, _ClickView
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
 from highlighter.preprocess import fit_size
@@ -116,8 +116,9 @@ class LiveTab(QWidget):
         self.stats = QLabel("stopped")
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.view = QLabel("Press Start")
-        self.view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.view = _ClickView()  # a click picks a patch (click-to-compare)
+        self.view.setText("Press Start")
+        self.view.clicked.connect(self._view_clicked)
         self.view.setMinimumSize(480, 300)
         self.view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.view.setStyleSheet("background: #202020; color: #dddddd;")
@@ -136,13 +137,13 @@ class LiveTab(QWidget):
         lay.addLayout(row1)
         lay.addLayout(row2)
         lay.addLayout(row3)
-        lay.addWidget(self.view, 1)
+        lay.addLayout(self._views_row(), 1)
         lay.addWidget(self.stats)
         lay.addWidget(self.status)
 
         subs = [(state.threshold_changed, self._set_threshold), (state.overlay_changed, self._set_overlay),
                 (state.heads_changed, self._set_heads), (state.image_size_changed, self._restart),
-                (state.model_changed, self.model_changed)]
+                (state.model_changed, self.model_changed), (state.compare_changed, self._compare_changed)]
         for signal, callback in subs:
             signal.connect(callback)
         self.destroyed.connect(lambda *_: [signal.disconnect(callback) for signal, callback in subs])
@@ -173,6 +174,8 @@ class LiveTab(QWidget):
         self.settings.overlay = name
         if name == "pca":
             self._ensure_tokens()
+        if self.pick is not None:
+            self.status.setText(self._similarity_text())
 
     def _set_heads(self, heads) -> None:
         self.settings.heads = heads
@@ -299,8 +302,10 @@ class LiveTab(QWidget):
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
                                 "backend in the background…")
             self.choose_pending = True  # from the first frame on: the choice must not delay it
-        if self.settings.overlay == "pca":
+        if self._needs_tokens():
             self._ensure_tokens()
+        self._stream_started()
+        self._attach_compare()
 
     def _choose(self) -> None:
         """The background choice for the stream's model and size (one at a time; a newer stream asks again)."""
@@ -338,7 +343,7 @@ class LiveTab(QWidget):
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
             self.choice_text = self.choice_texts[key]
             self.status.setText(self.choice_text)
-            if self.settings.overlay == "pca":
+            if self._needs_tokens():
                 self._ensure_tokens()  # an ONNX choice gives no patch tokens
             if cached and predictor.name.startswith("torch"):  # no graph was needed, so none may exist yet
                 QTimer.singleShot(GRAPH_EXPORT_DELAY_MS, self, lambda k=key: self._export_graph(k))
@@ -413,6 +418,8 @@ class LiveTab(QWidget):
             return
         now = time.perf_counter()
         self.view.setPixmap(fit(rgb_to_pixmap(res.overlay), self.view.width(), self.view.height()))
+        self.view.picture_size, self.shown = res.overlay.shape[:2], res  # what a click on the view maps to
+        self._show_second(res)
         self.state.latest_frame = res.frame
         self.frames_shown += 1
         if self.first_frame_t is None:
@@ -429,6 +436,9 @@ class LiveTab(QWidget):
             dropped = self.runner.slot.dropped if self.runner else 0
             self.stats.setText(f"{self.frames_shown / dt:.1f} fps   model {t['model_ms']:.1f} ms   end-to-end "
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
+            if res.compare is not None:  # one frame is both models' passes
+                self.stats.setText(self.stats.text() + f"   (each frame through both models; the second's "
+                                   f"{res.compare.timings['model_ms']:.1f} ms)")
         if self.frames_shown == 1:
             self.t_first_shown = now
             self.stats.setText("streaming (fps after 5 frames)")
@@ -471,6 +481,7 @@ class LiveTab(QWidget):
         row.addWidget(self.box)
         row.addWidget(QLabel("PCA overlay:"))
         row.addWidget(self.pca_controls)
+        self._similarity_controls(row)
         row.addStretch(1)
         return row
 
@@ -513,7 +524,115 @@ class LiveTab(QWidget):
     def _swap_predictor(self, result) -> None:
         pipe, old, pred = result
         pipe.predictor = pred  # read once per frame by the inference thread
-        self.status.setText(f"PCA needs the patch tokens, which {old} does not give: now on {pred.name}")
+        what = "PCA needs" if self.settings.overlay == "pca" else "Click-to-compare needs"
+        self.status.setText(f"{what} the patch tokens, which {old} does not give: now on {pred.name}")
+
+    # ------------------------------------------------------------------ patch features: click-to-compare
+    def _needs_tokens(self) -> bool:
+        """The pca overlay and click-to-compare need a backend that gives the patch features (torch)."""
+        return self.settings.overlay == "pca" or self.settings.keep_features
+
+    def _similarity_controls(self, row) -> None:
+        """"Click to compare" keeps each frame's patch features with its result; a click on the view then picks
+        a patch, and the overlay shows every patch's cosine similarity to it, frame after frame, until Clear."""
+        self.pick = None  # (FrameResult, patch index): the patch picked, on the frame it was picked on
+        self.compare_box = QCheckBox("Click to compare")
+        self.compare_box.setToolTip("keep each frame's patch features, so that a click on the view shows every "
+                                    "patch's cosine similarity to the clicked one, frame after frame (torch only)")
+        self.compare_box.toggled.connect(self._keep_features)
+        self.sim_kind = QComboBox()
+        self.sim_kind.addItems(list(FEATURE_KINDS))
+        self.sim_kind.setToolTip("which features the similarity compares")
+        self.sim_kind.currentTextChanged.connect(self._kind_changed)
+        self.clear_sim = QPushButton("Clear")
+        self.clear_sim.setToolTip("back to the normal overlay")
+        self.clear_sim.setEnabled(False)
+        self.clear_sim.clicked.connect(self.clear_similarity)
+        for w in (self.compare_box, self.sim_kind, self.clear_sim):
+            row.addWidget(w)
+
+    def _keep_features(self, on: bool) -> None:
+        self.settings.keep_features = on
+        if on:
+            self._ensure_tokens()
+            if self.pick is None:
+                self.status.setText("Click to compare: click a patch of the picture")
+        else:
+            self.clear_similarity()
+
+    def _features(self, res):
+        return getattr(res, FEATURE_KINDS[self.sim_kind.currentText()], None) if res is not None else None
+
+    def _view_clicked(self, x: float, y: float) -> None:
+        """A click on the shown picture (in its pixels; the letterbox never gets here): pick that patch of the
+        frame shown."""
+        res = getattr(self, "shown", None)
+        if res is None:
+            return
+        H, W = res.frame.shape[:2]
+        x = x - W if x >= W else x  # the side overlay: its right half is the same frame's heatmap
+        h, w = res.mask.shape
+        self.pick_patch(res, min(int(y * h / H), h - 1) * w + min(int(x * w / W), w - 1))
+
+    def pick_patch(self, res, index: int) -> None:
+        """Take patch ``index``'s features from ``res`` (cached with it: no model call) as the reference of the
+        similarity overlay, and show that frame's map at once, the patch marked."""
+        from highlighter.features import cosine_similarity_map
+        from highlighter.render import patch_box, similarity_overlay
+
+        feats = self._features(res)
+        if feats is None:
+            if not self.compare_box.isChecked():
+                self.compare_box.setChecked(True)  # keep the features from the next frame on
+            self.status.setText(f"this frame's patch features were not kept ({self.pipeline.predictor.name}); "
+                                "they are from the next frames on: click again")
+            return
+        kind = FEATURE_KINDS[self.sim_kind.currentText()]
+        self.pick, self.pick_model = (res, index), id(self.state.ck)
+        self.pipeline.reference = (kind, feats[index].copy())
+        other = getattr(self.pipeline, "second", None)
+        if other is not None and res.compare is not None and self._features(res.compare) is not None:
+            h, w = res.mask.shape  # the same place of the frame on the second model's grid
+            h2, w2 = res.compare.mask.shape
+            i, j = divmod(index, w)
+            j2 = min(int((j + 0.5) * w2 / w), w2 - 1)
+            other.reference = (kind, self._features(res.compare)[min(int((i + 0.5) * h2 / h), h2 - 1) * w2 + j2].copy())
+        grid = res.mask.shape
+        self.picked_similarity = cosine_similarity_map(feats, index, grid)
+        picture = similarity_overlay(res.frame, self.picked_similarity, patch_box(index, grid, res.frame.shape))
+        self.view.setPixmap(fit(rgb_to_pixmap(picture), self.view.width(), self.view.height()))
+        self.view.picture_size = picture.shape[:2]
+        self.clear_sim.setEnabled(True)
+        self.status.setText(self._similarity_text())
+
+    def _stream_started(self) -> None:
+        """A new stream (another size, the same model) keeps the patch picked; another model forgets it."""
+        if self.pick is not None:
+            res, index = self.pick
+            if self.pick_model == id(self.state.ck):
+                self.pipeline.reference = (FEATURE_KINDS[self.sim_kind.currentText()],
+                                           self._features(res)[index].copy())
+            else:
+                self.clear_similarity()
+
+    def _similarity_text(self) -> str:
+        res, index = self.pick
+        i, j = divmod(index, res.mask.shape[1])
+        return (f"Similarity: every patch's cosine to patch ({i}, {j}) of frame {res.index} "
+                f"({self.sim_kind.currentText()}), on each new frame; Clear returns to the {self.settings.overlay} "
+                "overlay")
+
+    def _kind_changed(self, *_) -> None:
+        if self.pick is not None:
+            self.pick_patch(*self.pick)  # the same patch, the other features: from the same cache
+
+    def clear_similarity(self) -> None:
+        self.pick = None
+        for pipe in (getattr(self, "pipeline", None), getattr(getattr(self, "pipeline", None), "second", None)):
+            if pipe is not None:
+                pipe.reference = None
+        self.clear_sim.setEnabled(False)
+        self.status.setText(f"back to the {self.settings.overlay} overlay")
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)
@@ -541,6 +660,81 @@ class LiveTab(QWidget):
         """Finish the files still being written (the window calls this when it closes)."""
         self.stop()
         self.writer.close()
+
+    # ------------------------------------------------------------------ a second model, side by side
+    def _views_row(self) -> QHBoxLayout:
+        """The view, and (while comparing) the second model's view next to it, each captioned with its model."""
+        self.view_title, self.view2_title = QLabel(""), QLabel("")
+        self.view2 = QLabel("")
+        self.view2.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.view2.setMinimumSize(320, 300)
+        self.view2.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.view2.setStyleSheet("background: #202020; color: #dddddd;")
+        row = QHBoxLayout()
+        self.view2_box = QWidget()  # hidden whole, so that the single view takes the row alone
+        for title, view, box in ((self.view_title, self.view, QWidget()), (self.view2_title, self.view2,
+                                                                          self.view2_box)):
+            col = QVBoxLayout(box)
+            col.setContentsMargins(0, 0, 0, 0)
+            col.addWidget(title)
+            col.addWidget(view, 1)
+            row.addWidget(box, 1)
+        self.view_title.hide()
+        self.view2_box.hide()
+        return row
+
+    def _compare_changed(self, engine) -> None:
+        from highlighter.paths import model_label
+
+        on = engine is not None
+        self.view_title.setVisible(on)
+        self.view2_box.setVisible(on)
+        if on:
+            self.view_title.setText(model_label(self.state.model_spec))
+            self.view2_title.setText(model_label(self.state.compare_spec))
+            self.view2.setText("loading…")
+        pipe = getattr(self, "pipeline", None)
+        if pipe is not None:
+            pipe.second = None
+        self._attach_compare()
+
+    def _attach_compare(self) -> None:
+        """Run each frame through the second model too (built off the GUI thread, at the stream's size for
+        its own patch size), with the same settings: threshold, heads, overlay."""
+        engine, pipe = self.state.compare_engine, getattr(self, "pipeline", None)
+        if engine is None or pipe is None or self.runner is None:
+            return
+        from highlighter.video.pipeline import FramePipeline as Pipe
+
+        H, W = pipe.predictor.image_size
+        size = fit_size((H, W), self.state.image_size, engine.ck.vit.patch_size)
+
+        def build():
+            from highlighter.runtime.predictor import TorchPredictor
+
+            return pipe, engine, Pipe(TorchPredictor(engine.ck, size, "fp32", model=engine.model), self.settings)
+
+        if getattr(self, "compare_job", None) is None:
+            self.compare_job = Job(self._compare_built, self._on_status)
+        if not self.compare_job.start(build):
+            QTimer.singleShot(200, self._attach_compare)  # one being built: ask again when it is done
+
+    def _compare_built(self, result) -> None:
+        pipe, engine, second = result
+        if pipe is getattr(self, "pipeline", None) and engine is self.state.compare_engine:
+            pipe.second = second  # the inference thread runs it from its next frame
+
+    def _show_second(self, res) -> None:
+        second = res.compare
+        if second is None or self.state.compare_engine is None:
+            return
+        self.view2.setPixmap(fit(rgb_to_pixmap(second.overlay), self.view2.width(), self.view2.height()))
+        heads = self.settings.heads
+        from highlighter.paths import model_label
+
+        note = (f" (no head {max(heads) if not isinstance(heads, int) else heads} in its "
+                f"{second.attention.shape[0]}: fused)" if heads is not None and second.heads_used is None else "")
+        self.view2_title.setText(model_label(self.state.compare_spec) + note)
 
     # ------------------------------------------------------------------ saving, on the writer's thread
     def _folder(self) -> Path:

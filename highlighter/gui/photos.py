@@ -93,15 +93,18 @@ class PhotosTab(QWidget):
         right = QWidget()
         rl = QVBoxLayout(right)
         big = QHBoxLayout()
+        self.titles = []  # the captions of the overlay and the fused heatmap (with the model's name when comparing)
         for title, view in (("Overlay", self.mask_view), ("Fused heatmap", self.fused_view)):
             box = QVBoxLayout()
-            box.addWidget(QLabel(title))
+            self.titles.append(QLabel(title))
+            box.addWidget(self.titles[-1])
             box.addWidget(view, 1)
             big.addLayout(box)
         self._add_feature_panels(big)
         rl.addWidget(self.hint)
         rl.addWidget(self.busy)
         rl.addLayout(big, 3)
+        rl.addWidget(self._compare_row(), 3)
         rl.addWidget(QLabel("Per-head heatmaps"))
         rl.addWidget(self.heads, 2)
         split = QSplitter()
@@ -113,7 +116,7 @@ class PhotosTab(QWidget):
         lay.addWidget(split, 1)
         subs = [(state.threshold_changed, self._rethreshold), (state.overlay_changed, self._rethreshold),
                 (state.heads_changed, self._redraw), (state.image_size_changed, self.refresh),
-                (state.model_changed, self.refresh)]
+                (state.model_changed, self.refresh), (state.compare_changed, self._show_compare)]
         for signal, callback in subs:
             signal.connect(callback)
         self.destroyed.connect(lambda *_: [signal.disconnect(callback) for signal, callback in subs])
@@ -234,7 +237,7 @@ class PhotosTab(QWidget):
             self.heads.add(f"head {h}").set_source(rgb_to_pixmap(heatmap(res.attention[h], p)))
         self.pca_panel.show_result(res)
         self.sim_panel.set_result(res, self.other_results())
-        self._rethreshold()
+        self._rethreshold()  # and the second model's maps, when comparing
 
     @property
     def head_views(self) -> list[FitLabel]:
@@ -257,6 +260,7 @@ class PhotosTab(QWidget):
         else:
             drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
         self.mask_view.set_source(rgb_to_pixmap(drawn))
+        self._show_compare()
 
     def _failed(self, message: str) -> None:
         self.busy.setText("")
@@ -279,6 +283,83 @@ class PhotosTab(QWidget):
             if path != self.current and res is not None:
                 out[Path(path).name] = res
         return out
+
+    # ------------------------------------------------------------------ a second model, side by side
+    def _compare_row(self) -> QWidget:
+        """The second model's overlay and fused heatmap, under the first model's (shown while comparing)."""
+        self.compare_calls = 0
+        self.compare_job = Job(self._compare_computed, self._failed)
+        self.compare_mask_view, self.compare_fused_view = (FitLabel(min_size=(240, 140), top=True) for _ in range(2))
+        self.compare_titles = [QLabel("Overlay"), QLabel("Fused heatmap")]
+        self.compare_panel = QWidget()
+        row = QHBoxLayout(self.compare_panel)
+        row.setContentsMargins(0, 0, 0, 0)
+        for title, view in zip(self.compare_titles, (self.compare_mask_view, self.compare_fused_view)):
+            box = QVBoxLayout()
+            box.addWidget(title)
+            box.addWidget(view, 1)
+            row.addLayout(box)
+        row.addStretch(1)
+        self.compare_panel.hide()
+        return self.compare_panel
+
+    def _compare_key(self, path: str) -> tuple:
+        return path, id(self.state.compare_engine), self.state.image_size
+
+    def compare_result(self):
+        if self.current is None or self.state.compare_engine is None:
+            return None
+        return self.cache.get(self._compare_key(self.current))
+
+    def _show_compare(self, *_) -> None:
+        """Both models' maps for the photo shown, each captioned with its model; the threshold, overlay and
+        heads are the state's for both (a head the second model lacks: its fused map, and the caption says so).
+        The second model runs once per photo and size, off the GUI thread; then redraws come from its cache."""
+        from highlighter.features import pca_rgb
+        from highlighter.paths import model_label
+
+        s, engine = self.state, self.state.compare_engine
+        self.compare_panel.setVisible(engine is not None)
+        first = f" — {model_label(s.model_spec)}" if engine is not None else ""
+        self.titles[0].setText(f"Overlay{first}")
+        self.titles[1].setText(f"Fused heatmap{first}")
+        if engine is None or self.current is None:
+            return
+        name = model_label(s.compare_spec)
+        res = self.compare_result()
+        if res is None:
+            for title, kind in zip(self.compare_titles, ("Overlay", "Fused heatmap")):
+                title.setText(f"{kind} — {name}")
+            for view in (self.compare_mask_view, self.compare_fused_view):
+                view.set_source(None)
+                view.setText(COMPUTING)
+            if not self.compare_job.busy:
+                key, img = self._compare_key(self.current), self.photos[self.current]
+                size = fit_size((img.height, img.width), s.image_size, engine.ck.vit.patch_size)
+
+                def run():
+                    self.compare_calls += 1
+                    return key, engine.run(img, size, tokens=True)
+
+                self.compare_job.start(run)
+            return
+        heads, note = s.heads, ""
+        if heads and max(heads) >= res.attention.shape[0]:
+            heads, note = None, f" (no head {max(heads)} in its {res.attention.shape[0]}: fused)"
+        mask = res.fused_mask("mass", s.threshold, heads)
+        if s.overlay == "pca" and res.tokens is not None:
+            drawn = overlay("pca", res.image, pca_rgb(res.tokens, res.grid), np.ones(res.grid, bool))
+        else:
+            drawn = overlay(s.overlay, res.image, res.fused(heads), mask)
+        self.compare_titles[0].setText(f"Overlay — {name}{note}")
+        self.compare_titles[1].setText(f"Fused heatmap — {name}{note}")
+        self.compare_mask_view.set_source(rgb_to_pixmap(drawn))
+        self.compare_fused_view.set_source(rgb_to_pixmap(heatmap(res.fused(heads), res.patch_size)))
+
+    def _compare_computed(self, result) -> None:
+        key, res = result
+        self.cache[key] = res
+        self._show_compare()  # this photo's, or the next one's computation when the selection moved
 
     # ------------------------------------------------------------------ saving
     def save_start_dir(self) -> str:

@@ -17,6 +17,7 @@ class Prediction:
     preprocess_ms: float
     model_ms: float
     tokens: np.ndarray | None = None  # (h*w, D) final-norm output patch tokens, when asked for and given
+    keys: np.ndarray | None = None  # (h*w, D) the last block's patch keys, likewise (patch similarity)
 
 
 class Predictor:
@@ -27,6 +28,7 @@ class Predictor:
     patch_size = 16
     num_heads = 1
     supports_tokens = False  # whether ``run_tokens`` exists: the PCA overlay needs the patch tokens
+    supports_keys = False  # whether ``run_features`` exists: tokens and keys, for the patch similarity
 
     def run(self, blob: np.ndarray) -> np.ndarray:  # (1, 3, H, W) float32 [0, 255] -> (heads, h, w)
         raise NotImplementedError
@@ -35,14 +37,20 @@ class Predictor:
         """(attention (heads, h, w), patch tokens (h*w, D)) from one pass."""
         raise NotImplementedError(f"{self.name} gives no patch tokens")
 
-    def __call__(self, frame: np.ndarray, tokens: bool = False) -> Prediction:
+    def run_features(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(attention, patch tokens (h*w, D), last-block patch keys (h*w, D)) from one pass."""
+        raise NotImplementedError(f"{self.name} gives no patch features")
+
+    def __call__(self, frame: np.ndarray, tokens: bool = False, keys: bool = False) -> Prediction:
         t0 = time.perf_counter()
         blob = fast(frame, self.image_size)
         t1 = time.perf_counter()
-        toks = None
-        if tokens and self.supports_tokens:
+        toks = ks = None
+        if keys and self.supports_keys:
+            attn, toks, ks = self.run_features(blob)
+        elif tokens and self.supports_tokens:
             attn, toks = self.run_tokens(blob)
         else:
             attn = self.run(blob)
         t2 = time.perf_counter()
-        return Prediction(attn, (t1 - t0) * 1e3, (t2 - t1) * 1e3, toks)
+        return Prediction(attn, (t1 - t0) * 1e3, (t2 - t1) * 1e3, toks, ks)

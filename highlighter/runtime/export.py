@@ -53,16 +53,20 @@ class LiveModel(nn.Module):
         self.blocks = vit.blocks
         self.norm = vit.norm
 
-    def forward(self, x: torch.Tensor, tokens: list | None = None):
+    def forward(self, x: torch.Tensor, tokens: list | None = None, keys: list | None = None):
         """A list passed as ``tokens`` (eager only; the ONNX graph has no such output) receives the final-norm
-        output patch tokens (B, h*w, D), class and register tokens dropped, from this same pass."""
+        output patch tokens (B, h*w, D), class and register tokens dropped, from this same pass; one passed as
+        ``keys``, the last block's patch keys (B, h*w, D), likewise."""
         B = x.shape[0]
         t = self.proj(x).flatten(2).transpose(1, 2) + self.patch_pos  # (B, h*w, D)
         t = torch.cat([self.prefix.expand(B, -1, -1).to(t.dtype), t], dim=1)
         for blk in self.blocks[:-1]:
             t = blk(t)
         need_output = self.with_features or tokens is not None
-        t, attn = block_with_cls_attention(self.blocks[-1], t, with_output=need_output)
+        got_keys: list | None = [] if keys is not None else None
+        t, attn = block_with_cls_attention(self.blocks[-1], t, with_output=need_output, keys=got_keys)
+        if keys is not None:
+            keys.append(got_keys[0][:, 1 + self.cfg.num_register_tokens:])
         attn = attn[:, :, 1 + self.cfg.num_register_tokens:].reshape(B, -1, *self.grid)
         if need_output:
             t = self.norm(t)

@@ -35,6 +35,7 @@ class TorchPredictor(Predictor):
     gives the patch tokens (``run_tokens``), for the PCA overlay; the ONNX graphs give only the attention."""
 
     supports_tokens = True
+    supports_keys = True
 
     def __init__(self, ck, image_size: tuple[int, int], precision: str = "fp32", device: str = "auto", model=None):
         """``model``: an ``AttentionViT`` of ``ck`` already built on this device, to save building another (fp32
@@ -69,6 +70,14 @@ class TorchPredictor(Predictor):
             got: list = []
             attn = self.model(x, tokens=got)[0]
             return attn.float().cpu().numpy(), got[0][0].float().cpu().numpy()
+
+    def run_features(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(blob).to(self.device, self.dtype, non_blocking=True)
+            got, keys = [], []
+            attn = self.model(x, tokens=got, keys=keys)[0]
+            return attn.float().cpu().numpy(), got[0][0].float().cpu().numpy(), keys[0][0].float().cpu().numpy()
 
 
 def fingerprint(ck, image_size: tuple[int, int]) -> str:

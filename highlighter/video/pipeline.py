@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from highlighter.features import PCABasis, fit_pca, largest_box, pca_rgb_foreground
+from highlighter.features import PCABasis, cosine_similarity_to, fit_pca, largest_box, pca_rgb_foreground
 from highlighter.postprocess import fuse, mass_mask
-from highlighter.render import draw_box, overlay
+from highlighter.render import draw_box, overlay, similarity_overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.smoothing import Smoother
 
@@ -26,6 +26,7 @@ class Settings:
     pca_background: bool = False  # the pca overlay: remove the background (DINOv2 demo: first component cut)
     pca_threshold: float = 0.5  # ... where the first component, scaled to [0, 1], is above this
     pca_flip: bool = False  # ... below it instead
+    keep_features: bool = False  # keep each frame's patch tokens and keys with its result (Live's click-to-compare)
 
 
 @dataclass
@@ -40,6 +41,11 @@ class FrameResult:
     timings: dict = field(default_factory=dict)  # preprocess_ms, model_ms, post_ms, latency_ms
     box: list[int] | None = None  # [x0, y0, x1, y1] of the mask's largest component, in the frame's pixels
     pca: np.ndarray | None = None  # (h, w, 3) in [0, 1], in the pca overlay with a predictor that gives tokens
+    tokens: np.ndarray | None = None  # (h*w, D) output patch tokens, kept with ``Settings.keep_features``
+    keys: np.ndarray | None = None  # (h*w, D) last-block patch keys, likewise
+    similarity: np.ndarray | None = None  # (h, w): cosine to the pipeline's reference, when one is set
+    heads_used: tuple[int, ...] | None = None  # the heads fused (None: all; a head this model lacks falls back)
+    compare: FrameResult | None = None  # the same frame through a second model (``FramePipeline.second``)
 
 
 PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
@@ -54,6 +60,8 @@ class FramePipeline:
         self.pca_fitted_on = 0  # how many frames the basis was fitted on
         self._pca_frames: list[np.ndarray] = []
         self._refit = False
+        self.reference: tuple[str, np.ndarray] | None = None  # ("tokens" | "keys", (D,)): the similarity overlay
+        self.second: FramePipeline | None = None  # a second model run on each frame too, with the same settings
 
     def refit_pca(self) -> None:
         """Fit the PCA basis afresh on the next frames (it is otherwise kept, so the colours do not flicker).
@@ -74,22 +82,37 @@ class FramePipeline:
             return pca_rgb_foreground(tokens, grid, s.pca_threshold, s.pca_flip, basis)
         return basis.rgb(tokens, grid), np.ones(grid, bool)
 
+    def heads_for(self, attention: np.ndarray):
+        """The settings' heads, or None (all, fused) when this model lacks one of them (a second model with
+        fewer heads than the first)."""
+        heads = self.settings.heads
+        ids = (heads,) if isinstance(heads, int) else heads
+        return None if ids and max(ids) >= attention.shape[0] else heads
+
     def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
-        fused = fuse(attention, s.heads)
+        fused = fuse(attention, self.heads_for(attention))
         if s.smoothing:
             return self.smoother(fused, s.threshold)
         return fused, mass_mask(fused, s.threshold)
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
         s = self.settings
-        want_tokens = s.overlay == "pca" and getattr(self.predictor, "supports_tokens", False)
-        pred = self.predictor(frame, tokens=True) if want_tokens else self.predictor(frame)
+        predictor, reference = self.predictor, self.reference  # each read once: other threads may set them
+        want_tokens = s.overlay == "pca" and getattr(predictor, "supports_tokens", False)
+        if (s.keep_features or reference is not None) and getattr(predictor, "supports_keys", False):
+            pred = predictor(frame, tokens=True, keys=True)
+        else:
+            pred = predictor(frame, tokens=True) if want_tokens else predictor(frame)
         t = time.perf_counter()
         fused, mask = self.masks_from(pred.attention)
         box = largest_box(mask, frame.shape[:2])  # the frame is resized whole (no crop): the grid covers it
-        colours = None
-        if s.overlay == "pca" and pred.tokens is not None:
+        colours = similarity = None
+        feats = {"tokens": pred.tokens, "keys": pred.keys}.get(reference[0]) if reference is not None else None
+        if feats is not None and feats.shape[1] == reference[1].shape[0]:
+            similarity = cosine_similarity_to(feats, reference[1], mask.shape)
+            drawn = similarity_overlay(frame, similarity)
+        elif s.overlay == "pca" and pred.tokens is not None:
             colours, shown = self.pca_colours(pred.tokens, mask.shape)
             drawn = overlay("pca", frame, colours, shown)
         else:
@@ -100,7 +123,14 @@ class FramePipeline:
         timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}
         if t_read is not None:
             timings["latency_ms"] = (now - t_read) * 1e3
-        return FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings, box, colours)
+        kept = s.keep_features or reference is not None
+        result = FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings, box, colours,
+                             pred.tokens if kept else None, pred.keys if kept else None, similarity,
+                             self.heads_for(pred.attention))
+        second = self.second
+        if second is not None:  # one frame = both models: the fps counts the pair
+            result.compare = second.process(frame, index, name, t_read)
+        return result
 
 
 class LatestSlot:

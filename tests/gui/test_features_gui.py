@@ -41,7 +41,8 @@ def shown(label) -> np.ndarray:
     """The RGB pixels a QLabel's pixmap shows."""
     img = label.pixmap().toImage().convertToFormat(label.pixmap().toImage().Format.Format_RGB888)
     w, h = img.width(), img.height()
-    return np.frombuffer(img.constBits(), np.uint8, img.bytesPerLine() * h).reshape(h, -1)[:, :3 * w].reshape(h, w, 3)
+    rows = np.frombuffer(img.constBits(), np.uint8, img.bytesPerLine() * h).reshape(h, -1)
+    return rows[:, :3 * w].reshape(h, w, 3).copy()  # a copy: the array must outlive the QImage it reads
 
 
 def test_photos_pca_panel_shows_the_tokens_pca_without_a_model_call(window, qtbot, cat_path):
