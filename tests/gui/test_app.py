@@ -21,19 +21,9 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, cache):
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(cache))
-    monkeypatch.setenv("HOME", str(tmp_path))  # snapshots and runs land in the test's folder
-    from highlighter.gui.app import MainWindow
-
-    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.live.stop()
-    w.train.stop()
+def window(open_window, cache, monkeypatch):
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(cache))  # the ONNX exports are shared by the module's tests
+    return open_window()
 
 
 def test_drop_event_with_file_urls_fills_the_gallery(window, qtbot, tmp_path, photos):

@@ -20,14 +20,11 @@ CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path))
+def env(gui_env, monkeypatch):
     from highlighter.gui.live import LiveTab
 
     monkeypatch.setattr(LiveTab, "_choose", lambda self: None)  # stay on torch fp32: no backend choice
-    return tmp_path
+    return gui_env
 
 
 def open_window(qtbot, checkpoint="random:vit_tiny/16"):

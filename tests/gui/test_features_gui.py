@@ -22,19 +22,9 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, cache):
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(cache))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    from highlighter.gui.app import MainWindow
-
-    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
-    qtbot.addWidget(w)
-    w.resize(1400, 800)
-    w.show()
-    yield w
-    w.live.stop()
-    w.train.stop()
+def window(open_window, cache, monkeypatch):
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(cache))  # the ONNX exports are shared by the module's tests
+    return open_window(size=(1400, 800))
 
 
 def shown(label) -> np.ndarray:

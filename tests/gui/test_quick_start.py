@@ -3,6 +3,7 @@ takes the model when it has loaded in the background, without stopping the strea
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,31 +19,43 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
 
 
-@pytest.fixture
-def model_file(tmp_path, monkeypatch):
-    """A random ViT-Ti/16 file and a choice of torch fp32 on disk for it at the clip's size (shorter side 112)."""
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """Made once for the module: a random ViT-Ti/16 file, a cache holding a choice of torch fp32 for it at the
+    clip's size (shorter side 112), and a copy of that cache with the model's graph exported at that size too."""
     from highlighter.core.checkpoint import load_checkpoint
     from highlighter.core.save import export_safetensors
-    from highlighter.runtime.predictor import remember_choice
+    from highlighter.runtime.predictor import onnx_for, remember_choice
 
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "settings.ini").write_text("[General]\nimage_size=112\n")
-    path = export_safetensors(load_checkpoint("random:vit_tiny/16"), tmp_path / "tiny.safetensors", half=True)
-    remember_choice(load_checkpoint(str(path)), (112, 192), {"chosen": "torch-fp32",
-                                                             "torch-fp32": {"mean_iou": 1.0, "ms": 1.0}})
-    return str(path)
+    root = tmp_path_factory.mktemp("quick")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HIGHLIGHTER_CACHE", str(root / "choice"))
+        path = export_safetensors(load_checkpoint("random:vit_tiny/16"), root / "tiny.safetensors", half=True)
+        ck = load_checkpoint(str(path))
+        remember_choice(ck, (112, 192), {"chosen": "torch-fp32", "torch-fp32": {"mean_iou": 1.0, "ms": 1.0}})
+        shutil.copytree(root / "choice", root / "graph")
+        mp.setenv("HIGHLIGHTER_CACHE", str(root / "graph"))
+        onnx_for(ck, (112, 192))
+    return root
+
+
+def _copy(made, gui_env, cache: str) -> str:
+    """The test's own copies (the index names its graphs relative to the cache folder, so a copy works)."""
+    shutil.copytree(made / cache, gui_env / "cache")
+    (gui_env / "settings.ini").write_text("[General]\nimage_size=112\n")
+    return str(shutil.copy(made / "tiny.safetensors", gui_env / "tiny.safetensors"))
 
 
 @pytest.fixture
-def model(model_file):
-    """... with its graph exported at that size, as a previous start leaves it."""
-    from highlighter.core.checkpoint import load_checkpoint
-    from highlighter.runtime.predictor import onnx_for
+def model_file(made, gui_env):
+    """The model file, and a choice on disk for it; no graph."""
+    return _copy(made, gui_env, "choice")
 
-    onnx_for(load_checkpoint(model_file), (112, 192))
-    return model_file
+
+@pytest.fixture
+def model(made, gui_env):
+    """... with its graph exported at that size, as a previous start leaves it."""
+    return _copy(made, gui_env, "graph")
 
 
 def test_a_quick_start_streams_on_the_graph_then_takes_the_model_without_stopping(model, qtbot):

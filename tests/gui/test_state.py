@@ -12,21 +12,6 @@ pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    from highlighter.gui.app import MainWindow
-
-    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.live.close_writer()
-    w.train.stop()
-
-
 def test_overlay_threshold_and_heads_are_shared_by_live_and_photos(window, qtbot, cat_path):
     live, photos = window.live, window.photos
     photos.add_paths([str(cat_path)])

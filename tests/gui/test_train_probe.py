@@ -9,22 +9,6 @@ qt()
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    from highlighter.gui.app import MainWindow
-
-    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    yield w
-    w.live.stop()
-    w.train.stop()
-
-
 def test_probe_curves_follow_the_runs_probe_events(window, qtbot, tmp_path):
     src, horses = shared_data("train", "tinyimagenet", "train"), shared_data("eval", "horses")
     data = tmp_path / "photos"

@@ -16,20 +16,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HIGHLIGHTER_SETTINGS", str(tmp_path / "settings.ini"))
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    from highlighter.gui.app import MainWindow
-
-    w = MainWindow(checkpoint="random:vit_tiny/16", quiet=True)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    w.tabs.setCurrentWidget(w.train)
-    yield w
-    w.live.stop()
-    w.train.stop()
+def window(open_window):
+    return open_window(tab="train")
 
 
 # a stand-in for `highlighter train --events`: one step event, then it runs until SIGTERM, then saves and exits 0
