@@ -159,6 +159,9 @@ class LiveTab(QWidget):
             if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
                     and ck.vit.patch_size == self.graph_patch):
                 self.key = (id(ck), self.key[1])  # the graph was exported from this very file: the stream goes
+                H, W = self.key[1]
+                self.status.setText(f"{self.description}: backend {self.pipeline.predictor.name} at {H}x{W}; the "
+                                    "model has loaded: choosing the fastest backend in the background…")
                 self._choose()  # on, and the fastest backend is chosen now (on disk, or measured) for the switch
                 return
         if self.start_when_loaded:

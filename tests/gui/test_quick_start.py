@@ -80,6 +80,7 @@ def test_a_quick_start_streams_on_the_graph_then_takes_the_model_without_stoppin
     runner = w.live.runner
     first = w.live.latest
     qtbot.waitUntil(lambda: w.state.ck is not None, timeout=120000)  # loads once the first frame is shown
+    assert "exported graph" not in w.live.status.text()  # says what happens now (the choice), not the load
     assert Path(w.state.ck.path) == Path(model) and "tiny.safetensors" in w.model_info.text()
     qtbot.waitUntil(lambda: w.live.pipeline.predictor.name == "torch-fp32", timeout=60000)  # the saved choice
     assert w.live.runner is runner  # the same stream went on
