@@ -122,9 +122,11 @@ class FitGrid(QWidget):
         return view
 
     def clear(self) -> None:
-        for title, view in self.cells:
-            title.deleteLater()
-            view.deleteLater()
+        for title, view in self.cells:  # gone from the screen now; deleted when the event loop next runs
+            for w in (title, view):
+                self.grid.removeWidget(w)
+                w.hide()
+                w.deleteLater()
         self.cells = []
         self.columns = 0
 

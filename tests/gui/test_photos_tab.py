@@ -107,3 +107,23 @@ def test_save_all_asks_first_and_starts_in_a_results_folder(window, qtbot, tmp_p
     assert "folder the photos come from" in questions[-1]
     assert len(list(dataset.iterdir())) == 2
     assert Path(starts[-1]) != dataset
+
+
+def test_a_cleared_picture_grid_shows_nothing_of_its_old_pictures_at_once(qtbot):
+    """Per-head maps of the previous photo must not stay under the new ones until the event loop deletes them
+    (a script grabbing the tab without an event loop showed both)."""
+    from PySide6.QtWidgets import QLabel
+
+    from highlighter.gui.qt_util import FitGrid
+
+    grid = FitGrid()
+    qtbot.addWidget(grid)
+    grid.resize(600, 300)
+    grid.show()
+    for i in range(3):
+        grid.add(f"head {i}")
+    qtbot.waitUntil(lambda: len([w for w in grid.findChildren(QLabel) if w.isVisible()]) == 6)
+    grid.clear()  # no event loop runs between this and the check
+    assert [w for w in grid.findChildren(QLabel) if w.isVisible()] == []
+    grid.add("head 0")
+    qtbot.waitUntil(lambda: [w.text() for w in grid.findChildren(QLabel) if w.isVisible() and w.text()] == ["head 0"])
