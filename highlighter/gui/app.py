@@ -285,19 +285,25 @@ class MainWindow(QMainWindow):
 
     def _first_loaded(self, result) -> None:
         """The background first load is done: the tabs take the model (Live keeps its stream when it is the
-        model it streamed), and what waited for it runs."""
-        self._apply_first(result)
+        model it streamed), and what waited for it runs. A model the user picked meanwhile, already loaded,
+        is kept."""
+        if self.state.ck is None:
+            self._apply_first(result)
+            if self.last_error:
+                self.show_error(self.last_error)
         self.quick = None
         self._select_current()
-        if self.last_error:
-            self.show_error(self.last_error)
-        for fn in self._when_ready:
-            fn()
-        self._when_ready.clear()
+        self._run_when_ready()
 
     def _first_failed(self, message: str) -> None:
         self.quick = None
         self.show_error(message)
+        self._run_when_ready()
+
+    def _run_when_ready(self) -> None:
+        for fn in self._when_ready:
+            fn()
+        self._when_ready.clear()
 
     @property
     def first_model_pending(self) -> bool:

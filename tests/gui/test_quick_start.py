@@ -95,6 +95,36 @@ def test_a_quick_start_streams_on_the_graph_then_takes_the_model_without_stoppin
     w.close()
 
 
+def test_a_model_picked_during_the_quick_start_is_kept_when_the_first_load_lands(model, qtbot, monkeypatch):
+    import threading
+
+    from highlighter.gui.app import MainWindow
+
+    release = threading.Event()
+    real = MainWindow._try_models
+
+    def slow(candidates):  # the first load takes longer than the user's pick
+        release.wait(60)
+        return real(candidates)
+
+    monkeypatch.setattr(MainWindow, "_try_models", staticmethod(slow))
+    w = MainWindow(checkpoint=model, source=str(CLIP), quiet=True, quick_start=True)
+    qtbot.addWidget(w)
+    w.show()
+    w.live.start()
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1 and w.first_job.busy, timeout=60000)
+    monkeypatch.setattr(MainWindow, "_try_models", staticmethod(real))
+    w.load_model("random:vit_tiny/16")  # picked in the picker while the first model still loads
+    qtbot.waitUntil(lambda: w.state.model_spec == "random:vit_tiny/16", timeout=60000)
+    assert w.mae.engine is None  # still waiting for the first load
+    release.set()
+    qtbot.waitUntil(lambda: not w.first_job.busy and w.quick is None, timeout=60000)
+    assert w.state.model_spec == "random:vit_tiny/16" and "untrained" in w.model_combo.currentText()
+    assert "tiny.safetensors" not in w.model_info.text()
+    qtbot.waitUntil(lambda: w.mae.engine is not None, timeout=60000)  # what waited for the first load ran
+    w.close()
+
+
 def test_without_a_graph_for_the_size_the_stream_waits_for_the_model(model, qtbot, tmp_path):
     from highlighter.gui.app import MainWindow
 
