@@ -106,8 +106,10 @@ def checkpoint_label(path: str | os.PathLike) -> str:
     return p.name
 
 
-def model_label(spec: str | os.PathLike) -> str:
+def model_label(spec: str | os.PathLike | None) -> str:
     """A model's name for captions: ``random:ARCH/PATCH (untrained)``, or its file as pickers name it."""
+    if spec is None:
+        return "(loading)"
     return f"{spec} (untrained)" if str(spec).startswith("random:") else checkpoint_label(spec)
 
 

@@ -186,6 +186,9 @@ class MainWindow(QMainWindow):
             return
         if spec == COMPARE:
             self._select_current()
+            if self.first_model_pending:  # a quick start: the first model is still loading
+                self.statusBar().showMessage("the model is still loading: compare once it has loaded", 5000)
+                return
             other = self.ask_compare()
             if other:
                 self.compare_with(other)
@@ -249,7 +252,7 @@ class MainWindow(QMainWindow):
                 self.quick = first
                 self.model_info.setText(f"loading {Path(first).name}… (Live streams on its ONNX graph meanwhile)")
                 self._first_work = lambda: (asked, saved, *self._try_models(candidates))
-                QTimer.singleShot(FIRST_LOAD_DELAY_MS, self.load_first_now)  # at the latest; the first frame sooner
+                QTimer.singleShot(FIRST_LOAD_DELAY_MS, self, self.load_first_now)  # at the latest; a frame sooner
                 return
         self._apply_first((asked, saved, *self._try_models(candidates)))
 
@@ -299,6 +302,8 @@ class MainWindow(QMainWindow):
         self.quick = None
         self.show_error(message)
         self._run_when_ready()
+        if self.live.quit_when_chosen:  # --quit-after was waiting for the model
+            self.close()
 
     def _run_when_ready(self) -> None:
         for fn in self._when_ready:

@@ -84,7 +84,7 @@ class LiveTab(QWidget):
         self.choose_pending = False
         self.source_before = ""
         self.start_when_loaded = False  # a quick start found no graph for this source's size: wait for the model
-        self.graph_patch = 0  # the patch size of the graph a quick start streams on
+        self.graph_patch = self.graph_heads = 0  # the patch size and heads of the graph a quick start streams on
         self.first_backend = ""  # the backend of the first overlaid frame (--quit-after reports it)
         self.torch_at_first_frame = False
 
@@ -157,7 +157,7 @@ class LiveTab(QWidget):
         if self.runner is not None and self.key is not None and self.key[0] == "graph":
             quick = self.main.quick
             if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
-                    and ck.vit.patch_size == self.graph_patch):
+                    and (ck.vit.patch_size, ck.vit.num_heads) == (self.graph_patch, self.graph_heads)):
                 self.key = (id(ck), self.key[1])  # the graph was exported from this very file: the stream goes
                 H, W = self.key[1]
                 self.status.setText(f"{self.description}: backend {self.pipeline.predictor.name} at {H}x{W}; the "
@@ -266,13 +266,21 @@ class LiveTab(QWidget):
         graph = graphs.find(model, short, shape)
         if graph is None:
             return None, None
-        return ("graph", graph.image_size, graph.patch_size), OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32")
+        try:
+            predictor = OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32")
+        except Exception:  # noqa: BLE001 - a damaged graph, an older ONNX Runtime: the model road will do
+            return None, None
+        return ("graph", graph.image_size, graph.patch_size, graph.num_heads), predictor
 
     def _started(self, result) -> None:
         spec, source, key, predictor, cached = result
         self.start_btn.setEnabled(True)
         if self.user_stopped:  # Stop was pressed while it opened
             source.close()
+            return
+        if (predictor is None or key[0] == "graph") and self.main.quick is None and self.state.ck is not None:
+            source.close()  # the model landed while the source opened: start on it, the normal road
+            self.start()
             return
         if predictor is None:  # a quick start without a graph for this size: the stream starts with the model
             source.close()
@@ -282,7 +290,7 @@ class LiveTab(QWidget):
             self.status.setText(f"{spec}: loading the model; the stream starts when it is loaded")
             return
         if key[0] == "graph":
-            key, self.graph_patch = key[:2], key[2]
+            key, self.graph_patch, self.graph_heads = key[:2], key[2], key[3]
         self.key = key
         self.pipeline = FramePipeline(predictor, self.settings)
         fps = getattr(source, "fps", 0.0) if not getattr(source, "is_camera", True) else 0.0

@@ -85,7 +85,11 @@ class MaeTab(QWidget):
         lay.addWidget(self.note)
         main.state.model_requested.connect(self._model_requested)
         self.destroyed.connect(lambda *_, s=main.state, cb=self._model_requested: s.model_requested.disconnect(cb))
-        main.when_model_ready(lambda: self.load_model(None))  # a quick start streams first: torch loads once
+        main.when_model_ready(self._load_default)  # a quick start streams first: torch loads once
+
+    def _load_default(self) -> None:
+        if self.engine is None and not self.model_job.busy:  # unless a model was opened here meanwhile
+            self.load_model(None)
 
     def _model_requested(self, path: str, kind: str) -> None:
         if kind == "mae":

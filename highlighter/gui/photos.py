@@ -380,6 +380,9 @@ class PhotosTab(QWidget):
         if not self.photos:
             self.main.statusBar().showMessage("nothing to save: add photos first", 5000)
             return
+        if self.state.engine is None:
+            self.main.statusBar().showMessage("the model is still loading: save once it has loaded", 5000)
+            return
         start = self.save_start_dir()
         Path(start).mkdir(parents=True, exist_ok=True)
         folder = QFileDialog.getExistingDirectory(self, "Save results to", start)

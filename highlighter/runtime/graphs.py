@@ -16,11 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from highlighter.fileio import atomic_write  # at import: it reads the umask once, best not in a worker thread
+
 INDEX = "graphs.json"
 _HASHES: dict[tuple, str] = {}
+_LOCK = threading.Lock()
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -65,38 +69,36 @@ def _read(folder: Path) -> dict:
     return index if isinstance(index, dict) else {}
 
 
-def _entry(model: str | os.PathLike) -> tuple[Path, dict] | None:
-    """(the index's folder, the model's entry) from the cache first, then the models folder."""
+def _entries(model: str | os.PathLike) -> list[tuple[Path, dict]]:
+    """(the index's folder, the model's entry) in the cache, then in the models folder."""
     try:
         digest = file_sha256(model)
     except OSError:
-        return None
+        return []
+    found = []
     for folder in (cache_dir(), _shipped_dir()):
         entry = _read(folder).get(digest)
         if isinstance(entry, dict) and isinstance(entry.get("graphs"), dict) and entry.get("patch_size"):
-            return folder, entry
-    return None
+            found.append((folder, entry))
+    return found
 
 
 def known(model: str | os.PathLike | None) -> bool:
     """Whether any graph was exported from this model file's content (a quick start may then be tried)."""
-    return bool(model) and Path(model).is_file() and _entry(model) is not None
+    return bool(model) and Path(model).is_file() and bool(_entries(model))
 
 
 def find(model: str | os.PathLike, short: int, frame_shape: tuple[int, int]) -> Graph | None:
     """The graph for a frame of ``frame_shape`` (H, W) at the shorter side ``short``, or None."""
     from highlighter.preprocess import fit_size
 
-    found = _entry(model)
-    if found is None:
-        return None
-    folder, entry = found
-    p = int(entry["patch_size"])
-    H, W = fit_size(tuple(frame_shape[:2]), short, p)
-    name = entry["graphs"].get(f"{H}x{W}")
-    if not name or not (folder / name).is_file():
-        return None
-    return Graph(folder / name, (H, W), p, int(entry.get("num_heads", 0)))
+    for folder, entry in _entries(model):  # the first index that has this size (a graph that exists)
+        p = int(entry["patch_size"])
+        H, W = fit_size(tuple(frame_shape[:2]), short, p)
+        name = entry["graphs"].get(f"{H}x{W}")
+        if name and (folder / name).is_file():
+            return Graph(folder / name, (H, W), p, int(entry.get("num_heads", 0)))
+    return None
 
 
 def record(model: str | os.PathLike, onnx_path: str | os.PathLike, image_size: tuple[int, int], patch_size: int,
@@ -106,6 +108,11 @@ def record(model: str | os.PathLike, onnx_path: str | os.PathLike, image_size: t
     folder = Path(folder) if folder is not None else cache_dir()
     onnx_path = Path(onnx_path)
     name = onnx_path.resolve().relative_to(folder.resolve()).as_posix()
+    with _LOCK:  # threads of one process in turn; two processes at once may lose an entry (re-recorded later)
+        return _record(folder, model, name, image_size, patch_size, num_heads)
+
+
+def _record(folder: Path, model, name: str, image_size, patch_size: int, num_heads: int) -> Path:
     index = _read(folder)
     digest = file_sha256(model)
     entry = index.get(digest) if isinstance(index.get(digest), dict) else {}
@@ -114,8 +121,6 @@ def record(model: str | os.PathLike, onnx_path: str | os.PathLike, image_size: t
     graphs[f"{H}x{W}"] = name
     index[digest] = {"patch_size": int(patch_size), "num_heads": int(num_heads), "graphs": graphs,
                      "model": Path(model).name}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{INDEX}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
-    tmp.replace(folder / INDEX)
+    text = json.dumps(index, indent=1, sort_keys=True) + "\n"
+    atomic_write(folder / INDEX, lambda tmp: Path(tmp).write_text(text))  # a unique temporary, then a rename
     return folder / INDEX

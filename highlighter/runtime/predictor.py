@@ -103,7 +103,10 @@ def onnx_for(ck, image_size: tuple[int, int], int8: bool = False, log=print) -> 
     if ck.path and Path(ck.path).is_file():  # the app's next start can stream on it before torch is imported
         from highlighter.runtime.graphs import record
 
-        record(ck.path, fp32, image_size, ck.vit.patch_size, ck.vit.num_heads)
+        try:
+            record(ck.path, fp32, image_size, ck.vit.patch_size, ck.vit.num_heads)
+        except OSError as e:  # a read-only cache: the graph still works, only the next start is not quick
+            log(f"note: could not record the graph for quick starts ({e})")
     if not int8:
         return fp32
     q = cache_dir() / f"{stem}_int8.onnx"

@@ -70,6 +70,8 @@ def test_a_quick_start_streams_on_the_graph_then_takes_the_model_without_stoppin
     assert "Live streams on its ONNX graph meanwhile" in w.model_info.text()
     assert w.model_combo.currentData() == model
     assert w.mae.engine is None and w.first_model_pending  # the MAE model waits too
+    w._model_picked(w.model_combo.findData("Compare with…"))  # refused until the model has loaded, and said
+    assert "still loading" in w.statusBar().currentMessage() and w.state.compare_engine is None
     w.photos.add_paths([str(ROOT / "assets" / "chelsea_cat.jpg")])  # a photo dropped meanwhile waits for the model
     qtbot.waitUntil(lambda: "waiting for the model to load" in w.photos.busy.text(), timeout=30000)
     w.live.start()
@@ -162,6 +164,33 @@ def test_a_stream_on_torch_leaves_a_graph_for_the_next_quick_start(model_file, q
     w.live.start()
     qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=60000)
     assert w.live.first_backend == "ort-fp32"
+    w.close()
+
+
+def test_a_model_that_lands_while_the_source_opens_takes_the_stream(model, qtbot, monkeypatch):
+    """The first load finished before the (slow) source opened: the stream starts on the model, not on the graph
+    that no model will follow."""
+    from highlighter.gui import live
+    from highlighter.gui.app import MainWindow
+
+    real_open, windows = live.LiveTab._open, []
+
+    def slow_open(spec):  # a source that opens only once the model has landed (a slow camera)
+        end = time.monotonic() + 60
+        while windows[0].quick is not None and time.monotonic() < end:
+            time.sleep(0.05)
+        return real_open(spec)
+
+    monkeypatch.setattr(live.LiveTab, "_open", staticmethod(slow_open))
+    w = MainWindow(checkpoint=model, source=str(CLIP), quiet=True, quick_start=True)
+    windows.append(w)
+    qtbot.addWidget(w)
+    w.show()
+    w.live.start()
+    w.load_first_now()  # (the 4 s timer would do it)
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=60000)
+    assert w.state.ck is not None and w.live.first_backend == "torch-fp32"
+    assert w.live.key == (id(w.state.ck), (112, 192))
     w.close()
 
 

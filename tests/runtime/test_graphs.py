@@ -81,6 +81,17 @@ def test_a_graph_is_found_only_for_its_file_content_and_size(half_model, tmp_pat
     assert graphs.find(copy, 112, (180, 320)) is None
 
 
+def test_a_cache_entry_at_another_size_does_not_hide_the_shipped_graph(tmp_path, monkeypatch):
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
+    model = ROOT / "models" / "dino_default.safetensors"
+    other = tmp_path / "cache" / "webcam.onnx"  # as a webcam's 4:3 stream leaves it in the cache
+    other.parent.mkdir()
+    other.write_bytes(b"not read")
+    graphs.record(model, other, (224, 296), 8, 3)
+    assert graphs.find(model, 224, (480, 640)).onnx == other
+    assert graphs.find(model, 224, (180, 320)).onnx.parent == ROOT / "models"  # the shipped one, still found
+
+
 def test_the_shipped_graph_is_the_shipped_models(tmp_path, monkeypatch):
     """scripts/ship_graph.py must be run again when models/dino_default.safetensors changes."""
     monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))  # only the models folder's index
