@@ -54,6 +54,7 @@ class LoadedCheckpoint:
     norm_pix_known: bool = True  # False when norm_pix_loss could not be read from the file
     unexpected: list[str] = field(default_factory=list)  # keys neither used nor known to be ignorable
     meta: dict = field(default_factory=dict)  # our files' header ('highlighter'): how the model was made
+    file_stat: tuple[int, int] | None = None  # the file's (size, mtime_ns) when it was read
 
     @property
     def name(self) -> str:
@@ -246,6 +247,7 @@ def load_checkpoint(path: str | os.PathLike, checkpoint_key: str = "teacher", nu
     """Read any supported file (or ``random:ARCH/PATCH``) and return its weights and architecture."""
     if str(path).startswith("random:"):
         return random_checkpoint(str(path)[len("random:"):], num_heads=num_heads)
+    st = os.stat(path) if Path(path).is_file() else None  # before reading: a rewrite while it is read shows too
     obj, sf_meta = read_checkpoint_file(path)
     is_sf = sf_meta is not None
     state, meta, source, args = _unwrap(obj, sf_meta, checkpoint_key)
@@ -261,7 +263,8 @@ def load_checkpoint(path: str | os.PathLike, checkpoint_key: str = "teacher", nu
         raise CheckpointError("incomplete MAE checkpoint: mask_token is present but decoder_embed is not")
     return LoadedCheckpoint(path=str(path), source=_describe_source(source, state, had_reg_token, is_sf), vit=vit,
                             state=state, decoder=decoder, norm_pix_known=known,
-                            meta=meta if isinstance(meta, dict) else {})
+                            meta=meta if isinstance(meta, dict) else {},
+                            file_stat=(st.st_size, st.st_mtime_ns) if st else None)
 
 
 def random_checkpoint(spec: str, num_heads: int | None = None, seed: int = 0) -> LoadedCheckpoint:

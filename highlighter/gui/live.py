@@ -150,10 +150,10 @@ class LiveTab(QWidget):
 
     # ------------------------------------------------------------------ following the state
     def model_changed(self, *_) -> None:
+        ck = self.state.ck
         self.predictors.clear()
         self.choice_texts.clear()
         self.settings.heads = self.state.heads
-        ck = self.state.ck
         if self.runner is not None and self.key is not None and self.key[0] == "graph":
             quick = self.main.quick
             if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
@@ -370,6 +370,10 @@ class LiveTab(QWidget):
         ck = self.state.ck
         if self.runner is None or key != self.key or ck is None or not ck.path:
             return
+        from highlighter.runtime.predictor import file_unchanged
+
+        if not file_unchanged(ck):  # rewritten since it was loaded (a run still training): the graph would
+            return  # hold the loaded weights under the new content's name
         if getattr(self, "graph_job", None) is None:
             self.graph_job = Job(self._graph_exported, self._graph_failed)  # methods: the relay is our child
 

@@ -100,7 +100,7 @@ def onnx_for(ck, image_size: tuple[int, int], int8: bool = False, log=print) -> 
     if not fp32.exists():
         log(f"exporting {ck.vit.arch_name} at {H}x{W} to ONNX (once; cached in {fp32.parent})")
         export_onnx(LiveModel(build_attention_model(ck).vit, ck.vit, image_size), fp32)
-    if ck.path and Path(ck.path).is_file():  # the app's next start can stream on it before torch is imported
+    if file_unchanged(ck):  # the app's next start can stream on it before torch is imported
         from highlighter.runtime.graphs import record
 
         try:
@@ -116,6 +116,18 @@ def onnx_for(ck, image_size: tuple[int, int], int8: bool = False, log=print) -> 
         quantize_int8(fp32, tmp)
         tmp.replace(q)
     return q
+
+
+def file_unchanged(ck) -> bool:
+    """Whether ``ck`` came from a file that is still as it was read (a run still training rewrites its
+    checkpoint): only then may what is learnt about the loaded weights be kept under the file's content."""
+    if not ck.path or getattr(ck, "file_stat", None) is None:
+        return False
+    try:
+        st = Path(ck.path).stat()
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == tuple(ck.file_stat)
 
 
 def make_predictor(backend: str, ck, image_size: tuple[int, int], device: str = "auto", log=print) -> Predictor:
@@ -239,8 +251,11 @@ def cached_choice(ck, image_size: tuple[int, int], device: str = "auto", thresho
 
 def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str = "auto",
                     threshold: float = 0.6) -> Path:
-    """Keep a choice's report (written atomically: a half-written file is never read back)."""
+    """Keep a choice's report (written atomically: a half-written file is never read back); not for a file
+    rewritten since it was loaded (the report would be the old weights' under the new content's name)."""
     path = _choice_path(choice_key(ck, image_size, device, threshold))
+    if ck.path and not file_unchanged(ck):
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(report, indent=1))

@@ -194,6 +194,28 @@ def test_a_model_that_lands_while_the_source_opens_takes_the_stream(model, qtbot
     w.close()
 
 
+def test_a_model_file_rewritten_since_it_was_loaded_gets_no_graph(model_file, qtbot, monkeypatch):
+    """A run still training rewrites its checkpoint: neither the stream's export nor a measured choice may
+    record what it learnt of the loaded weights under the new content."""
+    from highlighter.gui import live
+    from highlighter.gui.app import MainWindow
+    from highlighter.runtime import graphs
+
+    monkeypatch.setattr(live, "GRAPH_EXPORT_DELAY_MS", 0)
+    w = MainWindow(checkpoint=model_file, source=str(CLIP), quiet=True)
+    qtbot.addWidget(w)
+    time.sleep(0.01)
+    with open(model_file, "ab") as f:  # rewritten after the load: another size and time, another content
+        f.write(b"\0")
+    w.live.start()  # no choice on disk for the new content: it is measured (an export, int8), not kept
+    qtbot.waitUntil(lambda: w.live.frames_shown >= 1 and not w.live.choice_job.busy and "measured now" in
+                    w.live.status.text(), timeout=240000)
+    qtbot.wait(500)
+    assert not graphs.known(model_file)
+    assert not list((Path(model_file).parent / "cache" / "choices").glob("*.json"))[1:]  # only the fixture's
+    w.close()
+
+
 def test_a_plain_window_still_loads_its_model_first(model, qtbot):
     from highlighter.gui.app import MainWindow
 
