@@ -9,14 +9,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from highlighter.commands.common import resolve_checkpoint
 from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine
 from highlighter.images import load_rgb
-from highlighter.render import heatmap, label, overlay, side_by_side
+from highlighter.render import heatmap, label, overlay, side_by_side, stack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,9 +35,7 @@ def main() -> int:
         mask = res.fused_mask("mass", 0.6)
         rows.append(side_by_side([res.image, heatmap(res.fused(), p), overlay("mask", res.image, res.fused(), mask)],
                                  [path.stem, "fused attention", "mask (60% of the mass)"]))
-    width = max(r.shape[1] for r in rows)
-    grid = np.concatenate([np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
-    grid = label(grid, f"{ck.vit.describe()} - {ck.name if ck.path else ck.source}")
+    grid = label(stack(rows, gap=6), f"{ck.vit.describe()} - {ck.name if ck.path else ck.source}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(args.out, quality=88)
     print(f"wrote {args.out}")
