@@ -38,6 +38,15 @@ STOP_COMPARE = "Stop comparing"
 OTHER_FILE = "Another checkpoint file…"
 
 
+def load_engine(spec: str):
+    """(path, AttentionEngine) for a file, an official name (its downloaded file) or ``random:...``; any thread."""
+    from highlighter.core.inference import AttentionEngine
+    from highlighter.weights import resolve
+
+    path = resolve(spec)
+    return path, AttentionEngine.from_checkpoint(path, device="cpu")
+
+
 class MainWindow(QMainWindow):
     def __init__(self, checkpoint: str | None = None, source: str | None = None, quiet: bool = False,
                  quit_after: int | None = None, launched: float | None = None, quick_start: bool = False):
@@ -259,14 +268,10 @@ class MainWindow(QMainWindow):
     @staticmethod
     def _try_models(candidates: list[str]):
         """(path, engine, spec, errors) for the first candidate that loads; any thread (no Qt here)."""
-        from highlighter.core.inference import AttentionEngine
-        from highlighter.weights import resolve
-
         errors = []
         for spec in candidates:
             try:
-                path = resolve(spec)  # the name of downloaded official weights -> its file
-                return path, AttentionEngine.from_checkpoint(path, device="cpu"), spec, errors
+                return *load_engine(spec), spec, errors
             except Exception as e:  # noqa: BLE001 - a bad choice must not stop the app
                 errors.append((spec, f"could not load {spec}: {e}"))
         raise RuntimeError("; ".join(m for _, m in errors))  # the demo model always loads: not reached
@@ -333,15 +338,8 @@ class MainWindow(QMainWindow):
         return "the untrained demo model" if spec.startswith("random:") else Path(spec).name
 
     def load_model(self, spec: str) -> None:
-        from highlighter.core.inference import AttentionEngine
-        from highlighter.weights import resolve
-
-        def work():
-            path = resolve(spec)  # the name of downloaded official weights -> its file
-            return path, AttentionEngine.from_checkpoint(path, device="cpu")
-
         self.statusBar().showMessage(f"loading {spec}…")
-        self.model_job.start(work)
+        self.model_job.start(lambda: load_engine(spec))
 
     def _model_loaded(self, result) -> None:
         spec, engine = result
@@ -414,16 +412,9 @@ class MainWindow(QMainWindow):
 
     def compare_with(self, spec: str) -> bool:
         """Load a second model off the GUI thread; Live and Photos then show its maps next to the first's."""
-        from highlighter.core.inference import AttentionEngine
-        from highlighter.weights import resolve
-
-        def work():
-            path = resolve(spec)
-            return path, AttentionEngine.from_checkpoint(path, device="cpu")
-
         self.statusBar().showMessage(f"loading {spec} to compare…")
         self.compare_info.setText(f"loading {model_label(spec)} to compare…")
-        return self.compare_job.start(work)
+        return self.compare_job.start(lambda: load_engine(spec))
 
     def _compare_loaded(self, result) -> None:
         spec, engine = result
