@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from highlighter.errors import HighlighterError
+from highlighter.fileio import atomic_write
 from highlighter.runtime.base import Predictor
-from highlighter.runtime.graphs import cache_dir, file_sha256  # noqa: F401 - callers take them from here too
+from highlighter.runtime.graphs import cache_dir, file_sha256
 
 BACKENDS = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8")
 AGREEMENT = 0.98
@@ -256,10 +257,8 @@ def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str =
     path = _choice_path(choice_key(ck, image_size, device, threshold))
     if ck.path and not file_unchanged(ck):
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(path)
+    text = json.dumps(report, indent=1)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path
 
 
