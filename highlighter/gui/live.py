@@ -31,6 +31,7 @@ from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls, _ClickVie
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
 from highlighter.preprocess import fit_size
+from highlighter.runtime import graphs
 from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
 from highlighter.video.sources import list_cameras, open_source
 from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
@@ -84,7 +85,7 @@ class LiveTab(QWidget):
         self.choose_pending = False
         self.source_before = ""
         self.start_when_loaded = False  # a quick start found no graph for this source's size: wait for the model
-        self.graph_patch = self.graph_heads = 0  # the patch size and heads of the graph a quick start streams on
+        self.graph = None  # the graph a quick start streams on (runtime.graphs.Graph)
         self.first_backend = ""  # the backend of the first overlaid frame (--quit-after reports it)
         self.torch_at_first_frame = False
 
@@ -156,8 +157,9 @@ class LiveTab(QWidget):
         self.settings.heads = self.state.heads
         if self.runner is not None and self.key is not None and self.key[0] == "graph":
             quick = self.main.quick
+            graph = self.graph
             if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
-                    and (ck.vit.patch_size, ck.vit.num_heads) == (self.graph_patch, self.graph_heads)):
+                    and (ck.vit.patch_size, ck.vit.num_heads) == (graph.patch_size, graph.num_heads)):
                 self.key = (id(ck), self.key[1])  # the graph was exported from this very file: the stream goes
                 H, W = self.key[1]
                 self.status.setText(f"{self.description}: backend {self.pipeline.predictor.name} at {H}x{W}; the "
@@ -204,9 +206,11 @@ class LiveTab(QWidget):
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
-        """Stream at once on torch fp32 (safe everywhere, no export), and choose the fastest backend meanwhile:
-        from the on-disk cache when this model, size, machine and versions were seen before, else by measuring
-        (``runtime.predictor.choose_backend``), in a background job; the stream switches when it is known."""
+        """Stream at once on a safe backend: the model's exported graph while a quick start's model still loads
+        (ONNX Runtime fp32, ``runtime.graphs``), else torch fp32 (no export); and choose the fastest backend
+        meanwhile: from the on-disk cache when this model, size, machine and versions were seen before, else by
+        measuring (``runtime.predictor.choose_backend``), in a background job; the stream switches when it is
+        known (on a quick start, once the model has loaded)."""
         ck, engine = self.state.ck, self.state.engine
         quick = self.main.quick  # the model still loads: stream on its exported graph (runtime.graphs) meanwhile
         if ck is None and not quick:
@@ -258,9 +262,9 @@ class LiveTab(QWidget):
 
     @staticmethod
     def _graph_predictor(model: str, short: int, shape):
-        """A quick start's (key, predictor): ONNX Runtime fp32 on the graph exported from this model file for
-        this size (masks equal to torch fp32's), or (None, None) when there is none. Imports no torch."""
-        from highlighter.runtime import graphs
+        """A quick start's (graph, predictor): ONNX Runtime fp32 on the graph exported from this model file for
+        this size (the same model: its masks match torch fp32's), or (None, None) when there is none or it does
+        not load. Imports no torch."""
         from highlighter.runtime.ort import OrtPredictor
 
         graph = graphs.find(model, short, shape)
@@ -270,7 +274,7 @@ class LiveTab(QWidget):
             predictor = OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32")
         except Exception:  # noqa: BLE001 - a damaged graph, an older ONNX Runtime: the model road will do
             return None, None
-        return ("graph", graph.image_size, graph.patch_size, graph.num_heads), predictor
+        return graph, predictor
 
     def _started(self, result) -> None:
         spec, source, key, predictor, cached = result
@@ -278,7 +282,8 @@ class LiveTab(QWidget):
         if self.user_stopped:  # Stop was pressed while it opened
             source.close()
             return
-        if (predictor is None or key[0] == "graph") and self.main.quick is None and self.state.ck is not None:
+        quick = predictor is None or isinstance(key, graphs.Graph)
+        if quick and self.main.quick is None and self.state.ck is not None:
             source.close()  # the model landed while the source opened: start on it, the normal road
             self.start()
             return
@@ -289,8 +294,8 @@ class LiveTab(QWidget):
             self.stats.setText("starting…")
             self.status.setText(f"{spec}: loading the model; the stream starts when it is loaded")
             return
-        if key[0] == "graph":
-            key, self.graph_patch, self.graph_heads = key[:2], key[2], key[3]
+        if isinstance(key, graphs.Graph):  # the stream's key is ("graph", size) until the model takes it
+            self.graph, key = key, ("graph", key.image_size)
         self.key = key
         self.pipeline = FramePipeline(predictor, self.settings)
         fps = getattr(source, "fps", 0.0) if not getattr(source, "is_camera", True) else 0.0
