@@ -31,6 +31,13 @@ def check_heads(heads: Sequence[int] | None, num_heads: int) -> list[int] | None
     return [int(h) for h in heads]
 
 
+def heads_or_all(heads: Sequence[int] | int | None, num_heads: int):
+    """``heads`` when the model has every one of them, else None (all heads, fused): a second model with fewer
+    heads than the first falls back to its fused map."""
+    ids = (heads,) if isinstance(heads, (int, np.integer)) else heads
+    return None if ids and max(ids) >= num_heads else heads
+
+
 def fuse(attn: np.ndarray, heads: Sequence[int] | int | None = None) -> np.ndarray:
     """(heads, h, w) -> (h, w): the mean over the chosen heads (all by default); one int picks one head."""
     if isinstance(heads, (int, np.integer)):

@@ -28,6 +28,7 @@ from highlighter.gui.controls import StateControls
 from highlighter.gui.features_panel import PCAPanel, SimilarityPanel
 from highlighter.gui.qt_util import FitGrid, FitLabel, Job, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
+from highlighter.postprocess import heads_or_all
 from highlighter.preprocess import fit_size
 from highlighter.render import heatmap, overlay
 
@@ -175,9 +176,10 @@ class PhotosTab(QWidget):
         self.current = item.data(Qt.ItemDataRole.UserRole)
         self.refresh()
 
-    def _size(self, img) -> tuple[int, int]:
-        """The model input for this photo: its shorter side at the state's image size, as in Live."""
-        return fit_size((img.height, img.width), self.state.image_size, self.state.ck.vit.patch_size)
+    def _size(self, img, ck=None) -> tuple[int, int]:
+        """The model input for this photo (for ``ck``, by default the state's model): its shorter side at the
+        state's image size, as in Live."""
+        return fit_size((img.height, img.width), self.state.image_size, (ck or self.state.ck).vit.patch_size)
 
     def _key(self, path: str) -> tuple:
         return path, id(self.state.engine), self.state.image_size
@@ -335,7 +337,7 @@ class PhotosTab(QWidget):
                 view.setText(COMPUTING)
             if not self.compare_job.busy:
                 key, img = self._compare_key(self.current), self.photos[self.current]
-                size = fit_size((img.height, img.width), s.image_size, engine.ck.vit.patch_size)
+                size = self._size(img, engine.ck)
 
                 def run():
                     self.compare_calls += 1
@@ -343,9 +345,9 @@ class PhotosTab(QWidget):
 
                 self.compare_job.start(run)
             return
-        heads, note = s.heads, ""
-        if heads and max(heads) >= res.attention.shape[0]:
-            heads, note = None, f" (no head {max(heads)} in its {res.attention.shape[0]}: fused)"
+        heads, note = heads_or_all(s.heads, res.attention.shape[0]), ""
+        if s.heads and heads is None:
+            note = f" (no head {max(s.heads)} in its {res.attention.shape[0]}: fused)"
         mask = res.fused_mask("mass", s.threshold, heads)
         if s.overlay == "pca" and res.tokens is not None:
             drawn = overlay("pca", res.image, pca_rgb(res.tokens, res.grid), np.ones(res.grid, bool))

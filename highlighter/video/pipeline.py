@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from highlighter.features import PCABasis, cosine_similarity_to, fit_pca, largest_box, pca_rgb_foreground
-from highlighter.postprocess import fuse, mass_mask
+from highlighter.postprocess import fuse, heads_or_all, mass_mask
 from highlighter.render import draw_box, overlay, similarity_overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.smoothing import Smoother
@@ -85,9 +85,7 @@ class FramePipeline:
     def heads_for(self, attention: np.ndarray):
         """The settings' heads, or None (all, fused) when this model lacks one of them (a second model with
         fewer heads than the first)."""
-        heads = self.settings.heads
-        ids = (heads,) if isinstance(heads, int) else heads
-        return None if ids and max(ids) >= attention.shape[0] else heads
+        return heads_or_all(self.settings.heads, attention.shape[0])
 
     def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
