@@ -10,6 +10,8 @@ For every folder and input size (the photo's shorter side, aspect kept), it repo
 
 - ``in_out``: the mean head-fused attention over the patches inside the object (ground truth resized to the
   patch grid, nearest) divided by the mean over the patches outside it. 1 = no preference, < 1 = background.
+- ``heads_in_out``: the same ratio for each head's own map (a list, head 0 first): a few background heads can
+  pull the fused ratio below 1 while one head finds the object, and the DINO paper shows its best head.
 - ``border``: the share of the fused attention on the outermost ring of patches divided by the ring's share of
   the patches. 1 = no position bias, > 1 = drawn to the borders.
 - ``iou``: the mean IoU of each mask rule (:data:`PROBE_RULES`) against the ground truth at the photo's size.
@@ -164,7 +166,7 @@ class Probe:
             for name, photos in self.sets.items():
                 per_size = {}
                 for s in self.sizes:
-                    ratios, borders, ious = [], [], {r: [] for r in self.rules}
+                    ratios, borders, ious, per_head = [], [], {r: [] for r in self.rules}, []
                     for ph in photos:
                         x, small = ph.inputs[s]
                         got: list | None = [] if need_keys else None
@@ -175,11 +177,13 @@ class Probe:
                             keys = got[0][0, 1 + model.cfg.num_register_tokens:].float().cpu().numpy()
                         if small.any() and (~small).any():
                             ratios.append(fused[small].mean() / max(fused[~small].mean(), 1e-12))
+                            per_head.append(attn[:, small].mean(1) / np.maximum(attn[:, ~small].mean(1), 1e-12))
                         ring = border_ring(fused.shape)
                         borders.append((fused[ring].sum() / fused.sum()) / ring.mean())
                         for r in self.rules:
                             ious[r].append(iou(grid_to_image(rule_mask(r, fused, keys), ph.gt.shape), ph.gt))
                     per_size[str(s)] = {"in_out": _mean(ratios), "border": _mean(borders),
+                                        "heads_in_out": [float(v) for v in np.mean(per_head, 0)] if per_head else [],
                                         "iou": {r: _mean(v) for r, v in ious.items()}}
                 out[name] = per_size
             flat = {}
