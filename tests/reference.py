@@ -288,3 +288,138 @@ def official_input(pil_img, image_size, patch) -> torch.Tensor:
     img = transform(pil_img)
     w, h = img.shape[1] - img.shape[1] % patch, img.shape[2] - img.shape[2] % patch
     return img[:, :w, :h].unsqueeze(0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DINO training (main_dino.py, utils.py): the head, the multi-crop wrapper, the loss and one full step, restated
+# from the official code's semantics with plain torch (torch's own weight_norm, a loop per parameter).
+
+
+def ref_vit_cls(vit: RefViT, x: torch.Tensor) -> torch.Tensor:
+    """vision_transformer.py's forward: the final-norm class token."""
+    x = vit.prepare_tokens(x)
+    for blk in vit.blocks:
+        x = blk(x)
+    return vit.norm(x)[:, 0]
+
+
+class RefDINOHead(nn.Module):
+    """main_dino.py's DINOHead (nlayers 3, no BN): the MLP initialised by apply(_init_weights), *then* the
+    weight-normed last layer, which keeps nn.Linear's own initialisation; its weight_g is 1 and frozen."""
+
+    def __init__(self, in_dim, out_dim, hidden_dim=2048, bottleneck_dim=256):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
+                                 nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.constant_(m.bias, 0)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's deprecation of the old weight_norm
+            self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+        self.last_layer.weight_g.requires_grad = False
+
+    def forward(self, x):
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1, p=2))
+
+
+class RefMultiCrop(nn.Module):
+    """utils.MultiCropWrapper: consecutive crops of one resolution go through the backbone together."""
+
+    def __init__(self, backbone: RefViT, head: RefDINOHead):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, crops):
+        idx_crops = torch.cumsum(torch.unique_consecutive(torch.tensor([c.shape[-1] for c in crops]),
+                                                          return_counts=True)[1], 0)
+        start, output = 0, []
+        for end in idx_crops.tolist():
+            output.append(ref_vit_cls(self.backbone, torch.cat(crops[start:end])))
+            start = end
+        return self.head(torch.cat(output))
+
+
+def ref_cosine_scheduler(base, final, epochs, niter, warmup_epochs=0, start_warmup=0.0):
+    warmup = np.linspace(start_warmup, base, warmup_epochs * niter) if warmup_epochs > 0 else np.array([])
+    iters = np.arange(epochs * niter - len(warmup))
+    return np.concatenate((warmup, final + 0.5 * (base - final) * (1 + np.cos(np.pi * iters / len(iters)))))
+
+
+class RefDINOTrainer:
+    """main_dino.py's train_one_epoch for one process, fp32, a step at a time: lr / wd schedules (wd on group 0
+    only), the teacher on the 2 global crops, the student on all, the loss over all pairs but a crop with itself
+    (teacher centred and sharpened), backward, per-parameter clipping, the last layer's gradient dropped while
+    frozen, AdamW, the teacher EMA, the centre EMA."""
+
+    def __init__(self, student: RefMultiCrop, teacher: RefMultiCrop, *, out_dim, ncrops, epochs, niter, lr,
+                 batch, min_lr, warmup_epochs, wd, wd_end, momentum, warmup_teacher_temp, teacher_temp,
+                 warmup_teacher_temp_epochs, student_temp=0.1, center_momentum=0.9, clip_grad=3.0,
+                 freeze_last_layer=1):
+        self.student, self.teacher = student, teacher
+        self.ncrops, self.student_temp, self.center_momentum = ncrops, student_temp, center_momentum
+        self.clip_grad, self.freeze_last_layer, self.niter = clip_grad, freeze_last_layer, niter
+        self.center = torch.zeros(1, out_dim, dtype=next(student.parameters()).dtype)
+        self.temps = np.concatenate((np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs),
+                                     np.ones(epochs - warmup_teacher_temp_epochs) * teacher_temp))
+        self.lr = ref_cosine_scheduler(lr * batch / 256.0, min_lr, epochs, niter, warmup_epochs)
+        self.wd = ref_cosine_scheduler(wd, wd_end, epochs, niter)
+        self.momentum = ref_cosine_scheduler(momentum, 1, epochs, niter)
+        regularized, not_regularized = [], []
+        for name, p in student.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.endswith(".bias") or len(p.shape) == 1:
+                not_regularized.append(p)
+            else:
+                regularized.append(p)
+        self.optimizer = torch.optim.AdamW([{"params": regularized},
+                                            {"params": not_regularized, "weight_decay": 0.0}])
+
+    def loss(self, student_output, teacher_output, epoch):
+        student_out = (student_output / self.student_temp).chunk(self.ncrops)
+        teacher_out = F.softmax((teacher_output - self.center) / self.temps[epoch], dim=-1).detach().chunk(2)
+        total, n = 0, 0
+        for iq, q in enumerate(teacher_out):
+            for v in range(len(student_out)):
+                if v == iq:
+                    continue
+                total += torch.sum(-q * F.log_softmax(student_out[v], dim=-1), dim=-1).mean()
+                n += 1
+        total /= n
+        with torch.no_grad():
+            batch_center = torch.sum(teacher_output, dim=0, keepdim=True) / len(teacher_output)
+            self.center = self.center * self.center_momentum + batch_center * (1 - self.center_momentum)
+        return total
+
+    def step(self, images, it):
+        epoch = it // self.niter
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = self.lr[it]
+            if i == 0:
+                group["weight_decay"] = self.wd[it]
+        teacher_output = self.teacher(images[:2])
+        student_output = self.student(images)
+        loss = self.loss(student_output, teacher_output, epoch)
+        self.optimizer.zero_grad()
+        loss.backward()
+        for _, p in self.student.named_parameters():
+            if p.grad is not None:
+                norm = p.grad.data.norm(2)
+                coef = self.clip_grad / (norm + 1e-6)
+                if coef < 1:
+                    p.grad.data.mul_(coef)
+        if epoch < self.freeze_last_layer:
+            for n, p in self.student.named_parameters():
+                if "last_layer" in n:
+                    p.grad = None
+        self.optimizer.step()
+        with torch.no_grad():
+            m = self.momentum[it]
+            for q, k in zip(self.student.parameters(), self.teacher.parameters()):
+                k.data.mul_(m).add_((1 - m) * q.detach().data)
+        return loss.item()

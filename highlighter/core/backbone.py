@@ -86,7 +86,8 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid_h: int, grid_w: int, rul
         raise ValueError(f"position embedding of {n} patches is not a square grid")
     dim = pos_embed.shape[-1]
     cls_pos, patch_pos = pos_embed[:, :1], pos_embed[:, 1:]
-    grid = patch_pos.float().reshape(1, m, m, dim).permute(0, 3, 1, 2)  # (1, D, M, M)
+    work = torch.float64 if patch_pos.dtype == torch.float64 else torch.float32  # half types: bicubic in fp32
+    grid = patch_pos.to(work).reshape(1, m, m, dim).permute(0, 3, 1, 2)  # (1, D, M, M)
     if rule in ("dino", "dinov2"):
         grid = F.interpolate(grid, scale_factor=((grid_h + 0.1) / m, (grid_w + 0.1) / m), mode="bicubic")
     elif rule == "dinov2_reg":

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,7 @@ from highlighter.config import DinoCfg
 from highlighter.core.dino import DINOHead, DINOLoss, clip_gradients, param_groups
 from highlighter.train.dist import Dist
 from highlighter.train.engine import DinoTask
+from reference import RefDINOHead
 
 TINY = DinoCfg(arch="vit_tiny", global_crop_size=32, local_crop_size=16, local_crops_number=2, out_dim=64,
                head_hidden_dim=64, head_bottleneck_dim=32, batch_size=4, epochs=2, warmup_epochs=0, precision="fp32",
@@ -151,3 +153,45 @@ def test_mae_gradient_accumulation_steps_every_accum_iter(real_photos):
     task.step(batch, it=1, epoch=0, in_epoch=1)
     assert not torch.equal(task.model_plain.decoder_pred.weight, w0)
     assert task.model_plain.decoder_pred.weight.grad is None  # zeroed after the step
+
+
+def test_initial_parameters_are_distributed_as_the_official_models():
+    """Every parameter of a fresh student against what the official vision_transformer.py and DINOHead draw:
+    Linear weights trunc_normal(0.02) and zero biases (apply(_init_weights)), LayerNorms 1 / 0, pos_embed and
+    cls_token trunc_normal(0.02), the patch convolution and the head's last layer (created after the apply) with
+    PyTorch's own default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and weight_g 1. A test on shared weights cannot see
+    the initialisation; this one can (the last layer drawn from trunc_normal(0.02) has rows 1.8x too short)."""
+    cfg = DinoCfg(arch="vit_tiny", patch_size=8, global_crop_size=64, local_crop_size=32, out_dim=1024,
+                  precision="fp32")
+    task = DinoTask(cfg, Dist(), niter_per_epoch=5)
+    ref_head = RefDINOHead(192, 1024)
+
+    def expected_std(name, p):
+        if name.endswith("last_layer.weight_v"):
+            return 1 / math.sqrt(3 * p.shape[1])
+        if name.endswith("patch_embed.proj.weight") or name.endswith("patch_embed.proj.bias"):
+            return 1 / math.sqrt(3 * 3 * 8 * 8)
+        if name.endswith(("pos_embed", "cls_token")) or (name.endswith(".weight") and p.ndim == 2):
+            return 0.02
+        return None
+
+    checked = 0
+    for name, p in task.student_plain.named_parameters():
+        p = p.detach()
+        if name.endswith("weight_g"):
+            assert torch.all(p == 1), name
+        elif "norm" in name:
+            assert torch.all(p == (1.0 if name.endswith("weight") else 0.0)), name
+        elif name.endswith(".bias") and "patch_embed" not in name:
+            assert torch.all(p == 0), name
+        else:
+            want = expected_std(name, p)
+            assert want is not None, name
+            assert abs(p.std().item() / want - 1) < 0.1 and abs(p.mean().item()) < 0.2 * want, (name, p.std(), want)
+            checked += 1
+    assert checked >= 12 * 4 + 4 + 4  # every block's 4 matrices, the head's 4, patch conv, pos_embed, cls_token
+    # the last layer as the official head draws it: uniform, bounded by 1/sqrt(256), rows of the same length
+    ours = task.student_plain.head.last_layer.weight_v.detach()
+    theirs = ref_head.last_layer.weight_v.detach()
+    assert ours.abs().max() <= 1 / 16 and theirs.abs().max() <= 1 / 16
+    assert ours.norm(dim=1).mean() == pytest.approx(theirs.norm(dim=1).mean().item(), rel=0.02)
