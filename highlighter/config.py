@@ -33,6 +33,27 @@ ARCH_DIMS = {"vit_tiny": 192, "vit_small": 384, "vit_base": 768, "vit_large": 10
 ARCH_DEPTHS = {"vit_large": 24, "vit_huge": 32, "vit_giant": 40}
 
 
+def epochs_of(span: float | str, epochs: int) -> float:
+    """A schedule's length in epochs: a number of epochs (fractions allowed) or ``"N%"`` of the planned run."""
+    if isinstance(span, str):
+        text = span.strip()
+        return float(text[:-1]) / 100 * epochs if text.endswith("%") else float(text)
+    return float(span)
+
+
+def parse_span(text: str) -> float | str:
+    """argparse type of a schedule length: ``3``, ``0.5`` (epochs) or ``10%`` (of the run, kept as text so that
+    it follows the run's length when --epochs extends it)."""
+    t = text.strip()
+    try:
+        value = float(t[:-1]) if t.endswith("%") else float(t)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a number of epochs nor a percentage of the run (e.g. 10%)") from None
+    if value < 0 or (t.endswith("%") and value > 100):
+        raise ValueError(f"{text!r}: use 0 or more epochs, or 0% to 100% of the run")
+    return t if t.endswith("%") else value
+
+
 def default_num_heads(dim: int, depth: int, table: dict[tuple[int, int], int] = KNOWN_HEADS) -> int:
     """Official head count when the architecture is a known one, else dim/64."""
     return table.get((dim, depth), max(1, dim // 64))
@@ -109,10 +130,13 @@ class MAEDecoderConfig(_Record):
     norm_pix_loss: bool = False
 
 
-def _f(default, help: str):
+def _f(default, help: str, span: bool = False):
     from dataclasses import field
 
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, "span": span})
+
+
+_SPAN = "; epochs (fractions allowed) or N%% of the run, e.g. 10%%"
 
 
 @dataclass(frozen=True)
@@ -133,18 +157,18 @@ class DinoCfg(_Record):
     momentum_teacher: float = _f(0.996, "base EMA momentum of the teacher (cosine to 1)")
     warmup_teacher_temp: float = _f(0.04, "teacher temperature at the start of its warmup")
     teacher_temp: float = _f(0.04, "teacher temperature after the warmup")
-    warmup_teacher_temp_epochs: int = _f(0, "epochs of linear teacher-temperature warmup")
+    warmup_teacher_temp_epochs: float | str = _f(0, "linear teacher-temperature warmup" + _SPAN, span=True)
     student_temp: float = _f(0.1, "student temperature")
     center_momentum: float = _f(0.9, "EMA momentum of the centre")
     epochs: int = _f(100, "training epochs")
     batch_size: int = _f(64, "images per process per step")
     lr: float = _f(0.0005, "peak learning rate at a global batch of 256 (scaled linearly)")
     min_lr: float = _f(1e-6, "final learning rate of the cosine schedule")
-    warmup_epochs: float = _f(10.0, "linear learning-rate warmup epochs (fractions allowed)")
+    warmup_epochs: float | str = _f(10.0, "linear learning-rate warmup" + _SPAN, span=True)
     weight_decay: float = _f(0.04, "initial weight decay (cosine schedule)")
     weight_decay_end: float = _f(0.4, "final weight decay")
     clip_grad: float = _f(3.0, "per-parameter gradient-norm clipping (0 disables)")
-    freeze_last_layer: int = _f(1, "epochs during which the head's last layer is frozen")
+    freeze_last_layer: float | str = _f(1, "how long the head's last layer stays frozen" + _SPAN, span=True)
     global_crop_size: int = _f(224, "global crop resolution")
     local_crop_size: int = _f(96, "local crop resolution")
     global_crops_scale: tuple = _f((0.4, 1.0), "area range of the 2 global crops")
@@ -172,7 +196,7 @@ class MaeCfg(_Record):
     decoder_depth: int = _f(8, "decoder blocks")
     decoder_num_heads: int = _f(16, "decoder heads")
     epochs: int = _f(400, "training epochs")
-    warmup_epochs: float = _f(40.0, "linear learning-rate warmup epochs (fractions allowed)")
+    warmup_epochs: float | str = _f(40.0, "linear learning-rate warmup" + _SPAN, span=True)
     batch_size: int = _f(64, "images per process per step")
     accum_iter: int = _f(1, "gradient accumulation steps")
     blr: float = _f(1e-3, "base learning rate: lr = blr * effective batch / 256")
@@ -190,6 +214,16 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "cpu-small": dict(arch="vit_tiny", global_crop_size=112, local_crop_size=48, local_crops_number=6,
                           out_dim=4096, batch_size=32, epochs=30, warmup_epochs=3),
         "gpu": {},  # the paper recipe: main_dino.py's defaults
+        # a laptop's budget, after the smallest published runs that reached object maps (siinwook's DINO on STL-10,
+        # Gani et al. on Tiny ImageNet): ViT-Ti/8 at 64 px, 2 local crops not below 0.2 of the photo, a small K,
+        # momentum 0.996, a fixed teacher temperature, the head free from the start, warmup a tenth of the run.
+        # lr 0.002 at batch 64 is a peak of 5e-4: square-root scaling of 2e-3 at 1024 (the linear rule gives 1.25e-4).
+        # 70 epochs of the 21,470 development photos are 1.5M images.
+        "laptop": dict(arch="vit_tiny", patch_size=8, global_crop_size=64, local_crop_size=32, local_crops_number=2,
+                       global_crops_scale=(0.4, 1.0), local_crops_scale=(0.2, 0.5), out_dim=1024,
+                       momentum_teacher=0.996, warmup_teacher_temp=0.04, teacher_temp=0.04,
+                       warmup_teacher_temp_epochs=0, lr=0.002, batch_size=64, epochs=70, warmup_epochs="10%",
+                       freeze_last_layer=0),
         # the known fixes for small folders
         "small-data": dict(out_dim=8192, momentum_teacher=0.99, warmup_teacher_temp=0.04, teacher_temp=0.07,
                            warmup_teacher_temp_epochs=30, epochs=200, warmup_epochs=10),

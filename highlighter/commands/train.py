@@ -7,7 +7,7 @@ import json
 from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
-from highlighter.config import PRESETS, DinoCfg, MaeCfg
+from highlighter.config import PRESETS, DinoCfg, MaeCfg, epochs_of, parse_span
 from highlighter.errors import HighlighterError
 
 CONFIGS = {"dino": DinoCfg, "mae": MaeCfg}
@@ -20,13 +20,23 @@ def add_config_flags(p: argparse.ArgumentParser, cls) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         helptext = f"{f.metadata.get('help', '')} (default: {default})"
-        if isinstance(default, bool):
+        if f.metadata.get("span"):
+            group.add_argument(flag, type=_span_type, default=argparse.SUPPRESS, metavar="EPOCHS|N%",
+                               help=helptext)
+        elif isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         elif isinstance(default, tuple):
             group.add_argument(flag, type=float, nargs=2, metavar=("LO", "HI"), default=argparse.SUPPRESS,
                                help=helptext)
         else:
             group.add_argument(flag, type=type(default), default=argparse.SUPPRESS, help=helptext)
+
+
+def _span_type(text: str):
+    try:
+        return parse_span(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_config(kind: str, args: argparse.Namespace):
@@ -59,7 +69,7 @@ def build_config(kind: str, args: argparse.Namespace):
     short = {}
     for name in ("warmup_epochs", "warmup_teacher_temp_epochs"):
         value = getattr(cfg, name, 0)
-        if value > cfg.epochs:
+        if epochs_of(value, cfg.epochs) > cfg.epochs:
             flag = "--" + name.replace("_", "-")
             if name in typed:
                 raise HighlighterError(f"{flag} {value} is longer than --epochs {cfg.epochs}")

@@ -90,9 +90,10 @@ class DINOLoss(nn.Module):
         self.all_reduce = all_reduce
         self.register_buffer("center", torch.zeros(1, out_dim))
 
-    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, epoch: int):
+    def forward(self, student_output: torch.Tensor, teacher_output: torch.Tensor, step: int):
+        """``step`` indexes ``teacher_temps`` (one value per iteration, see schedules.teacher_temp_schedule)."""
         student_out = (student_output / self.student_temp).chunk(self.ncrops)
-        temp = self.teacher_temps[epoch]
+        temp = self.teacher_temps[step]
         teacher_out = F.softmax((teacher_output - self.center) / temp, dim=-1).detach().chunk(2)
         total, n_terms = 0.0, 0
         for iq, q in enumerate(teacher_out):
@@ -135,8 +136,10 @@ def clip_gradients(model: nn.Module, clip: float) -> None:
             g.mul_(torch.clamp(clip / (n + 1e-6), max=1.0))
 
 
-def cancel_last_layer_gradients(model: DINOModel, epoch: int, freeze_last_layer: int) -> None:
-    if epoch >= freeze_last_layer:
+def cancel_last_layer_gradients(model: DINOModel, step: int, frozen_steps: int) -> None:
+    """main_dino.py's cancel_gradients_last_layer, counted in iterations (epoch < F <=> step < F x steps per
+    epoch, so whole epochs are the official rule): the last layer gets no gradient, hence no update at all."""
+    if step >= frozen_steps:
         return
     for name, p in model.named_parameters():
         if "last_layer" in name:

@@ -20,9 +20,17 @@ def cosine_schedule(base_value: float, final_value: float, epochs: int, niter_pe
     return schedule
 
 
-def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
-    """DINO's teacher temperature: linear warmup over epochs, then constant; one value per epoch."""
-    return np.concatenate((np.linspace(warmup_temp, temp, warmup_epochs), np.ones(epochs - warmup_epochs) * temp))
+def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: float, epochs: int,
+                          niter_per_ep: int = 1) -> np.ndarray:
+    """DINO's teacher temperature, one value per iteration: a linear warmup, then constant. Over whole epochs it is
+    main_dino.py's, a value per epoch (np.linspace over the warmup epochs); a fractional warmup ramps per
+    iteration instead (main_dino.py would round it away)."""
+    if float(warmup_epochs).is_integer():
+        w = int(warmup_epochs)
+        per_epoch = np.concatenate((np.linspace(warmup_temp, temp, w), np.ones(epochs - w) * temp))
+        return np.repeat(per_epoch, niter_per_ep)
+    w = int(round(warmup_epochs * niter_per_ep))
+    return np.concatenate((np.linspace(warmup_temp, temp, w), np.ones(epochs * niter_per_ep - w) * temp))
 
 
 def mae_lr(epoch: float, lr: float, min_lr: float, warmup_epochs: float, epochs: int) -> float:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, MAEDecoderConfig, ViTConfig, default_num_heads
+from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, MAEDecoderConfig, ViTConfig, default_num_heads, epochs_of
 from highlighter.core.backbone import AttentionViT, build_vit, set_fused_attention
 from highlighter.core.device import cpu_supports_bf16
 from highlighter.core.dino import (
@@ -149,13 +149,15 @@ class DinoTask(_Task):
         self.student_plain = student
         self.loss = DINOLoss(cfg.out_dim, self.ncrops,
                              teacher_temp_schedule(cfg.warmup_teacher_temp, cfg.teacher_temp,
-                                                   cfg.warmup_teacher_temp_epochs, cfg.epochs),
+                                                   epochs_of(cfg.warmup_teacher_temp_epochs, cfg.epochs), cfg.epochs,
+                                                   niter_per_epoch),
                              cfg.student_temp, cfg.center_momentum,
                              all_reduce=dist.all_reduce_sum if dist.enabled else None).to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(student))
         global_batch = cfg.batch_size * dist.world
         self.lr = cosine_schedule(cfg.lr * global_batch / 256.0, cfg.min_lr, cfg.epochs, niter_per_epoch,
-                                  cfg.warmup_epochs)
+                                  epochs_of(cfg.warmup_epochs, cfg.epochs))
+        self.frozen_steps = int(round(epochs_of(cfg.freeze_last_layer, cfg.epochs) * niter_per_epoch))
         self.wd = cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, niter_per_epoch)
         self.momentum = cosine_schedule(cfg.momentum_teacher, 1.0, cfg.epochs, niter_per_epoch)
         self._pairs = (list(student.parameters()), list(self.teacher.parameters()))
@@ -172,7 +174,7 @@ class DinoTask(_Task):
         with self.autocast():
             teacher_out = self.teacher(crops[:2])  # only the 2 global crops pass through the teacher
             student_out = self.student(crops)
-            loss = self.loss(student_out, teacher_out, epoch)
+            loss = self.loss(student_out, teacher_out, it)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise NonFiniteLoss(f"the loss is {loss_value} at epoch {epoch}, step {it}")
@@ -181,7 +183,7 @@ class DinoTask(_Task):
         def before_step():
             if self.cfg.clip_grad:
                 clip_gradients(self.student_plain, self.cfg.clip_grad)
-            cancel_last_layer_gradients(self.student_plain, epoch, self.cfg.freeze_last_layer)
+            cancel_last_layer_gradients(self.student_plain, it, self.frozen_steps)
 
         self._backward_step(loss, self.optimizer, before_step)
         with torch.no_grad():  # EMA of the teacher, exactly k = m k + (1 - m) q
@@ -189,9 +191,9 @@ class DinoTask(_Task):
             torch._foreach_mul_(self._pairs[1], m)
             torch._foreach_add_(self._pairs[1], torch._foreach_mul([p.detach() for p in self._pairs[0]], 1 - m))
         metrics = {"loss": loss_value, "lr": float(self.lr[it]), "wd": float(self.wd[it]), "momentum": m,
-                   "teacher_temp": self.loss.teacher_temps[epoch]}
+                   "teacher_temp": self.loss.teacher_temps[it]}
         if monitor:
-            metrics.update(collapse_stats(teacher_out, self.loss.center, self.loss.teacher_temps[epoch]))
+            metrics.update(collapse_stats(teacher_out, self.loss.center, self.loss.teacher_temps[it]))
         return metrics
 
     def state_dict(self) -> dict:
@@ -285,8 +287,8 @@ class MaeTask(_Task):
     def step(self, data, it: int, epoch: int, in_epoch: int, monitor: bool = False) -> dict:
         cfg = self.cfg
         if in_epoch % cfg.accum_iter == 0:
-            self.current_lr = float(mae_lr(in_epoch / self.niter + epoch, self.base_lr, cfg.min_lr, cfg.warmup_epochs,
-                                     cfg.epochs))
+            self.current_lr = float(mae_lr(in_epoch / self.niter + epoch, self.base_lr, cfg.min_lr,
+                                           epochs_of(cfg.warmup_epochs, cfg.epochs), cfg.epochs))
             for group in self.optimizer.param_groups:
                 group["lr"] = self.current_lr
         imgs, noise = (t.to(self.device, non_blocking=True) for t in data)

@@ -36,7 +36,7 @@ def test_loss_is_the_cross_entropy_over_pairs_and_the_centre_update_is_exact():
     loss_fn.center.copy_(torch.randn(1, K))
     c0 = loss_fn.center.clone()
     s, t = torch.randn(ncrops * B, K), torch.randn(2 * B, K)
-    got = loss_fn(s, t, epoch=1)
+    got = loss_fn(s, t, step=1)
     terms = []
     for iq in range(2):
         q = F.softmax((t[iq * B:(iq + 1) * B] - c0) / 0.05, dim=-1)
