@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", nargs="+", required=True, metavar="DIR", help="folders of images (any depth)")
         p.add_argument("--out", required=True, metavar="RUNDIR",
                        help="run folder: checkpoint.pth, log.jsonl, previews/")
-        p.add_argument("--preset", choices=sorted(PRESETS[kind]), help="laptop (ViT-Ti/8 at 64 px, 2 local crops, K 1024: "
-                       "the cheapest recipe measured to move towards objects), cpu-small, gpu (the paper) or small-data")
+        p.add_argument("--preset", choices=sorted(PRESETS[kind]),
+                       help="laptop (DINO: ViT-Ti/8 at 64 px, 2 local crops, K 1024, 70 epochs), cpu-small, "
+                            "gpu (the paper) or small-data")
         p.add_argument("--config", metavar="FILE", help="JSON object of hyperparameters")
         p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
         p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint; with "

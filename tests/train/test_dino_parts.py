@@ -10,6 +10,7 @@ from highlighter.config import DinoCfg
 from highlighter.core.dino import DINOHead, DINOLoss, clip_gradients, param_groups
 from highlighter.train.dist import Dist
 from highlighter.train.engine import DinoTask
+
 from reference import RefDINOHead
 
 TINY = DinoCfg(arch="vit_tiny", global_crop_size=32, local_crop_size=16, local_crops_number=2, out_dim=64,

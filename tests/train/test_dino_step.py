@@ -17,6 +17,7 @@ from highlighter.config import DinoCfg
 from highlighter.train import engine
 from highlighter.train.dist import Dist
 from highlighter.train.engine import DinoTask
+
 from reference import RefDINOHead, RefDINOTrainer, RefMultiCrop, RefViT
 
 MEAN, STD = torch.tensor((0.485, 0.456, 0.406)), torch.tensor((0.229, 0.224, 0.225))
