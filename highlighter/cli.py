@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 "used (default: the development eval sets, if present)")
             p.add_argument("--probe-sizes", nargs="+", type=int, metavar="S",
                            help="shorter sides fed to the probe (default: the global crop size and 1.5x it)")
+            p.add_argument("--probe-knn", metavar="DIR",
+                           help="with the probe, also the teacher's 20-NN accuracy against raw pixels on DIR (Tiny "
+                                "ImageNet's layout: train/<class>/, val/images/, val/labels.tsv; every 4th training "
+                                "photo, at the global crop size)")
+            p.add_argument("--keep-teachers", type=int, default=0, metavar="K",
+                           help="keep the teacher (fp16, RUNDIR/teacher_PCT.safetensors) at each K-th of the run, "
+                                "e.g. 4: at 25, 50, 75 and 100%% (default 0: off)")
         add_config_flags(p, cls)
         p.set_defaults(job="train")
 

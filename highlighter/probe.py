@@ -215,3 +215,76 @@ def format_table(result: dict, rules=PROBE_RULES) -> str:
     flat = result.get("flat", {})
     lines.append("flatness on a constant image (1 = flat): " + ", ".join(f"{s} px {v:.3f}" for s, v in flat.items()))
     return "\n".join(lines)
+
+
+class KnnProbe:
+    """DINO's 20-NN classification (cosine, T 0.07) of the class-token features, as a learning signal during a run:
+    ``root`` holds ``train/<class>/*`` and ``val/images`` with ``val/labels.tsv`` ('file<TAB>class'), Tiny
+    ImageNet's layout. Every ``stride``-th training photo is used; all photos are decoded once, at ``size`` x
+    ``size``. ``pixels`` is the same classifier on the raw pixels (16 x 16, mean-centred), the floor that learnt
+    features must clear."""
+
+    def __init__(self, root: str | os.PathLike, size: int = 64, stride: int = 4, k: int = 20):
+        from highlighter.evaluation import knn_classify  # noqa: F401 - fail early if unavailable
+
+        root = Path(root)
+        train, val, labels = root / "train", root / "val" / "images", root / "val" / "labels.tsv"
+        if not train.is_dir() or not val.is_dir() or not labels.exists():
+            raise HighlighterError(f"--probe-knn {root}: needs train/<class>/, val/images/ and val/labels.tsv")
+        classes = sorted(d.name for d in train.iterdir() if d.is_dir())
+        index = {c: i for i, c in enumerate(classes)}
+        train_set = [(p, index[c]) for c in classes for p in sorted((train / c).rglob("*"))
+                     if p.suffix.lower() in IMAGE_EXTENSIONS][::max(1, stride)]
+        table = [line.split("\t")[:2] for line in labels.read_text().splitlines() if "\t" in line]
+        val_set = [(val / f, index[w.strip()]) for f, w in table if w.strip() in index and (val / f).exists()]
+        if not train_set or not val_set:
+            raise HighlighterError(f"--probe-knn {root}: no training or validation photos found")
+        self.size, self.k, self.classes = size, k, len(classes)
+        self.train_x, self.train_y = self._load(train_set)
+        self.val_x, self.val_y = self._load(val_set)
+        self.pixels = self._accuracy(self._pixels(self.train_x), self._pixels(self.val_x))
+
+    def _load(self, items):
+        xs = np.stack([np.asarray(load_rgb(p).resize((self.size, self.size), Image.BICUBIC)) for p, _ in items])
+        return torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous(), torch.tensor([y for _, y in items])
+
+    @staticmethod
+    def _pixels(x: torch.Tensor) -> torch.Tensor:
+        small = torch.nn.functional.interpolate(x.float(), size=(16, 16), mode="area").flatten(1)
+        return small - small.mean(1, keepdim=True)
+
+    def _accuracy(self, train_feats: torch.Tensor, val_feats: torch.Tensor) -> float:
+        from highlighter.evaluation import knn_classify
+
+        pred = knn_classify(train_feats, self.train_y, val_feats, k=self.k, temperature=0.07,
+                            num_classes=self.classes)
+        return float((pred == self.val_y).float().mean())
+
+    @torch.no_grad()
+    def _features(self, model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+        from highlighter.core.device import cpu_supports_bf16
+        from highlighter.core.transforms import normalise
+
+        device = torch.device(device)
+        bf16 = device.type == "cuda" or cpu_supports_bf16()  # features for a neighbour vote: bf16 is plenty
+        out = []
+        for i in range(0, len(x), batch):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                _, f = model(normalise(x[i:i + batch].to(device)), with_features=True)
+            out.append(f.float().cpu())
+        return torch.cat(out)
+
+    def describe(self) -> str:
+        return (f"k-NN probe: {len(self.train_y)} training and {len(self.val_y)} validation photos at {self.size} px, "
+                f"{self.k}-NN; raw pixels score {100 * self.pixels:.2f}%")
+
+    def __call__(self, model, device: torch.device | str = "cpu") -> dict:
+        t0 = time.time()
+        was_training = model.training
+        model.eval()
+        try:
+            acc = self._accuracy(self._features(model, self.train_x, device), self._features(model, self.val_x, device))
+        finally:
+            model.train(was_training)
+        return {"top1": acc, "pixels_top1": self.pixels, "k": self.k, "train_images": len(self.train_y),
+                "val_images": len(self.val_y), "size": self.size, "seconds": round(time.time() - t0, 2)}

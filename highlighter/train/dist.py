@@ -19,6 +19,7 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    launched: bool = False  # started by torchrun: a process group exists even for one process
 
     @property
     def is_main(self) -> bool:
@@ -26,7 +27,12 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.launched
+
+    @property
+    def backend(self) -> str | None:
+        """'nccl' or 'gloo' under torchrun, else None."""
+        return tdist.get_backend() if self.enabled and tdist.is_initialized() else None
 
     def all_reduce_sum(self, t: torch.Tensor) -> int:
         """Sum ``t`` in place over all processes; returns the world size."""
@@ -44,7 +50,10 @@ def init_distributed(device: str = "auto") -> Dist:
     if want_cuda and not torch.cuda.is_available():
         raise ValueError("CUDA was requested but no CUDA device is available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    # torchrun sets RANK and MASTER_ADDR: then the process group and DDP are set up even for one process, so that
+    # `torchrun --nproc_per_node=1` runs (and tests) the path of several
+    launched = "RANK" in os.environ and "MASTER_ADDR" in os.environ
+    if world <= 1 and not launched:
         dev = torch.device(device if device.startswith("cuda") else "cuda") if want_cuda else torch.device("cpu")
         return Dist(device=dev)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -54,7 +63,7 @@ def init_distributed(device: str = "auto") -> Dist:
     else:
         dev = torch.device("cpu")
     tdist.init_process_group(backend="nccl" if want_cuda else "gloo")
-    return Dist(rank=rank, world=world, local_rank=local_rank, device=dev)
+    return Dist(rank=rank, world=world, local_rank=local_rank, device=dev, launched=launched)
 
 
 def shutdown(d: Dist) -> None:

@@ -28,6 +28,7 @@ class Policy:
     save_every_steps: int = 0  # also a checkpoint every N steps; 0: off
     max_steps: int = 0  # stop (with a checkpoint) after N steps of this process; 0: no limit
     max_minutes: float = 0.0  # stop (with a checkpoint) after M minutes of this process; 0: no limit
+    keep_teachers: int = 0  # keep the teacher at each K-th of the run (e.g. 4: at 25, 50, 75 and 100%); 0: off
 
     def __post_init__(self):
         """Numbers that would crash the run later (a division by zero at step 0) or mean nothing are refused
@@ -37,7 +38,7 @@ class Policy:
         for flag, value in (("--preview-every", self.preview_every), ("--probe-every-minutes",
                             self.probe_every_minutes), ("--save-every-minutes", self.save_every_minutes),
                             ("--save-every-steps", self.save_every_steps), ("--max-steps", self.max_steps),
-                            ("--max-minutes", self.max_minutes)):
+                            ("--max-minutes", self.max_minutes), ("--keep-teachers", self.keep_teachers)):
             if value < 0:
                 raise HighlighterError(f"{flag} {value:g}: give 0 (off) or more")
 
@@ -64,6 +65,13 @@ class Policy:
             return False
         return bool(self.save_every_steps and step % self.save_every_steps == 0) or \
             since_save_s > self.save_every_minutes * 60
+
+    def keep_at(self, step: int, total_steps: int) -> int:
+        """The percentage of the run at which the teacher is kept once ``step`` steps are done, else 0."""
+        for i in range(self.keep_teachers, 0, -1):  # the latest when several land on one step (a short run)
+            if step == max(1, round(total_steps * i / self.keep_teachers)):
+                return round(100 * i / self.keep_teachers)
+        return 0
 
     def limit(self, steps_done: int, running_s: float) -> str:
         """'max_steps' or 'max_minutes' once this process has reached one of them, else ''."""
@@ -121,6 +129,9 @@ class Hooks(Protocol):
 
     def probe(self, step: int, epoch: int) -> None: ...
 
+    def keep(self, step: int, epoch: int, percent: int) -> None:
+        """Keep the teacher as it is at ``percent`` of the run (a file of its own)."""
+
     def stop_signal(self) -> int | None:
         """The signal (SIGINT, SIGTERM) that asks the run to save and leave, if one came."""
 
@@ -173,6 +184,9 @@ def train_one_epoch(task, batches: Iterable[dict], hooks: Hooks, policy: Policy,
         if policy.probe_now(clock() - progress.last_probe):
             hooks.probe(progress.step, epoch)
             progress.last_probe = clock()
+        percent = policy.keep_at(progress.step, progress.total_steps)
+        if percent:
+            hooks.keep(progress.step, epoch, percent)
         done_epoch = in_epoch + 1 == niter
         if policy.save_at(progress.step, now - progress.last_save, done_epoch):
             hooks.save(epoch, in_epoch + 1, "periodic")

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
+from highlighter.core.backbone import AttentionViT
 from highlighter.core.checkpoint import atomic_write, make_meta, save_model
 from highlighter.errors import CheckpointError, HighlighterError
 from highlighter.paths import RUN_BEST, RUN_CHECKPOINT, assets_dir
@@ -109,8 +110,9 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         events: bool = False, log_every: int = 10, save_every_minutes: float = 5.0, save_every_steps: int = 0,
         preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
         source: str = "cli", probe_every_minutes: float = 0.0, probe_data: list[str] | None = None,
-        probe_sizes: list[int] | None = None, epochs: int | None = None, init: str | None = None,
-        explicit_arch: dict | None = None, max_minutes: float = 0.0) -> int:
+        probe_sizes: list[int] | None = None, probe_knn: str | None = None, epochs: int | None = None,
+        init: str | None = None,
+        explicit_arch: dict | None = None, max_minutes: float = 0.0, keep_teachers: int = 0) -> int:
     """One training run. With ``resume``, the run's stored configuration is used, except ``epochs``: a larger
     number extends the run (finished or not) and every schedule is recomputed over the new length, as
     main_dino.py does when restarted with a larger --epochs. ``init`` starts the backbone(s) from any supported
@@ -165,10 +167,16 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         probe = None
         if probe_every_minutes and kind == "dino" and dist.is_main:
             probe = make_probe(cfg, probe_data, probe_sizes)
+            if probe_knn:
+                from highlighter.probe import KnnProbe
+
+                probe.knn = KnnProbe(probe_knn, size=cfg.global_crop_size)
         policy = Policy(log_every=log_every, preview_every=preview_every,
                         probe_every_minutes=probe_every_minutes if probe is not None else 0.0,
                         save_every_minutes=save_every_minutes, save_every_steps=save_every_steps,
-                        max_steps=max_steps, max_minutes=max_minutes)
+                        max_steps=max_steps, max_minutes=max_minutes, keep_teachers=keep_teachers)
+        if probe is not None and getattr(probe, "knn", None) is not None:
+            print(probe.knn.describe(), file=sys.stderr, flush=True)
         return _run(kind, cfg, data, run_dir, dist, state, events=events, policy=policy,
                     preview_images=preview_images, probe=probe, backbone=(vit_cfg, init_state, init_from))
     finally:
@@ -322,11 +330,27 @@ class RunHooks:
         path = preview.write_preview(self.run_dir, pic, step, epoch)
         self.log("preview", step=step, epoch=epoch, path=str(path))
 
+    def keep(self, step: int, epoch: int, percent: int) -> None:
+        if not self.main or self.kind != "dino":
+            return
+        task, path = self.task, self.run_dir / f"teacher_{percent:03d}.safetensors"
+        save_model(path, "dino", task.vit_cfg, task.backbone_state(), dtype=torch.float16,
+                   source=f"the teacher at step {step} ({percent}% of the run)",
+                   trained={"task": "dino", "weights": "teacher", "recipe": self.cfg.to_dict(),
+                            "data": [str(d) for d in self.data], "steps": step, "images_seen": self.progress.seen})
+        self.log("kept", step=step, epoch=epoch, percent=percent, images_seen=self.progress.seen, path=str(path))
+
     def probe(self, step: int, epoch: int) -> None:
         probe, task = self.probe_set, self.task
         if probe is None:
             return
         figures = probe(task.attention_model(), self.dist.device)
+        # the student too: the teacher is an average of it, and the two part when the run goes wrong
+        student = probe(AttentionViT(task.student_plain.backbone, task.vit_cfg), self.dist.device)
+        figures["student"] = {k: v for k, v in student.items() if k not in ("flat", "seconds")}
+        knn = getattr(probe, "knn", None)
+        if knn is not None:
+            figures["knn"] = knn(task.attention_model(), self.dist.device)
         train_mode(task)
         ratios = {name: v[str(probe.sizes[0])]["in_out"] for name, v in figures.items() if name != "flat"
                   and isinstance(v, dict) and str(probe.sizes[0]) in v}
@@ -345,9 +369,13 @@ class RunHooks:
                                 "probe_in_out": ratios})
         self.log("probe", step=step, epoch=epoch, images_seen=seen, source=probe.describe(), score=score,
                  kept=str(best) if kept else None, **figures)
-        tqdm.write("probe at step {}: in/out {} ({:.0f} s){}".format(
-            step, ", ".join(f"{n} {r:.3f}" for n, r in ratios.items()), figures["seconds"],
-            f"; best so far, kept in {RUN_BEST}" if kept else ""), file=sys.stderr)
+        heads = {name: v[str(probe.sizes[0])].get("heads_in_out", []) for name, v in figures.items()
+                 if name in ratios}
+        tqdm.write("probe at step {}: in/out {} (heads {}){}{}".format(
+            step, ", ".join(f"{n} {r:.3f}" for n, r in ratios.items()),
+            "; ".join(f"{n} " + " ".join(f"{h:.2f}" for h in hs) for n, hs in heads.items()),
+            f"; k-NN {100 * figures['knn']['top1']:.2f}% (pixels {100 * figures['knn']['pixels_top1']:.2f}%)"
+            if "knn" in figures else "", f"; best so far, kept in {RUN_BEST}" if kept else ""), file=sys.stderr)
 
 
 def _run(kind, cfg, data, run_dir: Path, dist: Dist, state: dict | None, *, events: bool, policy: Policy,
@@ -387,7 +415,7 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state: dict | None, *, even
                         "weight-decay, momentum and teacher-temperature schedules are recomputed over the new length")
         log("start", kind=kind, resumed=state is not None, step=progress.step, total_steps=progress.total_steps,
             epochs=cfg.epochs, steps_per_epoch=niter, images=len(files), world_size=dist.world,
-            device=str(dist.device), precision=task.precision_name, config=cfg.to_dict())
+            distributed=dist.backend, device=str(dist.device), precision=task.precision_name, config=cfg.to_dict())
         print(f"{kind}: {len(files)} images, {task.vit_cfg.describe()}, {cfg.epochs} epochs x {niter} steps, "
               f"batch {cfg.batch_size} x {dist.world}, {dist.device} {task.precision_name}"
               + (f", resumed at epoch {start_epoch} step {start_in_epoch}" if state is not None else ""),

@@ -5,6 +5,7 @@ import signal
 
 import pytest
 
+from highlighter.errors import HighlighterError
 from highlighter.train.engine import NonFiniteLoss
 from highlighter.train.loop import Policy, Progress, train_one_epoch
 
@@ -56,6 +57,15 @@ def test_limits_max_steps_first_then_max_minutes():
     assert p.limit(5, 61) == "max_steps"
 
 
+def test_teachers_kept_at_each_kth_of_the_run():
+    p = Policy(keep_teachers=4)
+    assert [(s, p.keep_at(s, 23450)) for s in range(23451) if p.keep_at(s, 23450)] == \
+        [(5862, 25), (11725, 50), (17588, 75), (23450, 100)]
+    assert Policy().keep_at(100, 100) == 0 and Policy(keep_teachers=2).keep_at(1, 1) == 100  # a one-step run
+    with pytest.raises(HighlighterError, match="--keep-teachers"):
+        Policy(keep_teachers=-1)
+
+
 class FakeTask:
     kind = "mae"
 
@@ -94,6 +104,9 @@ class FakeHooks:
 
     def probe(self, step, epoch):
         self.events.append(("probe", {"step": step}))
+
+    def keep(self, step, epoch, percent):
+        self.events.append(("keep", {"step": step, "percent": percent}))
 
     def stop_signal(self):
         if self.stop_at_step is not None and self.progress.step >= self.stop_at_step:
@@ -136,6 +149,10 @@ def test_an_epoch_logs_previews_saves_and_counts_as_the_policy_says():
     assert hooks.of("save") == [{"epoch": 1, "in_epoch": 2, "reason": "periodic"}]  # step 8; 12 ends the epoch
     assert prog.step == 12 and prog.steps_done == 6 and prog.seen == 24 and not prog.stopping
     assert not hooks.of("probe")  # probe_every_minutes 0: none
+    # kept teachers: the loop asks the policy after every step (18 steps in all: 25% is step 4.5 -> 4, 50% 9)
+    hooks = FakeHooks()
+    train_one_epoch(FakeTask(), batches(6), hooks, Policy(keep_teachers=4), progress(), epoch=1, clock=Clock())
+    assert hooks.of("keep") == [{"step": 9, "percent": 50}]
 
 
 def test_a_resumed_epoch_starts_inside_it_and_a_limit_saves_where_it_stops():
