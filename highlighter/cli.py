@@ -38,6 +38,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What can be checked before any model loads: raises ``HighlighterError`` with one line naming the flag."""
+    device = getattr(args, "device", None)
+    if device not in (None, "auto", "cpu"):  # cuda (or a typo) on a machine without it: refused by every command
+        from highlighter.core.device import resolve_device
+
+        resolve_device(device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="highlighter", description="Label-free object highlighting with "
                                      "self-supervised Vision Transformers (DINO, MAE).")
@@ -288,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         except argparse.ArgumentTypeError as e:
             parser.error(str(e))
     try:
+        check_args(args)
         return import_module(f"highlighter.commands.{args.job}").run(args) or 0
     except HighlighterError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

@@ -40,9 +40,10 @@ class Dist:
 
 
 def init_distributed(device: str = "auto") -> Dist:
+    from highlighter.core.device import resolve_device
+
+    resolve_device(device)  # a device this machine lacks: one line (DeviceError), as in every command
     want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if want_cuda and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA device is available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         dev = torch.device(device if device.startswith("cuda") else "cuda") if want_cuda else torch.device("cpu")
