@@ -45,6 +45,18 @@ def check_args(args: argparse.Namespace) -> None:
         from highlighter.core.device import resolve_device
 
         resolve_device(device)
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None:
+        from highlighter.postprocess import check_threshold
+
+        rule = getattr(args, "mask_rule", "mass")  # video's threshold is the mass rule's
+        if rule == "tokencut":
+            raise HighlighterError("--threshold does not apply to --mask-rule tokencut (a normalised cut has no "
+                                   "threshold)")
+        try:
+            check_threshold(rule, threshold)
+        except ValueError as e:
+            raise HighlighterError(f"--threshold: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,3 +33,42 @@ def test_device_cuda_without_a_gpu_is_one_line_in_every_command(cli, tmp_path, c
     assert f"--device {device}" in line and "no CUDA device" in line
     assert out == ""  # refused before the model loaded (which prints "model: ...")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command,rule,bad,range_text", [
+    (["attention", "IMG", "--out", "OUT"], "percentile", 150, "from 0 to 100"),
+    (["attention", "IMG", "--out", "OUT"], "percentile", -5, "from 0 to 100"),
+    (["attention", "IMG", "--out", "OUT"], "mass", 1.5, "above 0 and at most 1"),
+    (["attention", "IMG", "--out", "OUT"], "mass", -1, "above 0 and at most 1"),
+    (["attention", "IMG", "--out", "OUT"], "mass", 0, "above 0 and at most 1"),
+    (["attention", "IMG", "--out", "OUT"], "absolute", 2, "from 0 to 1"),
+    (["eval", "--images", "OUT", "--masks", "OUT"], "mass", -1, "above 0 and at most 1"),
+    (["eval", "--images", "OUT", "--masks", "OUT"], "percentile", 101, "from 0 to 100"),
+    (["video", "IMG", "--out", "OUT"], None, 1.5, "above 0 and at most 1"),
+    (["attention", "IMG", "--out", "OUT"], "mass", float("nan"), "above 0 and at most 1")])
+def test_threshold_outside_its_rules_range_is_refused_when_parsed(cli, tmp_path, cat_path, command, rule, bad,
+                                                                  range_text):
+    """percentile 150 was a traceback and an empty folder; mass 1.5 a 100% mask, -1 an empty one; eval -1 IoU 0."""
+    rule_args = ["--mask-rule", rule] if rule else []
+    code, out, err = cli(*argv_for(command, cat_path, tmp_path), *rule_args, "--threshold", bad)
+    line = one_line(code, out, err)
+    assert "--threshold" in line and f"{rule or 'mass'} rule" in line and range_text in line
+    assert out == "" and not (tmp_path / "out").exists()
+
+
+def test_each_rules_range_edges():
+    from highlighter.postprocess import check_threshold
+
+    for rule, good in [("mass", [1e-6, 0.6, 1.0]), ("percentile", [0, 80, 100]), ("absolute", [0, 0.01, 1])]:
+        for t in good:
+            check_threshold(rule, t)
+    for rule, bad in [("mass", [0, 1.0001]), ("percentile", [-0.1, 100.1]), ("absolute", [-0.01, 1.01])]:
+        for t in bad:
+            with pytest.raises(ValueError, match=f"the {rule} rule takes"):
+                check_threshold(rule, t)
+
+
+def test_tokencut_takes_no_threshold(cli, tmp_path):
+    line = one_line(*cli("eval", "--images", tmp_path, "--masks", tmp_path, "--mask-rule", "tokencut",
+                         "--threshold", "0.5"))
+    assert "--threshold does not apply to --mask-rule tokencut" in line
