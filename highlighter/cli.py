@@ -45,6 +45,16 @@ def check_args(args: argparse.Namespace) -> None:
         from highlighter.core.device import resolve_device
 
         resolve_device(device)
+    backend = getattr(args, "backend", None)
+    if backend is not None:
+        from highlighter.runtime.predictor import BACKENDS  # no torch
+
+        if backend not in ("auto", *BACKENDS):
+            raise HighlighterError(f"--backend {backend}: choose from auto, {', '.join(BACKENDS)}")
+    ratio = getattr(args, "mask_ratio", None)
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise HighlighterError(f"--mask-ratio: the fraction of patches hidden, from 0 up to (not including) 1; "
+                               f"got {ratio:g}")
     threshold = getattr(args, "threshold", None)
     if threshold is not None:
         from highlighter.postprocess import check_threshold

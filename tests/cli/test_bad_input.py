@@ -72,3 +72,55 @@ def test_tokencut_takes_no_threshold(cli, tmp_path):
     line = one_line(*cli("eval", "--images", tmp_path, "--masks", tmp_path, "--mask-rule", "tokencut",
                          "--threshold", "0.5"))
     assert "--threshold does not apply to --mask-rule tokencut" in line
+
+
+BEFORE_LOAD = [
+    (["attention", "MISSING.jpg", "--out", "OUT"], "MISSING.jpg: no such file or folder"),
+    (["attention", "EMPTY", "--out", "OUT"], "no images in this folder"),
+    (["attention", "IMG", "--out", "AFILE"], "a file is there, not a folder"),
+    (["mae", "MISSING.jpg", "--out", "OUT"], "MISSING.jpg: no such file or folder"),
+    (["mae", "IMG", "--out", "OUT", "--mask-ratio", "1.5"], "--mask-ratio"),
+    (["mae", "IMG", "--out", "OUT", "--mask", "MISSING.npy"], "MISSING.npy: no such file"),
+    (["video", "MISSING.mp4", "--out", "OUT"], "MISSING.mp4: no such file, folder or camera"),
+    (["video", "EMPTY", "--out", "OUT"], "EMPTY: no images found"),
+    (["video", "IMG", "--out", "OUT", "--overlay", "pca", "--backend", "ort-int8"], "needs the patch tokens"),
+    (["video", "IMG", "--out", "OUT", "--backend", "fast"], "--backend fast: choose from auto"),
+    (["eval", "--images", "MISSING", "--masks", "EMPTY"], "--images"),
+    (["eval", "--images", "EMPTY", "--masks", "EMPTY"], "no images in this folder"),
+    (["eval", "--images", "IMGDIR"], "eval needs --images DIR and --masks DIR"),
+    (["eval", "--mae"], "eval --mae needs --images"),
+    (["eval", "--knn", "--train", "IMGDIR"], "--knn needs"),
+    (["probe", "--data", "EMPTY"], "needs images/ and masks/"),
+    (["bench", "live", "--source", "MISSING", "--checkpoint", "default"], "no frames in"),
+]
+
+
+@pytest.mark.parametrize("command,message", BEFORE_LOAD, ids=lambda c: "-".join(c) if isinstance(c, list) else "")
+def test_arguments_are_checked_before_the_model_loads_and_nothing_is_left(cli, tmp_path, cat_path, command, message,
+                                                                          monkeypatch):
+    """Missing paths, empty folders and wrong flags were found after 2 to 5 s of loading, and --out was made."""
+    import shutil
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr("highlighter.core.formats.read_checkpoint_file", no_load)
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "IMGDIR").mkdir()
+    shutil.copy(cat_path, tmp_path / "IMGDIR")
+    (tmp_path / "AFILE").write_text("x")
+    names = {"IMG": str(cat_path), "OUT": str(tmp_path / "out")}
+    argv = [names.get(a) or (str(tmp_path / a) if a.isupper() else a) for a in command]
+    line = one_line(*cli(*argv))
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["AFILE", "EMPTY", "IMGDIR"]  # no out folder, nothing new
+
+
+@pytest.mark.parametrize("command", ["attention", "mae"])
+def test_no_output_folder_when_no_photo_could_be_processed(cli, tmp_path, command):
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    model = "random:vit_tiny/16" if command == "attention" else "default"
+    code, out, err = cli(command, tmp_path / "notes.jpg", "--checkpoint", model, "--out", tmp_path / "out")
+    assert code == 2 and "no image could be processed (1 unreadable file(s))" in err
+    assert "notes.jpg: not an image" in err
+    assert not (tmp_path / "out").exists()
