@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="the desktop app (also: `highlighter` with no arguments)")
     p.add_argument("--source", help="camera index, video file, image folder or pattern (default: a camera, else "
                    "the bundled clip)")
-    p.add_argument("--checkpoint", metavar="PATH", help="the model for Live and Photos (default: the shipped one)")
+    p.add_argument("--checkpoint", metavar="PATH", help="the model for Live and Photos: a file, an official name, "
+                   "random:vit_small/16 or 'default' (the shipped one; without the flag: the model used last)")
     p.add_argument("--no-start", action="store_true", help="do not start the Live stream at once")
     p.add_argument("--quit-after", type=int, metavar="N", help="quit after N overlaid frames and print one JSON "
                    "line on stdout: first_frame_s (from launch), frames, fps, backend (for start-up benchmarks)")
@@ -269,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(job="bench")
 
     p = sub.add_parser("export", help="write a checkpoint in the official DINO / MAE layout or as safetensors")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth or any "
-                   "supported file")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth, any "
+                   "supported file, an official name, random:vit_small/16, or 'default' (models/'s DINO; its MAE "
+                   "with --format mae)")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
     p.add_argument("--format", default="auto", choices=["auto", "dino", "mae", "safetensors", "onnx"],
                    help="dino: bare backbone state dict; mae: {'model': ...}; safetensors: our small format; "

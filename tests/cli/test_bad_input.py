@@ -124,3 +124,37 @@ def test_no_output_folder_when_no_photo_could_be_processed(cli, tmp_path, comman
     assert code == 2 and "no image could be processed (1 unreadable file(s))" in err
     assert "notes.jpg: not an image" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_export_and_gui_take_the_same_checkpoint_names_as_every_command(cli, tmp_path, monkeypatch):
+    """export --checkpoint default said "checkpoint not found: default"; gui tried to open a file called default."""
+    from safetensors.torch import load_file
+
+    from highlighter.paths import default_checkpoint
+
+    code, out, err = cli("export", "--checkpoint", "default", "--out", tmp_path / "dino.safetensors")
+    assert code == 0, err
+    want = load_file(default_checkpoint("attention"))
+    got = load_file(tmp_path / "dino.safetensors")
+    assert set(got) == set(want) and all((got[k].float() == want[k].float()).all() for k in want)
+
+    code, out, err = cli("export", "--checkpoint", "default", "--format", "mae", "--out", tmp_path / "mae.pth")
+    assert code == 0, err
+    from highlighter.core.safe_read import read_checkpoint_file
+
+    assert "decoder_embed.weight" in read_checkpoint_file(tmp_path / "mae.pth")[0]["model"]
+
+    code, out, err = cli("export", "--checkpoint", "random:vit_tiny/16", "--out", tmp_path / "r.pth")
+    assert code == 0 and torch.load(tmp_path / "r.pth", weights_only=True)["pos_embed"].shape == (1, 197, 192)
+
+    from needs import qt
+
+    qt()
+    import highlighter.gui.app as app
+
+    seen = []
+    monkeypatch.setattr(app, "main", lambda checkpoint, *a, **k: seen.append(checkpoint) or 0)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    for spec in ["default", "random:vit_tiny/16", str(tmp_path / "r.pth")]:
+        assert cli("gui", "--checkpoint", spec, "--no-start")[0] == 0
+    assert seen == [str(default_checkpoint("attention")), "random:vit_tiny/16", str(tmp_path / "r.pth")]
