@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("highlighter")
         self.state = self._restore_state()
         self.last_error: str | None = None
+        self.exit_code = 0  # main()'s, when the loop ends: 2 when --quit-after could not stream
         self.gc = MainThreadGC(self)  # cycles are collected on this thread, never by a worker
         self.model_job = Job(self._model_loaded, self._model_failed)
         self.first_job = Job(self._first_loaded, self._first_failed)
@@ -464,6 +465,6 @@ def main(checkpoint: str | None = None, source: str | None = None, autostart: bo
     if autostart or quit_after is not None:
         win.live.start()
     try:
-        return app.exec()
+        return app.exec() or win.exit_code
     finally:
         signals.restore()

@@ -410,7 +410,21 @@ class LiveTab(QWidget):
         if self.latest is None:
             self.view.setText("Press Start")
         self._on_status(message)
+        if self.quit_after is not None:  # a timed run has nobody to pick another source: report and quit
+            self._report_failure_and_quit(message)
+            return
         self._maybe_retry()
+
+    def _report_failure_and_quit(self, message: str) -> None:
+        """``--quit-after N`` whose source failed: its JSON line with the error, and a non-zero exit code."""
+        print(json.dumps({"error": message, "frames": self.frames_shown,
+                          "source": self.source.currentText().strip(),
+                          "window_s": round(self.main.t_window - self.launched, 3),
+                          "model_loaded": self.state.ck is not None}), flush=True)
+        self.quit_after = None
+        self.main.exit_code = 2
+        self.cancel_choice.set()
+        QTimer.singleShot(0, self.main.close)
 
     def _is_camera(self) -> bool:
         return self.source.currentText().strip().isdigit()

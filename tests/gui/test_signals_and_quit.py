@@ -68,3 +68,17 @@ def test_a_signal_closes_the_window_through_its_close_event(qtbot, gui_env, sign
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the previous handlers are back
     saved = (gui_env / "settings.ini").read_text()
     assert "geometry" in saved and "tab=2" in saved  # what closeEvent saves
+
+
+def test_quit_after_with_a_failing_source_prints_the_error_and_exits_non_zero(tmp_path):
+    """--source nope.mp4 --quit-after 5 ran until it was killed and printed nothing."""
+    r = subprocess.run([sys.executable, "-m", "highlighter", "gui", "--checkpoint", TINY, "--source",
+                        str(tmp_path / "nope.mp4"), "--quit-after", "5"], env=app_env(tmp_path),
+                       capture_output=True, text=True, timeout=240)
+    assert r.returncode == 2, r.stderr[-3000:]
+    lines = [x for x in r.stdout.splitlines() if x.strip()]
+    assert len(lines) == 1, r.stdout
+    got = json.loads(lines[0])
+    assert "nope.mp4" in got["error"] and "no such file" in got["error"]
+    assert got["frames"] == 0 and got["source"] == str(tmp_path / "nope.mp4")
+    assert "Traceback" not in r.stderr
