@@ -364,7 +364,7 @@ class LiveTab(QWidget):
             if cached and predictor.name.startswith("torch"):  # no graph was needed, so none may exist yet
                 QTimer.singleShot(GRAPH_EXPORT_DELAY_MS, self, lambda k=key: self._export_graph(k))
         if self.quit_when_chosen:
-            QTimer.singleShot(0, self.main.close)
+            self._quit_now_chosen(f"backend {predictor.name} chosen and saved")
             return
         self._choose()  # the stream moved on (another size or model) while this one was chosen
 
@@ -395,7 +395,7 @@ class LiveTab(QWidget):
             self.status.setText(f"{self.status.text().removesuffix('…')}: the choice failed ({message}); staying "
                                 "on torch fp32")
         if self.quit_when_chosen:
-            QTimer.singleShot(0, self.main.close)
+            self._quit_now_chosen(f"the backend choice failed ({message})")
             return
         self._choose()
 
@@ -496,11 +496,22 @@ class LiveTab(QWidget):
                   "source": self.description}
         print(json.dumps(report), flush=True)
         self.quit_after = None
-        if self.choice_job.busy or self.main.first_model_pending:  # let the choice be saved: the next start needs none
+        waits = (["the model to finish loading"] if self.main.first_model_pending else []) + (
+            ["the backend choice to be measured and saved"] if self.choice_job.busy or self.main.first_model_pending
+            else [])
+        if waits:  # let the choice be saved: the next start needs none; say so, the process does not end yet
             self.quit_when_chosen = True
+            self.t_report = time.monotonic()
+            print(f"quit-after: waiting for {' and '.join(waits)} (so that the next start needs no choice); Ctrl-C "
+                  "stops waiting for the choice", file=sys.stderr, flush=True)
             self.status.setText(self.status.text() + " (quitting once the choice is saved)")
         else:
             QTimer.singleShot(0, self.main.close)
+
+    def _quit_now_chosen(self, outcome: str) -> None:
+        print(f"quit-after: {outcome} after {time.monotonic() - self.t_report:.1f} s more; exiting", file=sys.stderr,
+              flush=True)
+        QTimer.singleShot(0, self.main.close)
 
     # ------------------------------------------------------------------ patch features: PCA and boxes
     def _feature_controls(self) -> QHBoxLayout:

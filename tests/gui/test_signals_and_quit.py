@@ -82,3 +82,35 @@ def test_quit_after_with_a_failing_source_prints_the_error_and_exits_non_zero(tm
     assert "nope.mp4" in got["error"] and "no such file" in got["error"]
     assert got["frames"] == 0 and got["source"] == str(tmp_path / "nope.mp4")
     assert "Traceback" not in r.stderr
+
+
+def test_quit_after_says_on_stderr_what_it_waits_for(qtbot, gui_env, capsys, monkeypatch):
+    """After its JSON line the process lingered 10 to 42 s, silently, for the backend choice to be saved."""
+    import threading
+
+    import highlighter.runtime.predictor as predictor
+    from highlighter.gui.app import MainWindow
+
+    release = threading.Event()
+
+    def slow_choice(ck, size, frames, **kw):  # a choice still measuring when the frames are counted
+        release.wait(60)
+        fp32 = predictor.make_predictor("torch-fp32", ck, size)
+        return fp32, {"chosen": "torch-fp32", "torch-fp32": {"mean_iou": 1.0, "ms": 1.0}}, False
+
+    monkeypatch.setattr(predictor, "auto_predictor", slow_choice)
+    w = MainWindow(checkpoint=TINY, source=str(CLIP), quit_after=2, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    w.live.start()
+    try:
+        qtbot.waitUntil(lambda: w.live.quit_when_chosen, timeout=60000)
+        out, err = capsys.readouterr()
+        assert json.loads(out.strip().splitlines()[-1])["choice"] == "pending"
+        assert "quit-after: waiting for the backend choice to be measured and saved" in err
+        assert w.isVisible() and w.live.choice_job.busy  # it does wait: the choice is saved for the next start
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: not w.isVisible(), timeout=60000)
+    err = capsys.readouterr().err
+    assert "quit-after: backend torch-fp32 chosen and saved after" in err and "exiting" in err
