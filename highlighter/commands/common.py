@@ -37,6 +37,11 @@ def resolve_checkpoint(spec: str | None, kind: str) -> str:
 def report_model(ck) -> None:
     where = f"{ck.name} ({ck.source})" if ck.path else ck.source
     info(f"model: {ck.vit.describe()}, from {where}")
+    from highlighter.card import model_warning
+
+    weak = model_warning(ck.path, ck.meta) if ck.path else None
+    if weak:  # the card's line, as the app's model line shows it
+        warn(weak)
     if ck.unexpected:
         more = f" and {len(ck.unexpected) - 5} more" if len(ck.unexpected) > 5 else ""
         warn(f"ignored {len(ck.unexpected)} unexpected keys in the checkpoint: {', '.join(ck.unexpected[:5])}{more}")
