@@ -153,18 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start the backbone from any supported file (official DINO/DINOv2/MAE, timm, ours, or "
                             "'default'); the architecture comes from the file, the head starts fresh")
         p.add_argument("--events", action="store_true", help="also print each log event as JSON on stdout")
-        p.add_argument("--log-every", type=int, default=10, metavar="N", help="log every N steps (default 10)")
-        p.add_argument("--save-every-minutes", type=float, default=5.0, metavar="M",
+        # the run flags: None means the default, or on --resume the first run's (train.pretrain.RUN_FLAGS)
+        p.add_argument("--log-every", type=int, metavar="N", help="log every N steps (default 10; with --resume: "
+                       "the run's, as the other flags up to --preview-images and the --probe ones)")
+        p.add_argument("--save-every-minutes", type=float, metavar="M",
                        help="checkpoint every M minutes, besides every epoch (default 5)")
-        p.add_argument("--save-every-steps", type=int, default=0, metavar="N", help="also checkpoint every N steps")
-        p.add_argument("--preview-every", type=int, default=200, metavar="N",
+        p.add_argument("--save-every-steps", type=int, metavar="N", help="also checkpoint every N steps")
+        p.add_argument("--preview-every", type=int, metavar="N",
                        help="write previews every N steps (0: only at the end; default 200)")
         p.add_argument("--preview-images", nargs="+", metavar="IMG", help="photos for previews (default: assets/)")
         p.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps")
         p.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
                        help="stop (with a checkpoint) after M minutes of training")
         if kind == "dino":
-            p.add_argument("--probe-every-minutes", type=float, default=0.0, metavar="M",
+            p.add_argument("--probe-every-minutes", type=float, metavar="M",
                            help="score the teacher's objectness every M minutes into log.jsonl (default 0: off)")
             p.add_argument("--probe-data", nargs="+", metavar="DIR",
                            help="probe folders with images/ and masks/ (PNG, 255 = object); every 3rd photo is "
