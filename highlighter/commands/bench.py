@@ -28,7 +28,8 @@ def run(args) -> int:
     demo = [read_rgb(f) for f in files[:: max(1, len(files) // 4)][:4]]
     if args.backend == "auto":
         predictor, report = choose_backend(ck, size, demo, log=info)
-        info("auto: " + ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
+        info("auto: " + ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
+                                  for k, v in report.items()
                                   if isinstance(v, dict) and "ms" in v) + f" -> {predictor.name}")
     else:
         predictor, report = make_predictor(args.backend, ck, size, log=info), {}

@@ -33,7 +33,8 @@ def build_predictor(args, ck, size, frames_for_auto):
     if args.backend == "auto":
         pred, report, cached = auto_predictor(ck, size, lambda: frames_for_auto, device=args.device,
                                               threshold=args.threshold, log=info)
-        table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
+        table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
+                          for k, v in report.items()
                           if isinstance(v, dict) and "ms" in v)
         how = "chosen on an earlier run for this model, size and machine" if cached else "measured now, kept"
         info(f"backend auto: {pred.name} ({how}; {table})")

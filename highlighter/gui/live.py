@@ -353,8 +353,12 @@ class LiveTab(QWidget):
         H, W = predictor.image_size
         entry = report.get(report["chosen"], {})
         how = "chosen on an earlier start" if cached else "measured now"
-        self.choice_texts[key] = (f"{self.description}: backend {predictor.name} at {H}x{W} (the fastest whose masks "
-                                  f"agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}; {how})")
+        if entry.get("agrees") == "maps":  # near-flat maps: the masks' boundary moves, the maps are the same
+            why = (f"the fastest whose maps agree with fp32, r {entry.get('map_r', 1.0):.4f}; its masks differ on "
+                   f"near-flat maps, IoU {entry.get('mean_iou', 1.0):.3f}")
+        else:
+            why = f"the fastest whose masks agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}"
+        self.choice_texts[key] = f"{self.description}: backend {predictor.name} at {H}x{W} ({why}; {how})"
         if self.runner is not None and key == self.key:
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
             self.choice_text = self.choice_texts[key]
