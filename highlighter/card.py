@@ -84,6 +84,12 @@ def provenance_line(meta: dict | None) -> str | None:
     return None
 
 
+def model_warning(path: str | Path | None, meta: dict | None) -> str | None:
+    """The note when it says the model is weak or early (the CLI prints it as a warning), else None."""
+    note = model_note(path, meta)
+    return note if note and note.startswith(("weak model", "early model")) else None
+
+
 def model_note(path: str | Path | None, meta: dict | None) -> str | None:
     """The line the app adds to the model's name: its card (header, else beside it), else its provenance."""
     line = card_line(meta)

@@ -38,6 +38,37 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """What can be checked before any model loads: raises ``HighlighterError`` with one line naming the flag."""
+    device = getattr(args, "device", None)
+    if device not in (None, "auto", "cpu"):  # cuda (or a typo) on a machine without it: refused by every command
+        from highlighter.core.device import resolve_device
+
+        resolve_device(device)
+    backend = getattr(args, "backend", None)
+    if backend is not None:
+        from highlighter.runtime.predictor import BACKENDS  # no torch
+
+        if backend not in ("auto", *BACKENDS):
+            raise HighlighterError(f"--backend {backend}: choose from auto, {', '.join(BACKENDS)}")
+    ratio = getattr(args, "mask_ratio", None)
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise HighlighterError(f"--mask-ratio: the fraction of patches hidden, from 0 up to (not including) 1; "
+                               f"got {ratio:g}")
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None:
+        from highlighter.postprocess import check_threshold
+
+        rule = getattr(args, "mask_rule", "mass")  # video's threshold is the mass rule's
+        if rule == "tokencut":
+            raise HighlighterError("--threshold does not apply to --mask-rule tokencut (a normalised cut has no "
+                                   "threshold)")
+        try:
+            check_threshold(rule, threshold)
+        except ValueError as e:
+            raise HighlighterError(f"--threshold: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="highlighter", description="Label-free object highlighting with "
                                      "self-supervised Vision Transformers (DINO, MAE).")
@@ -47,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gui", help="the desktop app (also: `highlighter` with no arguments)")
     p.add_argument("--source", help="camera index, video file, image folder or pattern (default: a camera, else "
                    "the bundled clip)")
-    p.add_argument("--checkpoint", metavar="PATH", help="the model for Live and Photos (default: the shipped one)")
+    p.add_argument("--checkpoint", metavar="PATH", help="the model for Live and Photos: a file, an official name, "
+                   "random:vit_small/16 or 'default' (the shipped one; without the flag: the model used last)")
     p.add_argument("--no-start", action="store_true", help="do not start the Live stream at once")
     p.add_argument("--quit-after", type=int, metavar="N", help="quit after N overlaid frames and print one JSON "
                    "line on stdout: first_frame_s (from launch), frames, fps, backend (for start-up benchmarks)")
@@ -123,18 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start the backbone from any supported file (official DINO/DINOv2/MAE, timm, ours, or "
                             "'default'); the architecture comes from the file, the head starts fresh")
         p.add_argument("--events", action="store_true", help="also print each log event as JSON on stdout")
-        p.add_argument("--log-every", type=int, default=10, metavar="N", help="log every N steps (default 10)")
-        p.add_argument("--save-every-minutes", type=float, default=5.0, metavar="M",
+        # the run flags: None means the default, or on --resume the first run's (train.pretrain.RUN_FLAGS)
+        p.add_argument("--log-every", type=int, metavar="N", help="log every N steps (default 10; with --resume: "
+                       "the run's, as the other flags up to --preview-images and the --probe ones)")
+        p.add_argument("--save-every-minutes", type=float, metavar="M",
                        help="checkpoint every M minutes, besides every epoch (default 5)")
-        p.add_argument("--save-every-steps", type=int, default=0, metavar="N", help="also checkpoint every N steps")
-        p.add_argument("--preview-every", type=int, default=200, metavar="N",
+        p.add_argument("--save-every-steps", type=int, metavar="N", help="also checkpoint every N steps")
+        p.add_argument("--preview-every", type=int, metavar="N",
                        help="write previews every N steps (0: only at the end; default 200)")
         p.add_argument("--preview-images", nargs="+", metavar="IMG", help="photos for previews (default: assets/)")
         p.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop (with a checkpoint) after N steps")
         p.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
                        help="stop (with a checkpoint) after M minutes of training")
         if kind == "dino":
-            p.add_argument("--probe-every-minutes", type=float, default=0.0, metavar="M",
+            p.add_argument("--probe-every-minutes", type=float, metavar="M",
                            help="score the teacher's objectness every M minutes into log.jsonl (default 0: off)")
             p.add_argument("--probe-data", nargs="+", metavar="DIR",
                            help="probe folders with images/ and masks/ (PNG, 255 = object); every 3rd photo is "
@@ -145,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="with the probe, also the teacher's 20-NN accuracy against raw pixels on DIR (Tiny "
                                 "ImageNet's layout: train/<class>/, val/images/, val/labels.tsv; every 4th training "
                                 "photo, at the global crop size)")
-            p.add_argument("--keep-teachers", type=int, default=0, metavar="K",
+            p.add_argument("--keep-teachers", type=int, metavar="K",
                            help="keep the teacher (fp16, RUNDIR/teacher_PCT.safetensors) at each K-th of the run, "
                                 "e.g. 4: at 25, 50, 75 and 100%% (default 0: off)")
         add_config_flags(p, cls)
@@ -247,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(job="bench")
 
     p = sub.add_parser("export", help="write a checkpoint in the official DINO / MAE layout or as safetensors")
-    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth or any "
-                   "supported file")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth, any "
+                   "supported file, an official name, random:vit_small/16, or 'default' (models/'s DINO; its MAE "
+                   "with --format mae)")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
     p.add_argument("--format", default="auto", choices=["auto", "dino", "mae", "safetensors", "onnx"],
                    help="dino: bare backbone state dict; mae: {'model': ...}; safetensors: our small format; "
@@ -297,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         except argparse.ArgumentTypeError as e:
             parser.error(str(e))
     try:
+        check_args(args)
         return import_module(f"highlighter.commands.{args.job}").run(args) or 0
     except HighlighterError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

@@ -16,3 +16,7 @@ class CheckpointError(HighlighterError):
 
 class ImageError(HighlighterError):
     """An image file cannot be read or decoded."""
+
+
+class DeviceError(HighlighterError, ValueError):
+    """A ``--device`` that this machine does not have (CUDA without a GPU, an unknown name)."""

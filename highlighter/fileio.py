@@ -23,8 +23,10 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private (0600); the result gets a plain file's mode
         write(tmp)
+        # mkstemp's file is private (0600), and a writer may replace it with its own (safetensors' save_file
+        # does, 0600 too): the result gets a plain file's mode, set once the writing is done
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,6 +18,19 @@ from highlighter.features import largest_box
 
 MASK_RULES = ("mass", "percentile", "absolute")
 DEFAULT_THRESHOLDS = {"mass": 0.6, "percentile": 80.0, "absolute": 0.01}
+# each rule's valid parameters: (low, high, whether low itself is allowed, what it is); high is always allowed
+THRESHOLD_RANGES = {"mass": (0.0, 1.0, False, "a fraction of the attention mass, above 0 and at most 1"),
+                    "percentile": (0.0, 100.0, True, "a percentile from 0 to 100"),
+                    "absolute": (0.0, 1.0, True, "an attention value from 0 to 1 (the maps are softmax shares)")}
+
+
+def check_threshold(rule: str, threshold: float | None) -> None:
+    """ValueError, naming the rule and its range, for a parameter outside it (``None``: the rule's default)."""
+    if threshold is None or rule not in THRESHOLD_RANGES:
+        return
+    low, high, low_ok, what = THRESHOLD_RANGES[rule]
+    if not ((low <= threshold if low_ok else low < threshold) and threshold <= high):
+        raise ValueError(f"the {rule} rule takes {what}, got {threshold:g}")
 
 
 # ============================================================================= heads

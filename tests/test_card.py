@@ -45,3 +45,37 @@ def test_re_exporting_our_file_keeps_how_it_was_made(tmp_path, cli):
     assert code == 0, err
     meta = load_checkpoint(tmp_path / "m.safetensors").meta
     assert meta["trained"] == trained and meta["card"]["status"] == "weak"
+
+
+def _card_file(tmp_path, cli, status):
+    card = tmp_path / f"{status}.json"
+    card.write_text(json.dumps({"status": status, "summary": f"a {status} test model", "iou": {"horses": 0.1}}))
+    out = tmp_path / f"{status}.safetensors"
+    code, _, err = cli("export", "--checkpoint", "random:vit_tiny/16", "--card", card, "--out", out)
+    assert code == 0, err
+    return out
+
+
+@pytest.mark.parametrize("status", ["weak", "early", "good"])
+def test_the_cli_warns_once_on_stderr_when_the_card_says_weak_or_early(tmp_path, cli, cat_path, status):
+    """attention, video and eval on a model whose card says weak or early printed no warning (the app shows one)."""
+    import shutil
+
+    from PIL import Image
+
+    model = _card_file(tmp_path, cli, status)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "masks").mkdir()
+    shutil.copy(cat_path, tmp_path / "imgs")
+    w, h = Image.open(cat_path).size
+    Image.new("L", (w, h), 255).save(tmp_path / "masks" / f"{cat_path.stem}.png")
+    line = f"warning: {status} model, its maps are unreliable: a {status} test model; mask IoU horses 0.10"
+    for command in (["attention", cat_path, "--image-size", 64, "--out", tmp_path / "a"],
+                    ["video", cat_path, "--image-size", 64, "--backend", "torch-fp32", "--out", tmp_path / "v"],
+                    ["eval", "--images", tmp_path / "imgs", "--masks", tmp_path / "masks", "--image-size", 64]):
+        code, out, err = cli(*command, "--checkpoint", model)
+        assert code == 0, err
+        if status == "good":
+            assert "unreliable" not in err and "warning" not in err, (command[0], err)
+        else:
+            assert err.count("unreliable") == 1 and line in err.splitlines(), (command[0], err)

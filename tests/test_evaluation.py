@@ -185,5 +185,5 @@ def test_mae_eval_refuses_an_encoder_only_file(tmp_path, cli, photos):
     ck = random_mae_checkpoint()
     enc = {k: v for k, v in ck.state.items() if not k.startswith(("decoder", "mask_token"))}
     path = save_model(tmp_path / "enc.safetensors", "mae", ck.vit, enc)
-    code, out, err = cli("eval", "--mae", "--checkpoint", path, "--images", tmp_path)
+    code, out, err = cli("eval", "--mae", "--checkpoint", path, "--images", photos[0].parent)
     assert code != 0 and "decoder" in err

@@ -9,7 +9,7 @@ from highlighter.core.inference import AttentionEngine
 from highlighter.evaluation import iou
 from highlighter.images import load_rgb
 from highlighter.paths import default_checkpoint
-from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size, input_size
+from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
 from highlighter.runtime.predictor import make_predictor
 from highlighter.video.pipeline import FramePipeline, Settings
 
@@ -19,16 +19,34 @@ def shipped():
     return load_checkpoint(default_checkpoint("attention"))
 
 
-def test_both_roads_default_to_the_same_input_size(shipped, photos):
-    p = shipped.vit.patch_size
-    engine = AttentionEngine(shipped, "cpu")
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    """A small model in a file (built once: timm's random init is the slow part of random:...)."""
+    from highlighter.core.checkpoint import save_model
+
+    ck = load_checkpoint("random:vit_tiny/16")
+    return str(save_model(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", "dino", ck.vit, ck.state))
+
+
+def test_both_roads_default_to_the_same_input_size(photos, cli, tmp_path, tiny_file):
+    """What each road actually feeds the model for each demo photo, without --image-size: the photo road's grid
+    (the Photos tab, `highlighter attention`) and the size `highlighter video` reports (the Live tab's: see
+    tests/gui/test_live_input_size.py); the shorter side at the default, the aspect kept. (A small model: the
+    size does not depend on the weights.)"""
+    import re
+
+    model = tiny_file
+    p = 16
+    engine = AttentionEngine(load_checkpoint(model), "cpu")
     for path in photos:
         img = load_rgb(path)
-        res = engine.run(img)  # the Photos tab and `highlighter attention` without --image-size
-        grid = res.attention.shape[1:]
-        live = fit_size((img.height, img.width), DEFAULT_IMAGE_SIZE, p)  # the Live tab for this frame shape
-        assert (grid[0] * p, grid[1] * p) == live == input_size((img.height, img.width), None, p)
-        assert min(live) == DEFAULT_IMAGE_SIZE
+        grid = engine.run(img).attention.shape[1:]
+        code, out, err = cli("video", path, "--checkpoint", model, "--backend", "torch-fp32", "--out",
+                             tmp_path / path.stem)
+        assert code == 0, err
+        H, W = map(int, re.search(r"model input (\d+)x(\d+)", out).groups())
+        assert (grid[0] * p, grid[1] * p) == (H, W), path.name
+        assert min(H, W) == DEFAULT_IMAGE_SIZE and abs(W / H - img.width / img.height) < 2 * p / min(H, W)
 
 
 def test_photos_and_live_masks_agree_on_the_demo_photos(shipped, photos):

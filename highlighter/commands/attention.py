@@ -12,7 +12,9 @@ from highlighter.results import write_attention, write_boxes
 
 
 def run(args) -> int:
-    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), checkpoint_key=args.checkpoint_key,
+    spec = resolve_checkpoint(args.checkpoint, "attention")  # a name, the photos and --out: checked before loading
+    batch = PhotoBatch(args.images, args.out, "attention")
+    ck = load_checkpoint(spec, checkpoint_key=args.checkpoint_key,
                          num_heads=args.num_heads, arch=args.arch)
     try:
         engine = AttentionEngine(ck, args.device)
@@ -25,12 +27,11 @@ def run(args) -> int:
         raise HighlighterError(f"--heads: {e}") from None
     joint = getattr(args, "pca_joint", False)
     want_pca = joint or getattr(args, "pca", False)
-    batch = PhotoBatch(args.images, args.out, "attention")
     boxes: dict[str, list[int] | None] = {}
     held = []  # --pca-joint: every photo's result, written once the one basis is fitted
 
     def write(path, stem, res, pca):
-        stats = write_attention(batch.out, stem, res, args.mask_rule, args.threshold, heads, pca)
+        stats = write_attention(batch.folder(), stem, res, args.mask_rule, args.threshold, heads, pca)
         boxes[stem] = stats["box"]
         h, w = res.grid
         info(f"{path} -> {batch.out / stem}.npz ({res.attention.shape[0]} heads, {h}x{w} patches, "

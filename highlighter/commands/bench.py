@@ -15,21 +15,21 @@ def run(args) -> int:
     from highlighter.runtime.predictor import choose_backend, make_predictor
     from highlighter.video.bench import frame_files, mean_iou, measure_pipeline, measure_reference
 
-    if args.checkpoint:
-        ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"))
-    else:
-        ck = load_checkpoint(f"random:{args.arch}/{args.patch_size}")
-    size = tuple(args.image_size) if isinstance(args.image_size, tuple) else (args.image_size, args.image_size)
-    try:
+    random = f"random:{args.arch}/{args.patch_size}"
+    spec = resolve_checkpoint(args.checkpoint, "attention") if args.checkpoint else random
+    try:  # the name and the frames are checked before the model loads
         files = frame_files(args.source, args.frames)
     except (FileNotFoundError, NotADirectoryError) as e:
         raise HighlighterError(str(e)) from None
+    ck = load_checkpoint(spec)
+    size = tuple(args.image_size) if isinstance(args.image_size, tuple) else (args.image_size, args.image_size)
     from highlighter.video.sources import read_rgb
 
     demo = [read_rgb(f) for f in files[:: max(1, len(files) // 4)][:4]]
     if args.backend == "auto":
         predictor, report = choose_backend(ck, size, demo, log=info)
-        info("auto: " + ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
+        info("auto: " + ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
+                                  for k, v in report.items()
                                   if isinstance(v, dict) and "ms" in v) + f" -> {predictor.name}")
     else:
         predictor, report = make_predictor(args.backend, ck, size, log=info), {}

@@ -11,15 +11,42 @@ from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine, MAEEngine
 from highlighter.errors import HighlighterError
 from highlighter.evaluation import evaluate_knn, evaluate_mae, evaluate_masks
+from highlighter.images import IMAGE_EXTENSIONS
+
+
+def check_inputs(args) -> None:
+    """The folders and files each mode needs, checked before the model loads."""
+    if args.knn:
+        if not (args.train and args.val and args.labels):
+            raise HighlighterError("--knn needs --train DIR (class sub-folders), --val DIR and --labels FILE")
+        needed = [("--train", args.train, "folder"), ("--val", args.val, "folder"), ("--labels", args.labels, "file")]
+    elif args.mae:
+        if not args.images:
+            raise HighlighterError("eval --mae needs --images DIR")
+        needed = [("--images", args.images, "folder")]
+    else:
+        if not (args.images and args.masks):
+            raise HighlighterError("eval needs --images DIR and --masks DIR (or --knn with --train/--val/--labels)")
+        needed = [("--images", args.images, "folder"), ("--masks", args.masks, "folder")]
+    for flag, value, kind in needed:
+        path = Path(value)
+        if not (path.is_dir() if kind == "folder" else path.is_file()):
+            raise HighlighterError(f"{flag} {value}: no such {kind}")
+        if flag in ("--images", "--val") and not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in path.iterdir()):
+            raise HighlighterError(f"{flag} {value}: no images in this folder")
+    if args.json and Path(args.json).is_dir():
+        raise HighlighterError(f"--json {args.json}: a folder is there, not a file")
 
 
 def run(args) -> int:
+    spec = resolve_checkpoint(args.checkpoint, "mae" if args.mae else "attention")  # checked before loading,
+    check_inputs(args)  # as the folders
     if args.mae:
-        ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "mae"), num_heads=args.num_heads)
+        ck = load_checkpoint(spec, num_heads=args.num_heads)
         report_model(ck)
         result = reconstruction(MAEEngine(ck, args.device), args)
     else:
-        ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
+        ck = load_checkpoint(spec, num_heads=args.num_heads)
         engine = AttentionEngine(ck, args.device)
         report_model(ck)
         result = knn(engine, args) if args.knn else masks(engine, args)
@@ -32,8 +59,6 @@ def run(args) -> int:
 
 
 def masks(engine, args) -> dict:
-    if not (args.images and args.masks):
-        raise HighlighterError("eval needs --images DIR and --masks DIR (or --knn with --train/--val/--labels)")
     out = evaluate_masks(engine, args.images, args.masks, args.mask_rule, args.threshold, args.image_size, warn)
     info(f"mean IoU {out['iou']['mean']:.3f} over {out['images']} images   (centred ellipse "
          f"{out['baseline_ellipse']['mean']:.3f}, all foreground {out['baseline_all_foreground']['mean']:.3f})")
@@ -43,8 +68,6 @@ def masks(engine, args) -> dict:
 
 
 def knn(engine, args) -> dict:
-    if not (args.train and args.val and args.labels):
-        raise HighlighterError("--knn needs --train DIR (class sub-folders), --val DIR and --labels FILE")
     out = evaluate_knn(engine, args.train, args.val, args.labels, args.image_size, args.k, args.knn_stride)
     info(f"{args.k}-NN top-1 accuracy {out['knn_top1']:.2%} ({out['val_images']} val images, {out['train_images']} "
          f"train images, {out['classes']} classes, chance {1 / out['classes']:.2%})")
@@ -52,8 +75,6 @@ def knn(engine, args) -> dict:
 
 
 def reconstruction(engine: MAEEngine, args) -> dict:
-    if not args.images:
-        raise HighlighterError("eval --mae needs --images DIR")
     out = evaluate_mae(engine, args.images, args.mask_ratio, args.seeds, warn)
     info(f"masked-patch MSE {out['mse']['mean']:.5f} over {out['images']} images x {args.seeds} masks at ratio "
          f"{args.mask_ratio}   (mean-of-visible fill {out['baseline_mean_fill']['mean']:.5f}: "

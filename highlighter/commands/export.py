@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from highlighter.commands.common import info, warn
+from highlighter.commands.common import info, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
 from highlighter.core.save import export_dino, export_mae, export_safetensors, head_count_flags, provenance
 from highlighter.errors import HighlighterError
 
 
 def run(args) -> int:
-    from highlighter.weights import resolve
-
-    args.checkpoint = resolve(args.checkpoint)  # the name of downloaded official weights -> its file
+    # the same names as every command: 'default' (models/'s DINO, or its MAE for --format mae), an official
+    # name (its downloaded file), random:ARCH/PATCH, or a path
+    args.checkpoint = resolve_checkpoint(args.checkpoint, "mae" if args.format == "mae" else "attention")
     ck = load_checkpoint(args.checkpoint, checkpoint_key=args.checkpoint_key)
     out = Path(args.out)
     fmt = args.format

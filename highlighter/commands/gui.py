@@ -37,7 +37,9 @@ def run(args) -> int:
         from highlighter.gui.app import main
     except ImportError as e:
         raise HighlighterError(f"the app needs PySide6 ({e}); install it with the `gui` extra") from None
-    from highlighter.weights import resolve
+    checkpoint = None
+    if args.checkpoint:  # the same names as every command: 'default', an official name (its file), random:..., a path
+        from highlighter.commands.common import resolve_checkpoint
 
-    checkpoint = resolve(args.checkpoint) if args.checkpoint else None  # an official name -> its file
+        checkpoint = resolve_checkpoint(args.checkpoint, "attention")
     return main(checkpoint, args.source, autostart=not args.no_start, quit_after=args.quit_after, launched=launched)

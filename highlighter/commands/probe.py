@@ -14,12 +14,16 @@ from highlighter.probe import Probe, default_probe_folders, format_table, probe_
 
 
 def run(args) -> int:
-    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), checkpoint_key=args.checkpoint_key,
-                         num_heads=args.num_heads)
-    report_model(ck)
+    spec = resolve_checkpoint(args.checkpoint, "attention")  # a name and the folders: checked before loading
     folders = [Path(d) for d in args.data] if args.data else default_probe_folders()
     if not folders:
         raise HighlighterError("no probe folders: pass --data DIR (folders with images/ and masks/)")
+    for folder in folders:  # before the model loads
+        if not ((folder / "images").is_dir() and (folder / "masks").is_dir()):
+            raise HighlighterError(f"probe folder {folder}: needs images/ and masks/ sub-folders")
+    ck = load_checkpoint(spec, checkpoint_key=args.checkpoint_key,
+                         num_heads=args.num_heads)
+    report_model(ck)
     device = resolve_device(args.device)
     probe = Probe(folders, ck.vit.patch_size, args.sizes or probe_sizes(ck), split=args.split)
     info(probe.describe())

@@ -97,12 +97,12 @@ def run(args) -> int:
                     log_every=args.log_every, save_every_minutes=args.save_every_minutes,
                     save_every_steps=args.save_every_steps, preview_every=args.preview_every,
                     preview_images=args.preview_images, max_steps=args.max_steps,
-                    probe_every_minutes=getattr(args, "probe_every_minutes", 0.0),
+                    probe_every_minutes=getattr(args, "probe_every_minutes", None),
                     probe_data=getattr(args, "probe_data", None), probe_sizes=getattr(args, "probe_sizes", None),
                     probe_knn=getattr(args, "probe_knn", None),
                     epochs=getattr(args, "epochs", None) if args.resume else None, init=init,
                     explicit_arch={k: getattr(args, k) for k in ("arch", "patch_size") if hasattr(args, k)},
-                    max_minutes=args.max_minutes, keep_teachers=getattr(args, "keep_teachers", 0))
+                    max_minutes=args.max_minutes, keep_teachers=getattr(args, "keep_teachers", None))
 
 
 def _explicit(args) -> list[str]:

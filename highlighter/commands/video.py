@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tqdm import tqdm
 
-from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
+from highlighter.commands.common import check_out_folder, info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
 from highlighter.errors import HighlighterError
 from highlighter.features import largest_box
@@ -30,15 +28,13 @@ def build_predictor(args, ck, size, frames_for_auto):
     from highlighter.runtime.predictor import auto_predictor, make_predictor
 
     if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
-        if args.backend != "auto":
-            raise HighlighterError(f"--overlay pca needs the patch tokens, which {args.backend} does not give: "
-                                   "use a torch backend")
         info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
         return make_predictor("torch-fp32", ck, size, device=args.device, log=info)
     if args.backend == "auto":
         pred, report, cached = auto_predictor(ck, size, lambda: frames_for_auto, device=args.device,
                                               threshold=args.threshold, log=info)
-        table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f}" for k, v in report.items()
+        table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
+                          for k, v in report.items()
                           if isinstance(v, dict) and "ms" in v)
         how = "chosen on an earlier run for this model, size and machine" if cached else "measured now, kept"
         info(f"backend auto: {pred.name} ({how}; {table})")
@@ -50,19 +46,24 @@ def build_predictor(args, ck, size, frames_for_auto):
 
 
 def run(args) -> int:
-    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
-    report_model(ck)
+    if args.overlay == "pca" and args.backend in ("ort-fp32", "ort-int8"):
+        raise HighlighterError(f"--overlay pca needs the patch tokens, which {args.backend} does not give: "
+                               "use a torch backend")
+    spec = resolve_checkpoint(args.checkpoint, "attention")  # a name, --out and the input: checked before loading
+    out = check_out_folder(args.out)
     source = open_source(args.input)
     frames = iter(source)
     first = next(frames, None)
     if first is None:
+        source.close()
         raise HighlighterError(source.status or f"{args.input}: no frames")
+    ck = load_checkpoint(spec, num_heads=args.num_heads)
+    report_model(ck)
     size = model_size(args.image_size, first.image, ck.vit.patch_size)
     predictor = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
     pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=args.head, overlay=args.overlay,
                                              smoothing=args.smooth, box=getattr(args, "box", False)))
-    out = Path(args.out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     H0, W0 = first.image.shape[:2]
     fps = getattr(source, "fps", 0) or args.fps

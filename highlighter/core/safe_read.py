@@ -30,6 +30,37 @@ def _is_safetensors(head: bytes, size: int) -> bool:
     return 0 < n <= size - 8 and head[8:9] == b"{"
 
 
+PICKLE_SUFFIXES = {".pth", ".pt", ".pkl", ".pickle", ".bin", ".ckpt", ".tar"}
+
+
+def content_kind(head: bytes, size: int) -> str:
+    """What the first bytes say a file holds: ``safetensors``, ``zip`` (torch.save's archive), ``pickle``
+    (a pickle of protocol 2 or newer, as torch.save's legacy format), else ``unknown``."""
+    if _is_safetensors(head, size):
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if head[:1] == b"\x80" and head[1:2] and 2 <= head[1] <= 5:
+        return "pickle"
+    return "unknown"
+
+
+def check_content_matches_name(p: Path, kind: str) -> None:
+    """The checkpoint doctor: a file whose content is not what its name says is refused before any loader
+    (torch.load, which hands a ``.safetensors`` name to safetensors, or safetensors itself) sees it."""
+    suffix = p.suffix.lower()
+    if suffix == ".safetensors" and kind != "safetensors":
+        raise CheckpointError(f"{p}: not a valid safetensors file (its header is not a safetensors header"
+                              + (f"; the content is a PyTorch {kind} file: name it .pth)" if kind != "unknown"
+                                 else ")"))
+    if suffix in PICKLE_SUFFIXES:
+        if kind == "safetensors":
+            raise CheckpointError(f"{p}: the content is a safetensors file, not what a {suffix} name says: "
+                                  "name it .safetensors")
+        if kind == "unknown":
+            raise CheckpointError(f"{p}: not a PyTorch or safetensors checkpoint")
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import safe_open
 
@@ -54,7 +85,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> tuple[Any, dict[str, str] |
         raise CheckpointError(f"{p}: the file is empty")
     with open(p, "rb") as f:
         head = f.read(16)
-    if _is_safetensors(head, size):
+    kind = content_kind(head, size)
+    check_content_matches_name(p, kind)
+    if kind == "safetensors":
         return _read_safetensors(p)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.app_state import AppState
-from highlighter.gui.qt_util import Job, MainThreadGC, wait_for_jobs
+from highlighter.gui.qt_util import CloseOnSignals, Job, MainThreadGC, wait_for_jobs
 from highlighter.paths import checkpoint_label, default_checkpoint_or_none, model_label
 
 DEMO = "random:vit_small/16"
@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("highlighter")
         self.state = self._restore_state()
         self.last_error: str | None = None
+        self.exit_code = 0  # main()'s, when the loop ends: 2 when --quit-after could not stream
         self.gc = MainThreadGC(self)  # cycles are collected on this thread, never by a worker
         self.model_job = Job(self._model_loaded, self._model_failed)
         self.first_job = Job(self._first_loaded, self._first_failed)
@@ -457,9 +458,13 @@ def main(checkpoint: str | None = None, source: str | None = None, autostart: bo
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("highlighter")
     win = MainWindow(checkpoint, source, quit_after=quit_after, launched=launched, quick_start=True)
+    signals = CloseOnSignals(win)  # Ctrl-C and SIGTERM close the window as its close button does
     win.show()
     if win.last_error:
         win.show_error(win.last_error)
     if autostart or quit_after is not None:
         win.live.start()
-    return app.exec()
+    try:
+        return app.exec() or win.exit_code
+    finally:
+        signals.restore()

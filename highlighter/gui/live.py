@@ -353,8 +353,12 @@ class LiveTab(QWidget):
         H, W = predictor.image_size
         entry = report.get(report["chosen"], {})
         how = "chosen on an earlier start" if cached else "measured now"
-        self.choice_texts[key] = (f"{self.description}: backend {predictor.name} at {H}x{W} (the fastest whose masks "
-                                  f"agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}; {how})")
+        if entry.get("agrees") == "maps":  # near-flat maps: the masks' boundary moves, the maps are the same
+            why = (f"the fastest whose maps agree with fp32, r {entry.get('map_r', 1.0):.4f}; its masks differ on "
+                   f"near-flat maps, IoU {entry.get('mean_iou', 1.0):.3f}")
+        else:
+            why = f"the fastest whose masks agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}"
+        self.choice_texts[key] = f"{self.description}: backend {predictor.name} at {H}x{W} ({why}; {how})"
         if self.runner is not None and key == self.key:
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
             self.choice_text = self.choice_texts[key]
@@ -364,7 +368,7 @@ class LiveTab(QWidget):
             if cached and predictor.name.startswith("torch"):  # no graph was needed, so none may exist yet
                 QTimer.singleShot(GRAPH_EXPORT_DELAY_MS, self, lambda k=key: self._export_graph(k))
         if self.quit_when_chosen:
-            QTimer.singleShot(0, self.main.close)
+            self._quit_now_chosen(f"backend {predictor.name} chosen and saved")
             return
         self._choose()  # the stream moved on (another size or model) while this one was chosen
 
@@ -395,7 +399,7 @@ class LiveTab(QWidget):
             self.status.setText(f"{self.status.text().removesuffix('…')}: the choice failed ({message}); staying "
                                 "on torch fp32")
         if self.quit_when_chosen:
-            QTimer.singleShot(0, self.main.close)
+            self._quit_now_chosen(f"the backend choice failed ({message})")
             return
         self._choose()
 
@@ -410,7 +414,21 @@ class LiveTab(QWidget):
         if self.latest is None:
             self.view.setText("Press Start")
         self._on_status(message)
+        if self.quit_after is not None:  # a timed run has nobody to pick another source: report and quit
+            self._report_failure_and_quit(message)
+            return
         self._maybe_retry()
+
+    def _report_failure_and_quit(self, message: str) -> None:
+        """``--quit-after N`` whose source failed: its JSON line with the error, and a non-zero exit code."""
+        print(json.dumps({"error": message, "frames": self.frames_shown,
+                          "source": self.source.currentText().strip(),
+                          "window_s": round(self.main.t_window - self.launched, 3),
+                          "model_loaded": self.state.ck is not None}), flush=True)
+        self.quit_after = None
+        self.main.exit_code = 2
+        self.cancel_choice.set()
+        QTimer.singleShot(0, self.main.close)
 
     def _is_camera(self) -> bool:
         return self.source.currentText().strip().isdigit()
@@ -482,11 +500,22 @@ class LiveTab(QWidget):
                   "source": self.description}
         print(json.dumps(report), flush=True)
         self.quit_after = None
-        if self.choice_job.busy or self.main.first_model_pending:  # let the choice be saved: the next start needs none
+        waits = (["the model to finish loading"] if self.main.first_model_pending else []) + (
+            ["the backend choice to be measured and saved"] if self.choice_job.busy or self.main.first_model_pending
+            else [])
+        if waits:  # let the choice be saved: the next start needs none; say so, the process does not end yet
             self.quit_when_chosen = True
+            self.t_report = time.monotonic()
+            print(f"quit-after: waiting for {' and '.join(waits)} (so that the next start needs no choice); Ctrl-C "
+                  "stops waiting for the choice", file=sys.stderr, flush=True)
             self.status.setText(self.status.text() + " (quitting once the choice is saved)")
         else:
             QTimer.singleShot(0, self.main.close)
+
+    def _quit_now_chosen(self, outcome: str) -> None:
+        print(f"quit-after: {outcome} after {time.monotonic() - self.t_report:.1f} s more; exiting", file=sys.stderr,
+              flush=True)
+        QTimer.singleShot(0, self.main.close)
 
     # ------------------------------------------------------------------ patch features: PCA and boxes
     def _feature_controls(self) -> QHBoxLayout:

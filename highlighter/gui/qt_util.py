@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import socket
+import sys
 import threading
 import time
 import traceback
 import weakref
 
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QRectF, QSocketNotifier, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
@@ -224,6 +228,58 @@ class MainThreadGC(QObject):
         MainThreadGC._users -= 1
         if MainThreadGC._users == 0:
             gc.enable()
+
+
+class CloseOnSignals(QObject):
+    """SIGINT (Ctrl-C in the terminal that started the app) and SIGTERM close ``window`` as its close button
+    does: its closeEvent saves the settings, finalises a recording and stops a training child with its
+    checkpoint, and the event loop then ends with exit code 0.
+
+    A Python signal handler only runs when the interpreter runs, and Qt's event loop is C++: without help a
+    SIGTERM waits (or kills the app when no handler is set), and Ctrl-C raised KeyboardInterrupt inside
+    whichever Python slot ran next. So the C-level handler also writes to a socket (``signal.set_wakeup_fd``)
+    that a QSocketNotifier watches: the loop wakes, and the Python handler runs before the notifier's slot. The
+    handler only schedules the close. A second signal while the window closes quits at once. Main thread only;
+    ``restore()`` puts the previous handlers back."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, window: QWidget):
+        super().__init__(window)
+        self.window = window
+        self.received: int | None = None
+        self._read, self._write = socket.socketpair()
+        for s in (self._read, self._write):
+            s.setblocking(False)
+        self._old_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._old = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
+        self.notifier = QSocketNotifier(self._read.fileno(), QSocketNotifier.Type.Read, self)
+        self.notifier.activated.connect(self._drain)
+
+    def _handler(self, signum, frame) -> None:
+        if self.received is not None:  # asked twice: the user does not want to wait for the close
+            print(f"{signal.Signals(signum).name} again: quitting without waiting", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        self.received = signum
+        QTimer.singleShot(0, self.window.close)
+
+    def _drain(self) -> None:
+        try:
+            while self._read.recv(64):
+                pass
+        except OSError:  # empty (BlockingIOError) or closed
+            pass
+
+    def restore(self) -> None:
+        if self._old is None:
+            return
+        self.notifier.setEnabled(False)
+        signal.set_wakeup_fd(self._old_fd)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = None
+        self._read.close()
+        self._write.close()
 
 
 class Job:

@@ -46,9 +46,10 @@ class Dist:
 
 
 def init_distributed(device: str = "auto") -> Dist:
+    from highlighter.core.device import resolve_device
+
+    resolve_device(device)  # a device this machine lacks: one line (DeviceError), as in every command
     want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if want_cuda and not torch.cuda.is_available():
-        raise ValueError("CUDA was requested but no CUDA device is available")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     # torchrun sets RANK and MASTER_ADDR: then the process group and DDP are set up even for one process, so that
     # `torchrun --nproc_per_node=1` runs (and tests) the path of several

@@ -9,7 +9,7 @@ import json
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,19 +35,31 @@ class RunLog:
     def __init__(self, run_dir: Path, events: bool, enabled: bool):
         self.path, self.events, self.enabled = run_dir / "log.jsonl", events, enabled
 
-    def truncate_after(self, step: int) -> None:
-        """On resume: drop the events of steps that the checkpoint does not contain."""
+    def truncate_after(self, step: int) -> dict:
+        """On resume: drop the events of steps that the checkpoint does not contain (the resumed run logs those
+        steps again). Returns what the log said before: ``previous_end``, the last event of the process that ran
+        before ('stopped', 'paused' or 'done' when it ended in order, else 'killed': it ended without a word),
+        ``steps_done_logged`` (the steps done by its last event) and ``events_dropped``, for the 'resumed' event."""
         if not self.path.exists():
-            return
-        keep = []
+            return {"previous_end": "killed", "steps_done_logged": None, "events_dropped": 0}
+        keep, dropped, last = [], 0, None
         for line in self.path.read_text().splitlines():
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue  # a line cut by a crash
+            last = ev
             if ev.get("step", -1) < step or (ev.get("event") != "step" and ev.get("step", -1) <= step):
                 keep.append(line)
+            else:
+                dropped += 1
         atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep)))
+        last = last or {}
+        done = last.get("step")
+        if isinstance(done, int) and last.get("event") == "step":
+            done += 1  # a 'step' event names the step (0-based) it finished; the others, the steps done
+        return {"previous_end": last.get("event") if last.get("event") in ("stopped", "paused", "done") else "killed",
+                "steps_done_logged": done if isinstance(done, int) else None, "events_dropped": dropped}
 
     def __call__(self, event: str, **fields) -> None:
         if not self.enabled:
@@ -106,18 +118,31 @@ def _preview_images(files: list[Path], explicit: list[str] | None) -> tuple[list
     return [load_source(p) for p in paths], files
 
 
+# how a run logs, saves, previews and probes: given to its first process, kept in its checkpoint, carried over by
+# --resume unless given again (the limits, --max-steps and --max-minutes, are each process's own)
+RUN_FLAGS = {"log_every": 10, "save_every_minutes": 5.0, "save_every_steps": 0, "preview_every": 200,
+             "preview_images": None, "probe_every_minutes": 0.0, "probe_data": None, "probe_sizes": None,
+             "probe_knn": None, "keep_teachers": 0}
+
+
 def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str = "auto", resume: bool = False,
-        events: bool = False, log_every: int = 10, save_every_minutes: float = 5.0, save_every_steps: int = 0,
-        preview_every: int = 200, preview_images: list[str] | None = None, max_steps: int = 0,
-        source: str = "cli", probe_every_minutes: float = 0.0, probe_data: list[str] | None = None,
+        events: bool = False, log_every: int | None = None, save_every_minutes: float | None = None,
+        save_every_steps: int | None = None, preview_every: int | None = None,
+        preview_images: list[str] | None = None, max_steps: int = 0, source: str = "cli",
+        probe_every_minutes: float | None = None, probe_data: list[str] | None = None,
         probe_sizes: list[int] | None = None, probe_knn: str | None = None, epochs: int | None = None,
-        init: str | None = None,
-        explicit_arch: dict | None = None, max_minutes: float = 0.0, keep_teachers: int = 0) -> int:
+        init: str | None = None, explicit_arch: dict | None = None, max_minutes: float = 0.0,
+        keep_teachers: int | None = None) -> int:
     """One training run. With ``resume``, the run's stored configuration is used, except ``epochs``: a larger
     number extends the run (finished or not) and every schedule is recomputed over the new length, as
-    main_dino.py does when restarted with a larger --epochs. ``init`` starts the backbone(s) from any supported
-    checkpoint (the architecture comes from the file; ``explicit_arch`` holds the --arch / --patch-size the
-    user typed, which must agree with it)."""
+    main_dino.py does when restarted with a larger --epochs; the run flags (``RUN_FLAGS``) left None are the
+    first process's. ``init`` starts the backbone(s) from any supported checkpoint (the architecture comes from
+    the file; ``explicit_arch`` holds the --arch / --patch-size the user typed, which must agree with it)."""
+    given = {k: v for k, v in dict(log_every=log_every, save_every_minutes=save_every_minutes,
+                                   save_every_steps=save_every_steps, preview_every=preview_every,
+                                   preview_images=preview_images, probe_every_minutes=probe_every_minutes,
+                                   probe_data=probe_data, probe_sizes=probe_sizes, probe_knn=probe_knn,
+                                   keep_teachers=keep_teachers).items() if v is not None}
     run_dir = Path(out)
     ckpt_path = run_dir / RUN_CHECKPOINT
     if resume and not ckpt_path.exists():
@@ -152,6 +177,13 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
             return 0
         cfg = type(cfg).from_dict({k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
         state["extended_from"] = extended_from
+    kept = {k: v for k, v in (state or {}).get("run_flags", {}).items() if k in RUN_FLAGS and k not in given}
+    flags = {**RUN_FLAGS, **kept, **given}
+    if kept and flags != {**RUN_FLAGS, **given}:
+        carried = ", ".join(f"--{k.replace('_', '-')} {v if not isinstance(v, list) else ' '.join(map(str, v))}"
+                            for k, v in kept.items() if v != RUN_FLAGS[k])
+        print(f"{run_dir}: --resume keeps the first run's {carried} (give a flag again to change it)",
+              file=sys.stderr, flush=True)
     vit_cfg, init_state, init_from = None, None, None
     if state is not None and state["highlighter"].get("vit"):
         vit_cfg = ViTConfig.from_dict(state["highlighter"]["vit"])
@@ -165,20 +197,20 @@ def run(kind: str, cfg: DinoCfg | MaeCfg, data: list[str], out: str, device: str
         raise HighlighterError(str(e)) from None
     try:
         probe = None
-        if probe_every_minutes and kind == "dino" and dist.is_main:
-            probe = make_probe(cfg, probe_data, probe_sizes)
-            if probe_knn:
+        if flags["probe_every_minutes"] and kind == "dino" and dist.is_main:
+            probe = make_probe(cfg, flags["probe_data"], flags["probe_sizes"])
+            if flags["probe_knn"]:
                 from highlighter.probe import KnnProbe
 
-                probe.knn = KnnProbe(probe_knn, size=cfg.global_crop_size)
-        policy = Policy(log_every=log_every, preview_every=preview_every,
-                        probe_every_minutes=probe_every_minutes if probe is not None else 0.0,
-                        save_every_minutes=save_every_minutes, save_every_steps=save_every_steps,
-                        max_steps=max_steps, max_minutes=max_minutes, keep_teachers=keep_teachers)
-        if probe is not None and getattr(probe, "knn", None) is not None:
-            print(probe.knn.describe(), file=sys.stderr, flush=True)
+                probe.knn = KnnProbe(flags["probe_knn"], size=cfg.global_crop_size)
+                print(probe.knn.describe(), file=sys.stderr, flush=True)
+        policy = Policy(log_every=flags["log_every"], preview_every=flags["preview_every"],
+                        probe_every_minutes=flags["probe_every_minutes"] if probe is not None else 0.0,
+                        save_every_minutes=flags["save_every_minutes"], save_every_steps=flags["save_every_steps"],
+                        max_steps=max_steps, max_minutes=max_minutes, keep_teachers=flags["keep_teachers"])
         return _run(kind, cfg, data, run_dir, dist, state, events=events, policy=policy,
-                    preview_images=preview_images, probe=probe, backbone=(vit_cfg, init_state, init_from))
+                    preview_images=flags["preview_images"], probe=probe, backbone=(vit_cfg, init_state, init_from),
+                    flags=flags)
     finally:
         shutdown(dist)
 
@@ -281,6 +313,7 @@ class RunHooks:
     probe_set: object | None = None  # a highlighter.probe.Probe, on the main process of a probing DINO run
     init_from: str | None = None
     best_probe: float = float("-inf")  # the best probe score so far, from the run's log on a resume
+    flags: dict = field(default_factory=dict)  # the run flags (RUN_FLAGS), kept in the checkpoint for --resume
     stop: StopFlag | None = None
     bar: tqdm | None = None
 
@@ -313,6 +346,7 @@ class RunHooks:
         payload = {"highlighter": meta, **task.state_dict(), "epoch": epoch, "in_epoch": in_epoch,
                    "global_step": epoch * niter + in_epoch, "images_seen": self.progress.seen,
                    "elapsed_s": self.progress.elapsed(time.time()),
+                   "run_flags": {k: list(v) if isinstance(v, tuple) else v for k, v in self.flags.items()},
                    "rng": {"torch": torch.get_rng_state(),
                            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
         atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -379,7 +413,7 @@ class RunHooks:
 
 
 def _run(kind, cfg, data, run_dir: Path, dist: Dist, state: dict | None, *, events: bool, policy: Policy,
-         preview_images: list[str] | None, probe=None, backbone=(None, None, None)) -> int:
+         preview_images: list[str] | None, probe=None, backbone=(None, None, None), flags: dict | None = None) -> int:
     """The run once its configuration is settled (main_pretrain.py's main): data, task, the resumed state, then
     the epochs (loop.train_one_epoch), then the run's last preview, probe and word."""
     vit_cfg, init_state, init_from = backbone
@@ -402,13 +436,15 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state: dict | None, *, even
         if torch.cuda.is_available() and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         if main:
-            log.truncate_after(start_epoch * niter + start_in_epoch)
+            before = log.truncate_after(start_epoch * niter + start_in_epoch)
     progress.step = start_epoch * niter + start_in_epoch
     best = max((e.get("score", float("-inf")) for e in _logged(run_dir, "probe")), default=float("-inf"))
     hooks = RunHooks(kind, cfg, data, len(files), task, dist, run_dir, log, progress, previews, probe_set=probe,
-                     init_from=init_from, best_probe=best)
+                     init_from=init_from, best_probe=best, flags=flags or {})
     progress.started = time.time()
     if main:
+        if state is not None:  # the trace of how the last process ended, and what the resume lost
+            log("resumed", step=progress.step, **before, **_lost(before, progress.step))
         if state is not None and state.get("extended_from"):
             log("extended", step=progress.step, epochs_before=state["extended_from"], epochs=cfg.epochs,
                 message=f"extended from {state['extended_from']} to {cfg.epochs} epochs; the learning-rate, "
@@ -451,6 +487,20 @@ def _run(kind, cfg, data, run_dir: Path, dist: Dist, state: dict | None, *, even
     if main:
         _finish(kind, hooks, policy, min(epoch, cfg.epochs - 1))
     return 0
+
+
+def _lost(before: dict, step: int) -> dict:
+    """The 'resumed' event's steps_lost and message: the steps done after the checkpoint, done again now."""
+    done = before["steps_done_logged"]
+    lost = max(0, done - step) if isinstance(done, int) and before["previous_end"] == "killed" else 0
+    if before["previous_end"] != "killed":
+        message = f"resumed at step {step}; the previous process ended in order ({before['previous_end']})"
+    elif lost:
+        message = (f"resumed at step {step}, the last checkpoint: the previous process was killed or crashed with "
+                   f"{done} steps logged as done; {lost} step(s) after the checkpoint were lost and are run again")
+    else:
+        message = f"resumed at step {step}: the previous process was killed or crashed at its last checkpoint"
+    return {"steps_lost": lost, "message": message}
 
 
 def _after_bad_loss(run_dir: Path) -> str:

@@ -200,3 +200,32 @@ def test_mae_full_checkpoint_reads_norm_pix_from_args(tmp_path):
     ck = load_checkpoint(tmp_path / "b.pth")
     assert ck.decoder.num_heads == 16 and not ck.norm_pix_known  # the official decoder's 16 heads
     assert np.isclose(ck.vit.mlp_hidden / ck.vit.embed_dim, 4)
+
+
+@pytest.mark.parametrize("command", [
+    ["attention", "IMG", "--out", "OUT"], ["mae", "IMG", "--out", "OUT"], ["video", "IMG", "--out", "OUT"],
+    ["eval", "--images", "OUT", "--masks", "OUT"], ["export", "--out", "OUT/x.pth"]])
+def test_content_that_is_not_what_the_name_says_is_refused_before_any_loader(tmp_path, cli, cat_path, command,
+                                                                              monkeypatch):
+    """Random bytes named .safetensors went to torch.load, which handed them to safetensors: a traceback."""
+    import safetensors
+
+    def no_loader(*a, **k):
+        raise AssertionError("a loader saw a file the doctor should have refused")
+
+    rng = np.random.default_rng(0)
+    random_bytes = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    (tmp_path / "r.safetensors").write_bytes(random_bytes)
+    (tmp_path / "r.pth").write_bytes(random_bytes)
+    save_tiny(tmp_path / "pickle.pth")
+    (tmp_path / "pickle.safetensors").write_bytes((tmp_path / "pickle.pth").read_bytes())
+    monkeypatch.setattr(torch, "load", no_loader)
+    monkeypatch.setattr(safetensors, "safe_open", no_loader)
+    argv = [str(cat_path) if a == "IMG" else a.replace("OUT", str(tmp_path / "o")) for a in command]
+    for name, message in [("r.safetensors", "not a valid safetensors file"),
+                          ("r.pth", "not a PyTorch or safetensors checkpoint"),
+                          ("pickle.safetensors", "the content is a PyTorch zip file: name it .pth")]:
+        code, out, err = cli(*argv, "--checkpoint", tmp_path / name)
+        assert code == 2, (name, err)
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert "Traceback" not in out + err

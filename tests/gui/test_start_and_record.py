@@ -219,6 +219,14 @@ def test_recorder_places_frames_by_their_time(tmp_path):
     assert rec.frames == 21 and rec.duration == pytest.approx(2.1)
     cap = cv2.VideoCapture(str(tmp_path / "r.mp4"))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 21 and cap.get(cv2.CAP_PROP_FPS) == 10.0
+    shown = []  # which source frame each decoded frame is (source frame i is grey 40 * i)
+    while (read := cap.read())[0]:
+        grey = read[1].astype(float)
+        assert grey.std() < 2  # one flat frame, not a blend
+        shown.append(round(grey.mean() / 40))
+    # slot k holds the frame shown at k / 10 s: frame 2 (t 0.5) fills slots 2-5, frame 3 (t 1.0) slots 6-10;
+    # frame 4 (t 1.02) comes before slot 11 (1.1 s) and is skipped; frame 5 (t 2.0) fills slots 11-20
+    assert shown == [0, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3] + [5] * 10
 
 
 # ---------------------------------------------------------------- 8. what the model is

@@ -286,3 +286,32 @@ def test_two_gloo_processes_match_one_process(real_photos, tmp_path):
         unmoved = {k for k, v in init.items() if torch.equal(ck["student"][k], v)}
         assert unmoved == frozen, (name, sorted(unmoved))
         assert all(not torch.equal(ck["teacher"][k], init[k]) for k in init if k.startswith("head.mlp")), name
+
+
+def test_resume_logs_how_the_last_process_ended_and_keeps_its_flags(real_photos, tmp_path, cli):
+    """--resume deleted the log lines after the checkpoint, so log.jsonl never said the run was killed and where;
+    and --log-every (and the other run flags) of the first run were lost."""
+    run = tmp_path / "run"
+    code, _, err = cli("train", "dino", "--data", real_photos, "--out", run, *DINO_TINY, "--log-every", "2",
+                       "--max-steps", "2")
+    assert code == 0, err
+    assert torch.load(run / "checkpoint.pth", weights_only=True)["global_step"] == 2
+    step = events(run, "step")[-1]  # then the process runs on past its checkpoint, and is killed after step 3
+    with open(run / "log.jsonl", "a") as f:
+        f.writelines(json.dumps({**step, "step": s}) + "\n" for s in (2, 3))
+
+    code, _, err = cli("train", "dino", "--data", real_photos, "--out", run, *DINO_TINY, "--resume",
+                       "--max-steps", "3")
+    assert code == 0, err
+    assert "--resume keeps the first run's --log-every 2" in err
+    (resumed,) = events(run, "resumed")
+    assert resumed["step"] == 2 and resumed["previous_end"] == "killed" and resumed["steps_done_logged"] == 4
+    assert resumed["steps_lost"] == 2 and resumed["events_dropped"] == 2 and "killed or crashed" in resumed["message"]
+    assert [e["step"] for e in events(run, "step")] == [0, 2, 4]  # every 2nd step, none twice
+
+    code, _, err = cli("train", "dino", "--data", real_photos, "--out", run, *DINO_TINY, "--resume",
+                       "--max-steps", "1", "--log-every", "1")  # given again: it wins
+    assert code == 0, err
+    last = events(run, "resumed")[-1]
+    assert last["step"] == 5 and last["previous_end"] == "paused" and last["steps_lost"] == 0
+    assert [e["step"] for e in events(run, "step")] == [0, 2, 4, 5]

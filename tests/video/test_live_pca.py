@@ -132,10 +132,26 @@ def test_video_command_pca_overlay_runs_on_torch(tmp_path, cli):
                          "--box", "--image-size", 64, "--out", tmp_path / "o")
     assert code == 0, err
     assert "backend: torch-fp32 (the pca overlay needs the patch tokens" in out
+    # every frame of the mp4 is the pipeline's own PCA overlay (the basis fitted on the first frames, then kept),
+    # not the dimmed frame with a note that a predictor without tokens gives (its std is high too)
+    from highlighter.render import overlay
+    from highlighter.video.sources import open_source
+
+    size = (64, 96)  # --image-size 64: the shorter side, the clip's 3:2 aspect
+    pipe = FramePipeline(TorchPredictor(load_checkpoint("random:vit_tiny/16"), size, device="cpu"),
+                         Settings(overlay="pca", box=True))
+    source = open_source(str(tmp_path / "clip.mp4"))
+    want = [pipe.process(f.image) for f in source]
+    source.close()
     cap = cv2.VideoCapture(str(tmp_path / "o" / "overlay.mp4"))
-    ok, first = cap.read()
-    assert ok and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
-    assert first.std() > 10  # PCA colours, not the dimmed frame with a note
+    got = []
+    while (read := cap.read())[0]:
+        got.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB).astype(np.float32))
+    assert len(got) == len(want) == 12
+    for i, (g, w) in enumerate(zip(got, want)):
+        fallback = overlay("pca", w.frame, w.fused, w.mask).astype(np.float32)
+        err = np.abs(g - w.overlay).mean()
+        assert err < 6 and err < 0.5 * np.abs(g - fallback).mean(), (i, err, np.abs(g - fallback).mean())
     code, _, err = cli("video", tmp_path / "clip.mp4", "--checkpoint", "random:vit_tiny/16", "--overlay", "pca",
                        "--backend", "ort-int8", "--out", tmp_path / "p")
     assert code != 0 and "needs the patch tokens" in err
