@@ -298,7 +298,14 @@ def hub_file(spec: str) -> Path:
             break
     if path is None:
         raise CheckpointError(f"{spec}: {repo} on {where} has no {' or '.join(HUB_FILES)}: not a timm model")
-    verify_file(Path(path), spec)
+    try:
+        verify_file(Path(path), spec)
+    except CheckpointError:
+        if not local_only:  # fetched by this call and refused: not kept (a file that was in the cache stays)
+            blob = Path(path).resolve()
+            Path(path).unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+        raise
     return Path(path)
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
-
-import official_files as off
 from hub_server import HubServer
-from weights_server import block_internet
+from safetensors.torch import save_file
 
 from highlighter.core.formats import load_checkpoint
 from highlighter.errors import CheckpointError
 from highlighter.weights import resolve
+
+import official_files as off
+from weights_server import block_internet
 
 ROOT = Path(__file__).resolve().parents[1]
 DINO = "timm/vit_tiny_patch16_224.dino_loopback"
@@ -132,6 +132,9 @@ def test_bad_hub_names_give_one_line(hub, cli, files, tmp_path, cat_path, name, 
     assert code == 2, err
     assert says in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists() and not files["marker"].exists()
+    # no weights kept: a refused file is taken out of the hub cache again (its refs and tags are the library's)
+    cache = tmp_path / "hub-cache"
+    assert not [p for p in cache.rglob("*") if p.is_file() and {"blobs", "snapshots"} & set(p.parts)]
 
 
 def test_hf_endpoint_from_the_environment(files, tmp_path):

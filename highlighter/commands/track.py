@@ -81,6 +81,8 @@ def _track(args, cfg: PropagationCfg, source) -> int:
 
     # ---- written into a folder of its own inside DIR, moved into place only when every frame is done
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise HighlighterError(f"--out {out}: a file is in the way; give a folder")
     new_dirs = [p for p in [out, *out.parents] if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".track-", dir=out))

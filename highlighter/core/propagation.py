@@ -112,8 +112,9 @@ class LabelPropagation:
     ``start(tokens, labels)`` with the first frame's (h, w, D) tokens and (C, h, w) labels; then ``step(tokens)``
     for each next frame returns its (C, h, w) soft labels and adds it to the context."""
 
-    def __init__(self, cfg: PropagationCfg = PropagationCfg()):
-        self.cfg = cfg.check()
+    def __init__(self, cfg: PropagationCfg | None = None):
+        cfg = (cfg or PropagationCfg()).check()
+        self.cfg = cfg
         self.first: tuple[torch.Tensor, torch.Tensor] | None = None
         self.recent: deque = deque(maxlen=cfg.n_last if cfg.n_last > 0 else 0)
 

@@ -124,9 +124,10 @@ class Tracker:
 
     ``short``: the shorter side fed to the model (None: the frame's own), the longer side as ``track_size``."""
 
-    def __init__(self, ck, cfg: PropagationCfg = PropagationCfg(), device: str = "auto", short: int | None = None,
+    def __init__(self, ck, cfg: PropagationCfg | None = None, device: str = "auto", short: int | None = None,
                  model=None):
-        self.ck, self.cfg, self.short = ck, cfg.check(), short
+        cfg = (cfg or PropagationCfg()).check()
+        self.ck, self.cfg, self.short = ck, cfg, short
         self.device = resolve_device(device)
         self.model = model if model is not None else build_attention_model(ck, self.device)
         self.patch = ck.vit.patch_size

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from needs import shared_data
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -15,7 +16,7 @@ from highlighter.errors import HighlighterError
 from highlighter.paths import default_checkpoint
 from highlighter.preprocess import track_size
 from highlighter.video.track import Tracker, check_frames, read_first_mask
-from needs import shared_data
+
 from reference import RefViT, vos_track
 
 
