@@ -427,7 +427,7 @@ def vos_track(model: RefViT, frame_paths, first_seg: np.ndarray, patch, scale_si
                                       recompute_scale_factor=False)[0]
         frame_tar_avg = vos_norm_mask(frame_tar_avg)
         _, frame_tar_seg = torch.max(frame_tar_avg, dim=0)
-        frame_tar_seg = np.array(frame_tar_seg.squeeze().cpu(), dtype=np.uint8)
+        frame_tar_seg = frame_tar_seg.squeeze().cpu().numpy().astype(np.uint8)
         maps.append(np.array(Image.fromarray(frame_tar_seg).resize((ori_w, ori_h), 0)))
     return softs, maps
 
