@@ -28,8 +28,9 @@ def _heads(text: str) -> list[int]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
-                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file, or the name of "
-                        "downloaded official weights (`highlighter weights list`); 'default' (the default) is the "
+                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file, the name of "
+                        "downloaded official weights (`highlighter weights list`), or a hub name such as "
+                        "hf-hub:timm/vit_small_patch16_224.dino; 'default' (the default) is the "
                         "model shipped in models/; random:vit_small/16 gives untrained weights")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"],
                    help="which weights of a full DINO training checkpoint (default: teacher)")
