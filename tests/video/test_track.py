@@ -58,10 +58,10 @@ def test_propagation_equals_the_official_script(default_model, objects, n_last, 
     for path, soft_want, map_want in zip(paths[1:], want_soft, want_maps):
         soft = tracker.soft(read_rgb(path))
         assert soft.shape == soft_want.shape == (objects + 1, 160 // patch, 256 // patch)
-        torch.testing.assert_close(soft, soft_want, rtol=0, atol=2e-5)
+        torch.testing.assert_close(soft, soft_want, rtol=0, atol=1e-5)  # measured: under 1e-6
         got = upsample_labels(soft, patch, (480, 854))
         assert got.shape == map_want.shape == (480, 854)
-        assert (got != map_want).mean() < 1e-3  # the same map, but for pixels where the labels tie within rounding
+        np.testing.assert_array_equal(got, map_want)
     assert set(np.unique(got)) == set(range(objects + 1))
 
 
