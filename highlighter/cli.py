@@ -28,8 +28,9 @@ def _heads(text: str) -> list[int]:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH",
-                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file, or the name of "
-                        "downloaded official weights (`highlighter weights list`); 'default' (the default) is the "
+                   help="a DINO, DINOv2, MAE, timm (.pth/.safetensors) or highlighter file, the name of "
+                        "downloaded official weights (`highlighter weights list`), or a hub name such as "
+                        "hf-hub:timm/vit_small_patch16_224.dino; 'default' (the default) is the "
                         "model shipped in models/; random:vit_small/16 gives untrained weights")
     p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"],
                    help="which weights of a full DINO training checkpoint (default: teacher)")
@@ -67,6 +68,19 @@ def check_args(args: argparse.Namespace) -> None:
             check_threshold(rule, threshold)
         except ValueError as e:
             raise HighlighterError(f"--threshold: {e}") from None
+
+
+def _add_propagation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, metavar="S",
+                   help="the frames' shorter side fed to the model (default: their own; the longer side follows, "
+                        "rounded down to a multiple of 64, as the script's 480p input)")
+    p.add_argument("--n-last", type=int, default=7, metavar="N",
+                   help="context: the first frame and the last N frames (default 7)")
+    p.add_argument("--neighbourhood", type=int, default=12, metavar="R",
+                   help="only source patches within R patches of the target count (default 12; 0: all)")
+    p.add_argument("--topk", type=int, default=5, metavar="K", help="labels from the K most similar patches (5)")
+    p.add_argument("--temperature", type=float, default=0.1, metavar="T",
+                   help="affinity exp(cos / T) (default 0.1, the value in eval_video_segmentation.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(job="video")
 
+    p = sub.add_parser("track", help="follow the objects of the first frame's mask through a video (DINO's label "
+                       "propagation)",
+                       description="Propagate the first frame's mask through the frames as DINO's "
+                                   "eval_video_segmentation.py does: each frame's last-block patch tokens "
+                                   "(L2-normalised) take the labels of their top-k most similar patches, within a "
+                                   "spatial neighbourhood, in the first frame and the last N frames. Writes "
+                                   "DIR/masks/<frame-stem>.png (L, at each frame's size: 0/255 for one object, the "
+                                   "mask's label values for several) and DIR/overlay.mp4; nothing when it fails.")
+    p.add_argument("input", metavar="FRAMES_OR_VIDEO", help="a folder of frames (numbered names must not have gaps), "
+                   "a pattern ('frames/*.jpg') or a video file")
+    p.add_argument("--first-mask", required=True, metavar="MASK.png",
+                   help="the first frame's objects, at its size: 255 inside (one object), or label values 1, 2, ... "
+                        "(several; L or palette PNG), 0 elsewhere")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--checkpoint", metavar="PATH", help="any supported file or name; 'default' (the default) is "
+                   "models/'s")
+    p.add_argument("--num-heads", type=int, metavar="N")
+    _add_propagation_args(p)
+    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders (default 25)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(job="track")
+
     p = sub.add_parser("eval", help="mask IoU against ground truth (with baselines), or k-NN accuracy",
                        description="Mask mode: IoU per image between the predicted foreground (the DINO rule on the "
                                    "fused heads, resized to the image) and the ground truth (PNG, 255 = object), "
@@ -246,7 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-ratio", type=float, default=0.75, help="MAE mode: fraction hidden (0.75)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="MAE mode: random masks per image (3)")
     p.add_argument("--knn-stride", type=int, default=1, metavar="N", help="k-NN: use every N-th training image")
+    p.add_argument("--track", nargs="+", metavar="SEQ",
+                   help="tracking mode: DAVIS-style sequences (folders with frames/ and masks/, or a folder of them); "
+                        "J (region IoU) and F (boundary F-measure) per sequence, as the DAVIS evaluation scores them "
+                        "(every frame but the first and the last), for the model, an untrained model of its "
+                        "architecture, and the first mask copied to every frame")
     p.add_argument("--device", default="auto")
+    _add_propagation_args(p)
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(job="evaluate")
 

@@ -8,6 +8,8 @@
   normalisation is folded into the patch embedding (``runtime.export.fold_normalisation``). Used by the Live
   tab, ``highlighter video`` and ``bench live``, on every backend.
 - ``official_mae``: the MAE demo notebook's path (PIL bicubic to the model's square input, float64 maths).
+- ``davis``: eval_video_segmentation.py's ``read_frame`` (OpenCV bilinear to ``track_size``, its own std), for
+  tracking (``highlighter track``).
 
 The two attention paths see the same geometry at the same image size (``fit_size``); they differ only in
 resampling: PIL filters over the whole footprint when it shrinks a photo, OpenCV's bilinear reads the two
@@ -126,6 +128,38 @@ def official_mae(img: Image.Image, size: int, fit: str = "squash") -> np.ndarray
     arr = np.asarray(img.resize((size, size), Image.BICUBIC), dtype=np.float64) / 255.0
     arr = (arr - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None]).astype(np.float32)
+
+
+# ============================================================================= davis (tracking)
+# eval_video_segmentation.py's color_normalize: its std starts with 0.228, not ImageNet's 0.229. Kept, to be the
+# script's input.
+DAVIS_STD = (0.228, 0.224, 0.225)
+_DAVIS_STD32 = np.array(DAVIS_STD, np.float32)[:, None, None]
+
+
+def track_size(shape: tuple[int, int], short: int | None = None) -> tuple[int, int]:
+    """eval_video_segmentation.py's ``read_frame`` size for a frame of ``shape`` (H, W): the shorter side at
+    ``short`` (None: the frame's own, which is the script's 480 on DAVIS 480p), the longer side scaled with it
+    and rounded down to a multiple of 64. Returns (H, W). (For a square frame the script's ``read_seg`` swaps the
+    two; here the label grid always follows the frame.)"""
+    H, W = shape[:2]
+    s = min(H, W) if short is None else int(short)
+    if H > W:
+        return int((s * H / W) // 64 * 64), s
+    return s, int((s * W / H) // 64 * 64)
+
+
+def davis(frame: np.ndarray, size: tuple[int, int], patch: int) -> np.ndarray:
+    """An RGB uint8 frame -> (1, 3, H', W') float32 as eval_video_segmentation.py's ``read_frame``: OpenCV's
+    bilinear resize to ``size`` (H, W), /255, mean (0.485, 0.456, 0.406) and std ``DAVIS_STD``; then cropped from
+    the top-left to the patch grid (the script's patch embedding ignores the same remainder)."""
+    H, W = size
+    if H < patch or W < patch:
+        raise ValueError(f"tracking size {H}x{W} is smaller than one {patch}-pixel patch")
+    img = cv2.resize(frame, (W, H)) if frame.shape[:2] != (H, W) else frame
+    x = img.astype(np.float32) / np.float32(255.0)
+    x = (x.transpose(2, 0, 1) - _MEAN32) / _DAVIS_STD32
+    return np.ascontiguousarray(x[None, :, : H - H % patch, : W - W % patch])
 
 
 # ============================================================================= fast

@@ -54,9 +54,27 @@ def _pixels(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grid_to_pixels(np.asarray(mask).astype(np.uint8), shape[:2])
 
 
-def _outline(out: np.ndarray, m: np.ndarray) -> np.ndarray:
+def _outline(out: np.ndarray, m: np.ndarray, colour=MASK_COLOUR) -> np.ndarray:
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, MASK_COLOUR, line_width(out.shape))
+    cv2.drawContours(out, contours, -1, colour, line_width(out.shape))
+    return out
+
+
+# The tints of tracked objects 1, 2, ... (then again): the mask colour first, so one object looks as a mask does.
+LABEL_COLOURS = (MASK_COLOUR, (48, 160, 255), (255, 210, 0), (200, 64, 255), (0, 220, 140), (255, 128, 0))
+
+
+def labels_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
+    """Label indices (H, W) at the picture's size, 0 = background: each object tinted and outlined in its
+    colour (``LABEL_COLOURS``)."""
+    out = image.copy()
+    for i in (int(v) for v in np.unique(labels) if v):
+        colour = LABEL_COLOURS[(i - 1) % len(LABEL_COLOURS)]
+        m = (labels == i).astype(np.uint8)
+        tint = np.empty_like(image)
+        tint[:] = colour
+        cv2.copyTo(cv2.addWeighted(image, 1 - alpha, tint, alpha, 0), m, out)
+        _outline(out, m, colour)
     return out
 
 

@@ -216,8 +216,11 @@ def downloaded(cache: str | os.PathLike | None = None) -> list[tuple[Official, P
 
 
 def resolve(spec: str, cache: str | os.PathLike | None = None) -> str:
-    """An official name -> the path of its downloaded file; anything else (a path, ``random:...``) unchanged.
-    An existing file of that name wins over the catalogue."""
+    """An official name -> the path of its downloaded file; a hub name (``hf-hub:owner/name[@revision]``) -> its
+    verified file in the hub's cache (``hub_file``); anything else (a path, ``random:...``) unchanged. An existing
+    file of that name wins over both."""
+    if spec.startswith(HUB_PREFIX) and not Path(spec).exists():
+        return str(hub_file(spec))
     entry = CATALOGUE.get(spec)
     if entry is None or Path(spec).exists():
         return spec
@@ -226,6 +229,99 @@ def resolve(spec: str, cache: str | os.PathLike | None = None) -> str:
         raise CheckpointError(f"{spec} (official {entry.family_name} weights) is not downloaded yet: run "
                               f"`highlighter weights get {spec}` (looked for {path})")
     return str(path)
+
+
+# ============================================================================= the Hugging Face hub
+HUB_PREFIX = "hf-hub:"  # timm's spelling: hf-hub:timm/vit_small_patch16_224.dino
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for, in its order
+
+
+def _hub_name(spec: str) -> tuple[str, str | None]:
+    import re
+
+    repo, _, revision = spec[len(HUB_PREFIX):].partition("@")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or ".." in repo:
+        raise CheckpointError(f"{spec}: a hub name is hf-hub:OWNER/NAME, optionally @REVISION "
+                              "(e.g. hf-hub:timm/vit_small_patch16_224.dino)")
+    return repo, revision or None
+
+
+def hub_file(spec: str) -> Path:
+    """``hf-hub:owner/name[@revision]`` -> the local path of its weights (``model.safetensors``, else
+    ``pytorch_model.bin``), through ``huggingface_hub``: its shared cache (a file already there is used without
+    asking the hub), HF_HUB_OFFLINE, HF_ENDPOINT mirrors, tokens (HF_TOKEN or ``hf auth login``) and resumed
+    downloads are the library's. What arrives is then checked as a downloaded official file is: read without
+    running code, recognised, built strictly (``verify_file``). Raises CheckpointError with one line."""
+    repo, revision = _hub_name(spec)
+    try:
+        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+    except ImportError:
+        raise CheckpointError(f"{spec}: hub names need huggingface_hub (pip install huggingface_hub)") from None
+    where = constants.ENDPOINT
+    path = None
+    for local_only in (True, False):
+        for filename in HUB_FILES:
+            try:
+                path = hf_hub_download(repo, filename, revision=revision, local_files_only=local_only)
+                break
+            except GatedRepoError:
+                raise CheckpointError(f"{spec} is gated: accept its terms at {where}/{repo} and log in "
+                                      "(`hf auth login`, or set HF_TOKEN)") from None
+            except RepositoryNotFoundError:
+                raise CheckpointError(f"{spec}: no such model on {where} (or a private one: log in with "
+                                      "`hf auth login`, or set HF_TOKEN)") from None
+            except RevisionNotFoundError:
+                raise CheckpointError(f"{spec}: {repo} has no revision {revision!r} on {where}") from None
+            except LocalEntryNotFoundError as e:
+                if local_only:
+                    continue  # not in the cache: ask the hub
+                if constants.is_offline_mode():
+                    raise CheckpointError(f"{spec} is not in the hub cache ({constants.HF_HUB_CACHE}) and offline "
+                                          "mode is on (HF_HUB_OFFLINE)") from None
+                reason = str(e.__cause__ or e).splitlines()[0][:120]
+                raise CheckpointError(f"{spec}: cannot reach {where} and the file is not in the hub cache "
+                                      f"({reason})") from None
+            except EntryNotFoundError:
+                continue  # the next file name
+            except (HfHubHTTPError, OSError) as e:
+                reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+                raise CheckpointError(f"{spec}: the hub answered with an error ({reason})") from None
+        if path is not None:
+            break
+    if path is None:
+        raise CheckpointError(f"{spec}: {repo} on {where} has no {' or '.join(HUB_FILES)}: not a timm model")
+    try:
+        verify_file(Path(path), spec)
+    except CheckpointError:
+        if not local_only:  # fetched by this call and refused: not kept (a file that was in the cache stays)
+            blob = Path(path).resolve()
+            Path(path).unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+        raise
+    return Path(path)
+
+
+def verify_file(path: Path, what: str):
+    """Check a file that came from elsewhere as ``verify`` checks an official one, without a promised architecture:
+    read safely, recognised, its ViT built strictly (with its MAE decoder, when it has one)."""
+    from highlighter.core.checkpoint import build_attention_model, build_mae_model, load_checkpoint
+
+    try:
+        ck = load_checkpoint(path)
+        (build_mae_model if ck.decoder is not None else build_attention_model)(ck)
+    except CheckpointError as e:
+        raise CheckpointError(f"{what}: refused the file from the hub ({e})") from None
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{what}: the weights do not fit the model ({str(e).splitlines()[0][:160]})") from None
+    return ck
 
 
 # ============================================================================= URLs

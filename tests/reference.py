@@ -423,3 +423,196 @@ class RefDINOTrainer:
             for q, k in zip(self.student.parameters(), self.teacher.parameters()):
                 k.data.mul_(m).add_((1 - m) * q.detach().data)
         return loss.item()
+
+
+# ============================================================================= eval_video_segmentation.py
+# DINO's label propagation, restated step by step from facebookresearch/dino's eval_video_segmentation.py (read at
+# its main branch): the same reading of frames and of the first segmentation, the same queue, the same dense
+# affinity and neighbourhood mask, the same upsampling. Plain numpy loops where the script has them; on the CPU.
+def vos_read_frame(path, scale_size=(480,)):
+    """``read_frame``: OpenCV BGR, the shorter side at scale_size[0] and the longer one floored to a multiple of
+    64, /255, BGR -> RGB, mean/std with the script's 0.228. Returns ((3, th, tw) tensor, ori_h, ori_w)."""
+    import cv2
+
+    img = cv2.imread(str(path))
+    ori_h, ori_w, _ = img.shape
+    if ori_h > ori_w:
+        tw = scale_size[0]
+        th = int(((tw * ori_h) / ori_w // 64) * 64)
+    else:
+        th = scale_size[0]
+        tw = int(((th * ori_w) / ori_h // 64) * 64)
+    img = cv2.resize(img, (tw, th)).astype(np.float32) / 255.0
+    img = torch.from_numpy(np.transpose(img[:, :, ::-1].copy(), (2, 0, 1))).float()
+    for t, m, s in zip(img, [0.485, 0.456, 0.406], [0.228, 0.224, 0.225]):
+        t.sub_(m)
+        t.div_(s)
+    return img, ori_h, ori_w
+
+
+def vos_read_seg(seg: np.ndarray, factor, scale_size=(480,)):
+    """``read_seg`` on a label array: PIL nearest to the patch grid, one-hot with max + 1 channels. (For a square
+    picture the script swaps height and width here; the tests use wide frames, where it does not.)"""
+    from PIL import Image
+
+    img = Image.fromarray(seg.astype(np.uint8))
+    _w, _h = img.size
+    if _w > _h:
+        _th = scale_size[0]
+        _tw = int(((_th * _w) / _h // 64) * 64)
+    else:
+        _tw = scale_size[0]
+        _th = int(((_tw * _h) / _w // 64) * 64)
+    small = torch.from_numpy(np.array(img.resize((_tw // factor, _th // factor), 0)).copy()).float().unsqueeze(0)
+    n_dims = int(small.max() + 1)
+    _, h, w = small.size()
+    y = small.type(torch.LongTensor).view(-1, 1)
+    y_one_hot = torch.zeros(y.size()[0], n_dims).scatter_(1, y, 1).view(h, w, n_dims)
+    return y_one_hot.permute(2, 0, 1).unsqueeze(0)
+
+
+def vos_restrict_neighborhood(h, w, size):
+    mask = np.zeros((h, w, h, w), np.float32)
+    for i in range(h):
+        for j in range(w):
+            for p in range(2 * size + 1):
+                for q in range(2 * size + 1):
+                    if i - size + p < 0 or i - size + p >= h:
+                        continue
+                    if j - size + q < 0 or j - size + q >= w:
+                        continue
+                    mask[i, j, i - size + p, j - size + q] = 1
+    return torch.from_numpy(mask.reshape(h * w, h * w))
+
+
+def vos_norm_mask(mask):
+    for cnt in range(mask.size()[0]):
+        mask_cnt = mask[cnt, :, :]
+        if mask_cnt.max() > 0:
+            mask_cnt = mask_cnt - mask_cnt.min()
+            mask_cnt = mask_cnt / mask_cnt.max()
+            mask[cnt, :, :] = mask_cnt
+    return mask
+
+
+def vos_extract_feature(model: RefViT, frame, patch):
+    """``get_intermediate_layers(x, n=1)[0]`` (every block, the final norm), the class token dropped: (h*w, dim)."""
+    t = model.prepare_tokens(frame.unsqueeze(0))
+    for blk in model.blocks:
+        t = blk(t)
+    out = model.norm(t)[:, 1:, :]
+    h, w = int(frame.shape[1] / patch), int(frame.shape[2] / patch)
+    return out[0].reshape(h * w, -1), h, w
+
+
+def vos_label_propagation(model, frame_tar, list_frame_feats, list_segs, patch, size_mask_neighborhood, topk,
+                          mask_neighborhood=None):
+    feat_tar, h, w = vos_extract_feature(model, frame_tar, patch)
+    return_feat_tar = feat_tar.T
+    ncontext = len(list_frame_feats)
+    feat_sources = torch.stack(list_frame_feats)  # ncontext x dim x h*w
+    feat_tar = F.normalize(feat_tar, dim=1, p=2)
+    feat_sources = F.normalize(feat_sources, dim=1, p=2)
+    feat_tar = feat_tar.unsqueeze(0).repeat(ncontext, 1, 1)
+    aff = torch.exp(torch.bmm(feat_tar, feat_sources) / 0.1)  # ncontext x h*w (queries) x h*w (keys)
+    if size_mask_neighborhood > 0:
+        if mask_neighborhood is None:
+            mask_neighborhood = vos_restrict_neighborhood(h, w, size_mask_neighborhood)
+            mask_neighborhood = mask_neighborhood.unsqueeze(0).repeat(ncontext, 1, 1)
+        aff *= mask_neighborhood
+    aff = aff.transpose(2, 1).reshape(-1, h * w)  # ncontext*h*w (keys) x h*w (queries)
+    tk_val, _ = torch.topk(aff, dim=0, k=topk)
+    tk_val_min, _ = torch.min(tk_val, dim=0)
+    aff[aff < tk_val_min] = 0
+    aff = aff / torch.sum(aff, keepdim=True, axis=0)
+    segs = torch.cat(list_segs)
+    nmb_context, C, h, w = segs.shape
+    segs = segs.reshape(nmb_context, C, -1).transpose(2, 1).reshape(-1, C).T  # C x ncontext*h*w
+    seg_tar = torch.mm(segs, aff).reshape(1, C, h, w)
+    return seg_tar, return_feat_tar, mask_neighborhood
+
+
+@torch.no_grad()
+def vos_track(model: RefViT, frame_paths, first_seg: np.ndarray, patch, scale_size=(480,), n_last_frames=7,
+              size_mask_neighborhood=12, topk=5):
+    """``eval_video_tracking_davis``: returns (soft labels (C, h, w) per later frame, label maps (ori_h, ori_w)
+    uint8 per later frame)."""
+    import copy
+    import queue
+
+    from PIL import Image
+
+    que = queue.Queue(n_last_frames)
+    frame1, ori_h, ori_w = vos_read_frame(frame_paths[0], scale_size)
+    frame1_feat = vos_extract_feature(model, frame1, patch)[0].T  # dim x h*w
+    first = vos_read_seg(first_seg, patch, scale_size)
+    softs, maps = [], []
+    mask_neighborhood = None
+    for cnt in range(1, len(frame_paths)):
+        frame_tar = vos_read_frame(frame_paths[cnt], scale_size)[0]
+        used_frame_feats = [frame1_feat] + [pair[0] for pair in list(que.queue)]
+        used_segs = [first] + [pair[1] for pair in list(que.queue)]
+        frame_tar_avg, feat_tar, mask_neighborhood = vos_label_propagation(
+            model, frame_tar, used_frame_feats, used_segs, patch, size_mask_neighborhood, topk, mask_neighborhood)
+        if que.qsize() == n_last_frames:
+            que.get()
+        que.put([feat_tar, copy.deepcopy(frame_tar_avg)])
+        softs.append(frame_tar_avg[0].clone())
+        frame_tar_avg = F.interpolate(frame_tar_avg, scale_factor=patch, mode="bilinear", align_corners=False,
+                                      recompute_scale_factor=False)[0]
+        frame_tar_avg = vos_norm_mask(frame_tar_avg)
+        _, frame_tar_seg = torch.max(frame_tar_avg, dim=0)
+        frame_tar_seg = frame_tar_seg.squeeze().cpu().numpy().astype(np.uint8)
+        maps.append(np.array(Image.fromarray(frame_tar_seg).resize((ori_w, ori_h), 0)))
+    return softs, maps
+
+
+# ============================================================================= davis2017-evaluation metrics
+# davisvideochallenge/davis2017-evaluation davis2017/metrics.py: db_eval_iou, f_measure (bound_th 0.008), _seg2bmap
+# and skimage.morphology.disk, restated.
+def davis_j(annotation, segmentation):
+    annotation, segmentation = annotation.astype(bool), segmentation.astype(bool)
+    inters = np.sum(segmentation & annotation)
+    union = np.sum(segmentation | annotation)
+    return 1.0 if np.isclose(union, 0) else inters / union
+
+
+def _davis_seg2bmap(seg):
+    seg = seg.astype(bool)
+    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    e[:, :-1] = seg[:, 1:]
+    s[:-1, :] = seg[1:, :]
+    se[:-1, :-1] = seg[1:, 1:]
+    b = seg ^ e | seg ^ s | seg ^ se
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = 0
+    return b
+
+
+def _skimage_disk(radius):
+    L = np.arange(-radius, radius + 1)
+    X, Y = np.meshgrid(L, L)
+    return np.array((X ** 2 + Y ** 2) <= radius ** 2, dtype=np.uint8)
+
+
+def davis_f(foreground_mask, gt_mask, bound_th=0.008):
+    import cv2
+
+    bound_pix = bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(foreground_mask.shape))
+    fg_boundary = _davis_seg2bmap(foreground_mask)
+    gt_boundary = _davis_seg2bmap(gt_mask)
+    fg_dil = cv2.dilate(fg_boundary.astype(np.uint8), _skimage_disk(bound_pix))
+    gt_dil = cv2.dilate(gt_boundary.astype(np.uint8), _skimage_disk(bound_pix))
+    gt_match = gt_boundary * fg_dil
+    fg_match = fg_boundary * gt_dil
+    n_fg, n_gt = np.sum(fg_boundary), np.sum(gt_boundary)
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1, 0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0, 1
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1, 1
+    else:
+        precision, recall = np.sum(fg_match) / float(n_fg), np.sum(gt_match) / float(n_gt)
+    return 0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)

@@ -187,3 +187,30 @@ def test_mae_eval_refuses_an_encoder_only_file(tmp_path, cli, photos):
     path = save_model(tmp_path / "enc.safetensors", "mae", ck.vit, enc)
     code, out, err = cli("eval", "--mae", "--checkpoint", path, "--images", photos[0].parent)
     assert code != 0 and "decoder" in err
+
+
+def test_j_and_f_equal_the_davis_evaluation():
+    """``iou`` and ``boundary_f`` against davis2017-evaluation's db_eval_iou and f_measure (tests/reference.py), on
+    blobs, thin shapes, empty masks and a mask touching the borders."""
+    import cv2
+
+    from highlighter.evaluation import boundary_f
+
+    from reference import davis_f, davis_j
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(6):
+        noise = cv2.GaussianBlur(rng.random((90, 160)).astype(np.float32), (0, 0), 6)
+        a, b = noise > np.quantile(noise, 0.6), np.roll(noise, (3, -5), (0, 1)) > np.quantile(noise, 0.55)
+        cases.append((a, b))
+    empty = np.zeros((90, 160), bool)
+    line = empty.copy()
+    line[40, 10:150] = True
+    border = empty.copy()
+    border[:, :80] = True
+    cases += [(empty, empty), (empty, border), (border, empty), (line, border), (border, border)]
+    for pred, gt in cases:
+        assert iou(pred, gt) == pytest.approx(davis_j(gt, pred), abs=1e-12)
+        assert boundary_f(pred, gt) == pytest.approx(davis_f(pred, gt), abs=1e-12)
+    assert boundary_f(border, border) == 1.0 and boundary_f(empty, border) == 0.0 and boundary_f(empty, empty) == 1.0

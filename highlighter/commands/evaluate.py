@@ -40,17 +40,22 @@ def check_inputs(args) -> None:
 
 def run(args) -> int:
     spec = resolve_checkpoint(args.checkpoint, "mae" if args.mae else "attention")  # checked before loading,
-    check_inputs(args)  # as the folders
-    if args.mae:
+    if args.track:
+        result = tracking(args)
+        ck = None
+    elif args.mae:
+        check_inputs(args)  # as the folders
         ck = load_checkpoint(spec, num_heads=args.num_heads)
         report_model(ck)
         result = reconstruction(MAEEngine(ck, args.device), args)
     else:
+        check_inputs(args)
         ck = load_checkpoint(spec, num_heads=args.num_heads)
         engine = AttentionEngine(ck, args.device)
         report_model(ck)
         result = knn(engine, args) if args.knn else masks(engine, args)
-    result["model"] = {"checkpoint": ck.path or ck.source, "arch": ck.vit.describe()}
+    if ck is not None:
+        result["model"] = {"checkpoint": ck.path or ck.source, "arch": ck.vit.describe()}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -79,4 +84,37 @@ def reconstruction(engine: MAEEngine, args) -> dict:
     info(f"masked-patch MSE {out['mse']['mean']:.5f} over {out['images']} images x {args.seeds} masks at ratio "
          f"{args.mask_ratio}   (mean-of-visible fill {out['baseline_mean_fill']['mean']:.5f}: "
          f"{out['reduction_vs_mean_fill']:.1%} lower)")
+    return out
+
+
+UNTRAINED, COPY = "untrained", "copy first mask"
+
+
+def tracking(args) -> dict:
+    from tqdm import tqdm
+
+    from highlighter.commands.track import propagation_cfg
+    from highlighter.core.formats import random_like
+    from highlighter.video.track import Tracker, evaluate_tracking
+
+    cfg = propagation_cfg(args)
+    ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
+    report_model(ck)
+    v = ck.vit
+    untrained = random_like(v)  # the same architecture, timm's initialisation (seed 0)
+    model = ck.name if ck.path else ck.source
+    trackers = {model: Tracker(ck, cfg, args.device, args.size),
+                UNTRAINED: Tracker(untrained, cfg, args.device, args.size), COPY: None}
+    out = evaluate_tracking(trackers, args.track,
+                            lambda n, desc: tqdm(total=n, desc=desc, unit="frame", disable=None, leave=False))
+    names = list(trackers)
+    info(f"J&F (J / F) per sequence, DAVIS scoring (all frames but the first and the last); context: the first frame "
+         f"and the last {cfg.n_last}, neighbourhood {cfg.neighbourhood}, top-{cfg.topk}, temperature "
+         f"{cfg.temperature}")
+    info(f"{'sequence':16s}" + "".join(f"{n[:26]:>28s}" for n in names))
+    for seq, row in [*out["sequences"].items(), ("mean", {n: out["mean"][n] for n in names})]:
+        info(f"{seq:16s}" + "".join(f"{row[n]['JF']:>10.3f} ({row[n]['J']:.3f} / {row[n]['F']:.3f})" for n in names))
+    out["settings"] = {"n_last": cfg.n_last, "neighbourhood": cfg.neighbourhood, "topk": cfg.topk,
+                       "temperature": cfg.temperature, "size": args.size or "the frames' own"}
+    out["model"] = {"checkpoint": ck.path or ck.source, "arch": v.describe(), "untrained": untrained.source}
     return out

@@ -278,6 +278,16 @@ def random_checkpoint(spec: str, num_heads: int | None = None, seed: int = 0) ->
     return LoadedCheckpoint(path="", source=f"random weights ({cfg.arch_name}, untrained)", vit=cfg, state=state)
 
 
+def random_like(cfg: ViTConfig, seed: int = 0) -> LoadedCheckpoint:
+    """Untrained timm weights of exactly ``cfg``'s architecture (position grid included): a trained model's baseline."""
+    from highlighter.core.backbone import build_vit
+
+    torch.manual_seed(seed)
+    state = {k: v.detach().clone() for k, v in build_vit(cfg).state_dict().items()}
+    return LoadedCheckpoint(path="", source=f"random weights ({cfg.arch_name}, untrained, seed {seed})", vit=cfg,
+                            state=state)
+
+
 def random_mae_checkpoint(seed: int = 0) -> LoadedCheckpoint:
     """An untrained ViT-Ti/16 MAE with a small decoder, for demos when no MAE model is available."""
     from highlighter.core.mae import MaskedAutoencoder, init_mae_weights
