@@ -17,13 +17,15 @@
 #   train MINUTES   the training and probes alone          checks   the CUDA checks alone
 #
 # Environment: DEVICE (cuda), OUT (./gpu_out), RECIPE (the training flags; default the laptop preset at batch 512,
-# lr by square-root scaling), CHECK_MINUTES (kept for the checks in `all`, default 2), PYTHON, SHARED (../shared/data).
+# lr by square-root scaling), CHECK_MINUTES (kept for the checks in `all`, default 2), PYTHON, SHARED (../shared/data),
+# GPU_PACK (gpu_pack), TIMM_WHEEL (1: pack downloads timm's wheel from the registry; 0: not), BENCH_MODELS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-WHEELS=$(ls gpu_pack/wheels/*.whl 2>/dev/null | tr '\n' ':' || true)
+GPU_PACK=${GPU_PACK:-gpu_pack}
+WHEELS=$(ls "$GPU_PACK"/wheels/*.whl 2>/dev/null | tr '\n' ':' || true)
 export PYTHONPATH="$PWD:${WHEELS}${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-PACK=${PACK:-gpu_pack/train.zip}
+PACK=${PACK:-$GPU_PACK/train.zip}
 SHARED=${SHARED:-../shared/data}
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-gpu_out}
@@ -36,31 +38,31 @@ pack() {
   mkdir -p "$(dirname "$PACK")"
   hl pack "$SHARED/train/tinyimagenet/train" "$SHARED/train/imagenet-sample" "$SHARED/train/davis-train-frames" \
       --out "$PACK" --max-side "${MAX_SIDE:-112}" --format webp --quality "${QUALITY:-80}"
-  $REPORT pack-extras gpu_pack "$SHARED/eval/horses" "$SHARED/eval/davis-stills" assets/cockatoo_320x180_5s.mp4
+  $REPORT pack-extras "$GPU_PACK" "$SHARED/eval/horses" "$SHARED/eval/davis-stills" assets/cockatoo_320x180_5s.mp4
   version=$("$PY" -c "import timm; print(timm.__version__)")
-  mkdir -p gpu_pack/wheels
-  if ! ls gpu_pack/wheels/timm-"$version"-*.whl >/dev/null 2>&1; then
-    rm -f gpu_pack/wheels/timm-*.whl
-    "$PY" -m pip download --quiet --no-deps --disable-pip-version-check "timm==$version" -d gpu_pack/wheels \
+  mkdir -p "$GPU_PACK/wheels"
+  if [ "${TIMM_WHEEL:-1}" = 1 ] && ! ls "$GPU_PACK/wheels/timm-$version"-*.whl >/dev/null 2>&1; then
+    rm -f "$GPU_PACK"/wheels/timm-*.whl
+    "$PY" -m pip download --quiet --no-deps --disable-pip-version-check "timm==$version" -d "$GPU_PACK/wheels" \
       || echo "warning: could not download timm $version; the GPU machine's own timm will be used" >&2
   fi
   # the device tool carries at most 64 MiB: gpu_pack/ and every tracked file together
-  $REPORT size gpu_pack || echo "(the lean branch drops about 26 MiB of the tracked files)"
+  $REPORT size "$GPU_PACK" || echo "(the lean branch drops about 26 MiB of the tracked files)"
 }
 
 lean() {
   [ -z "$(git status --porcelain --untracked-files=no)" ] || { echo "error: commit or stash your changes first" >&2; exit 1; }
-  git rev-parse --abbrev-ref HEAD > gpu_pack/.branch
+  git rev-parse --abbrev-ref HEAD > "$GPU_PACK/.branch"
   git switch -q -c "gpu-lean-$(date +%s)"
   git rm -rq --ignore-unmatch docs models/mae_default.safetensors models/dino_default_224x400.onnx
   git commit -qm "lean tree for a GPU call (temporary)"
-  $REPORT size gpu_pack
+  $REPORT size "$GPU_PACK"
 }
 
 restore() {
   lean_branch=$(git rev-parse --abbrev-ref HEAD)
   case "$lean_branch" in gpu-lean-*) ;; *) echo "error: not on a gpu-lean branch" >&2; exit 1;; esac
-  git switch -q "$(cat gpu_pack/.branch 2>/dev/null || echo main)"
+  git switch -q "$(cat "$GPU_PACK/.branch" 2>/dev/null || echo main)"
   git branch -q -D "$lean_branch"
   echo "back on $(git rev-parse --abbrev-ref HEAD)"
 }
@@ -69,7 +71,7 @@ restore() {
 train() {
   local minutes=$1 work=$2 end
   end=$("$PY" -c "import time; print(time.time() + float('$minutes') * 60)")
-  [ -f "$PACK" ] || { echo "error: no $PACK: run 'scripts/train_on_gpu.sh pack' first and carry gpu_pack" >&2; exit 1; }
+  [ -f "$PACK" ] || { echo "error: no $PACK: run 'scripts/train_on_gpu.sh pack' first and carry $GPU_PACK" >&2; exit 1; }
   # 1. throughput: 20 seconds of the same run
   # shellcheck disable=SC2086
   hl train dino --data "$PACK" --out "$work/timing" --device "$DEVICE" --augment tensor $RECIPE --epochs 1000 \
@@ -88,7 +90,7 @@ train() {
   # 3. each kept teacher, per head, on the carried development photos
   for t in "$OUT"/teacher_*.safetensors; do
     [ -f "$t" ] || continue
-    hl probe --checkpoint "$t" --data gpu_pack/probe/* --split all --sizes 64 96 --device "$DEVICE" \
+    hl probe --checkpoint "$t" --data "$GPU_PACK"/probe/* --split all --sizes 64 96 --device "$DEVICE" \
         --json "$work/probe_$(basename "$t" .safetensors).json" || true
   done
 }
@@ -109,10 +111,10 @@ checks() {
       --max-steps 10 --log-every 1 --preview-every 0 >/dev/null 2>"$work/torchrun.err" || true
   $REPORT run-check torchrun "$work/torchrun" "$work/torchrun.err" > "$work/check_torchrun.json"
   # bench live on the device: ViT-S/16 (random weights) at 224 and the shipped default, torch fp32 and bf16
-  for model in vit_small default; do
+  for model in ${BENCH_MODELS:-vit_small default}; do
     for backend in torch-fp32 torch-bf16; do
       args=(--arch vit_small --patch-size 16); [ "$model" = default ] && args=(--checkpoint default)
-      timeout "$limit" "$PY" -m highlighter bench live --source gpu_pack/frames "${args[@]}" --image-size 224 224 \
+      timeout "$limit" "$PY" -m highlighter bench live --source "$GPU_PACK/frames" "${args[@]}" --image-size 224 224 \
           --backend "$backend" --frames "${BENCH_FRAMES:-100}" --json "$work/bench_${model}_${backend}.json" \
           >/dev/null 2>"$work/bench_${model}_${backend}.err" || true
     done
