@@ -257,7 +257,8 @@ class TrainTab(QWidget):
         self.probe_source = ev.get("source", "")
         self.probe_plot.setToolTip(self.probe_source)
         for name, per_size in ev.items():
-            if not isinstance(per_size, dict) or name == "flat" or not per_size:
+            if not isinstance(per_size, dict) or name == "flat" or not per_size or \
+                    not all(str(k).isdigit() for k in per_size):  # sets by size; not 'student' or 'knn'
                 continue
             size = min(per_size, key=int)
             value = per_size[size].get("in_out")

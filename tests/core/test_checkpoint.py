@@ -204,7 +204,7 @@ def test_mae_full_checkpoint_reads_norm_pix_from_args(tmp_path):
 
 @pytest.mark.parametrize("command", [
     ["attention", "IMG", "--out", "OUT"], ["mae", "IMG", "--out", "OUT"], ["video", "IMG", "--out", "OUT"],
-    ["eval", "--images", "OUT", "--masks", "OUT"], ["export", "--out", "OUT/x.pth"]])
+    ["eval", "--images", "PHOTOS", "--masks", "PHOTOS"], ["export", "--out", "OUT/x.pth"]])
 def test_content_that_is_not_what_the_name_says_is_refused_before_any_loader(tmp_path, cli, cat_path, command,
                                                                               monkeypatch):
     """Random bytes named .safetensors went to torch.load, which handed them to safetensors: a traceback."""
@@ -221,7 +221,11 @@ def test_content_that_is_not_what_the_name_says_is_refused_before_any_loader(tmp
     (tmp_path / "pickle.safetensors").write_bytes((tmp_path / "pickle.pth").read_bytes())
     monkeypatch.setattr(torch, "load", no_loader)
     monkeypatch.setattr(safetensors, "safe_open", no_loader)
-    argv = [str(cat_path) if a == "IMG" else a.replace("OUT", str(tmp_path / "o")) for a in command]
+    photos = tmp_path / "photos"  # eval checks its folders first: give it real ones, so the checkpoint is next
+    photos.mkdir()
+    (photos / cat_path.name).write_bytes(cat_path.read_bytes())
+    argv = [str(cat_path) if a == "IMG" else str(photos) if a == "PHOTOS" else a.replace("OUT", str(tmp_path / "o"))
+            for a in command]
     for name, message in [("r.safetensors", "not a valid safetensors file"),
                           ("r.pth", "not a PyTorch or safetensors checkpoint"),
                           ("pickle.safetensors", "the content is a PyTorch zip file: name it .pth")]:
