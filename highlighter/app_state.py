@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from highlighter.preprocess import DEFAULT_IMAGE_SIZE
+from highlighter.defaults import IMAGE_SIZE, MASS, OVERLAY
 from highlighter.render import OVERLAYS
 
 
@@ -47,13 +47,13 @@ class AppState:
     """The shared settings of the Live and Photos tabs, each with a ``<name>_changed`` event that fires only
     when the value really changes."""
 
-    def __init__(self, threshold: float = 0.6, overlay: str = "mask", image_size: int = DEFAULT_IMAGE_SIZE,
+    def __init__(self, threshold: float = MASS, overlay: str = OVERLAY, image_size: int = IMAGE_SIZE,
                  heads: Sequence[int] | None = None):
         self.engine = None  # core.inference.AttentionEngine: the model of Live and Photos
         self.model_spec: str | None = None
-        self.threshold = 0.6
+        self.threshold = MASS
         self.overlay = "mask"
-        self.image_size = DEFAULT_IMAGE_SIZE  # the shorter side fed to the model, aspect kept
+        self.image_size = IMAGE_SIZE  # the shorter side fed to the model, aspect kept
         self.heads: tuple[int, ...] | None = None  # None: the mean of all heads
         self.latest_frame = None  # the newest RGB frame the Live tab showed (for the MAE tab)
         self.model_changed = Signal()  # (engine)

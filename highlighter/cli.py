@@ -8,6 +8,7 @@ import sys
 from importlib import import_module
 
 from highlighter import __version__
+from highlighter import defaults as D
 from highlighter.errors import HighlighterError
 
 
@@ -17,6 +18,26 @@ def _image_size(values: list[int]) -> int | tuple[int, int]:
     if len(values) == 2:
         return values[0], values[1]
     raise argparse.ArgumentTypeError("--image-size takes H W or a single S")
+
+
+DEVICE_HELP = "auto (default: cuda when there is a GPU, else the CPU), cpu, cuda or cuda:N"
+KEY_HELP = "which weights of a full DINO training checkpoint (default: teacher)"
+IMAGE_SIZE_HELP = ("S: the shorter side at S, aspect kept; H W: exactly H x W (sizes are rounded down to the "
+                   "patch)")
+
+
+def _add_image_size(p: argparse.ArgumentParser, default: str, exact_only: bool = False) -> None:
+    """``--image-size`` means the same in every command; ``default`` says what the command feeds without it."""
+    if exact_only:
+        p.add_argument("--image-size", nargs=2, type=int, default=[D.IMAGE_SIZE, D.IMAGE_SIZE], metavar=("H", "W"),
+                       help=f"exactly H x W (a graph has one input size; default {D.IMAGE_SIZE} {D.IMAGE_SIZE})")
+    else:
+        p.add_argument("--image-size", nargs="+", type=int, metavar="S", help=f"{IMAGE_SIZE_HELP}; default: {default}")
+
+
+def _add_heads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--heads", type=_heads, metavar="I,J",
+                   help="the heads averaged into the fused map and mask (one index: that head; default: all)")
 
 
 def _heads(text: str) -> list[int]:
@@ -32,11 +53,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "downloaded official weights (`highlighter weights list`), or a hub name such as "
                         "hf-hub:timm/vit_small_patch16_224.dino; 'default' (the default) is the "
                         "model shipped in models/; random:vit_small/16 gives untrained weights")
-    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"],
-                   help="which weights of a full DINO training checkpoint (default: teacher)")
+    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"], help=KEY_HELP)
     p.add_argument("--num-heads", type=int, metavar="N",
                    help="attention heads (default: from the file's config, the official architecture, else dim/64)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+SHORTER_SIDE_ONLY = ("evaluate", "track")  # their pictures differ in shape: only the shorter side applies
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -52,6 +75,9 @@ def check_args(args: argparse.Namespace) -> None:
 
         if backend not in ("auto", *BACKENDS):
             raise HighlighterError(f"--backend {backend}: choose from auto, {', '.join(BACKENDS)}")
+    if getattr(args, "job", None) in SHORTER_SIDE_ONLY and isinstance(getattr(args, "image_size", None), tuple):
+        raise HighlighterError(f"--image-size: {args.command} takes one S (the shorter side; the aspect ratio is "
+                               f"each picture's own), not H W")
     ratio = getattr(args, "mask_ratio", None)
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise HighlighterError(f"--mask-ratio: the fraction of patches hidden, from 0 up to (not including) 1; "
@@ -71,16 +97,16 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def _add_propagation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=int, metavar="S",
-                   help="the frames' shorter side fed to the model (default: their own; the longer side follows, "
-                        "rounded down to a multiple of 64, as the script's 480p input)")
-    p.add_argument("--n-last", type=int, default=7, metavar="N",
-                   help="context: the first frame and the last N frames (default 7)")
-    p.add_argument("--neighbourhood", type=int, default=12, metavar="R",
-                   help="only source patches within R patches of the target count (default 12; 0: all)")
-    p.add_argument("--topk", type=int, default=5, metavar="K", help="labels from the K most similar patches (5)")
-    p.add_argument("--temperature", type=float, default=0.1, metavar="T",
-                   help="affinity exp(cos / T) (default 0.1, the value in eval_video_segmentation.py)")
+    p.add_argument("--n-last", type=int, default=D.TRACK_N_LAST, metavar="N",
+                   help=f"context: the first frame and the last N frames (default {D.TRACK_N_LAST})")
+    p.add_argument("--neighbourhood", type=int, default=D.TRACK_NEIGHBOURHOOD, metavar="R",
+                   help=f"only source patches within R patches of the target count (default {D.TRACK_NEIGHBOURHOOD}; "
+                        "0: all)")
+    p.add_argument("--topk", type=int, default=D.TRACK_TOPK, metavar="K",
+                   help=f"labels from the K most similar patches (default {D.TRACK_TOPK})")
+    p.add_argument("--temperature", type=float, default=D.TRACK_TEMPERATURE, metavar="T",
+                   help=f"affinity exp(cos / T) (default {D.TRACK_TEMPERATURE:g}, the value in "
+                        "eval_video_segmentation.py)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,17 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos or folders of photos")
     _add_model_args(p)
     p.add_argument("--arch", help="refuse the checkpoint unless it is this ViT (e.g. vit_small or vit_small/8)")
-    p.add_argument("--image-size", nargs="+", type=int, metavar="N",
-                   help="H W, or one int for the shorter side, as visualize_attention.py (which defaults to 480 "
-                        "480); default: the shorter side at 224 with the aspect ratio kept, as the app")
-    p.add_argument("--mask-rule", default="mass", choices=["mass", "percentile", "absolute"],
+    _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}, as every road (visualize_attention.py's own is 480 480)")
+    p.add_argument("--mask-rule", default=D.MASK_RULE, choices=list(D.MASK_RULES),
                    help="mass: DINO's rule, keep the top patches holding THRESHOLD of the attention (default); "
                         "percentile: keep patches at or above the THRESHOLD-th percentile; absolute: "
                         "keep patches whose attention is at least THRESHOLD")
     p.add_argument("--threshold", type=float, metavar="T",
-                   help="the rule's parameter (defaults: mass 0.6, percentile 80, absolute 0.01)")
-    p.add_argument("--heads", type=_heads, metavar="I,J",
-                   help="heads averaged into the fused map and mask (default: all)")
+                   help="the rule's parameter (defaults: " + ", ".join(f"{r} {v:g}" for r, v in D.THRESHOLDS.items())
+                   + ")")
+    _add_heads(p)
     p.add_argument("--pca", action="store_true",
                    help="also the DINOv2-style PCA picture: the last block's output patch tokens on their first "
                         "three principal components as RGB; adds pca (h,w,3) to the npz, writes <stem>_pca.png")
@@ -134,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--decoder-num-heads", type=int, metavar="N",
                    help="decoder heads (default: from the file, 16 for the official 512-d decoder, else dim/64)")
-    p.add_argument("--mask-ratio", type=float, default=0.75, metavar="R", help="fraction hidden (default 0.75)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="random-mask seed (default 0)")
+    p.add_argument("--mask-ratio", type=float, default=D.MAE_MASK_RATIO, metavar="R",
+                   help=f"fraction hidden (default {D.MAE_MASK_RATIO:g})")
+    p.add_argument("--seed", type=int, default=D.MAE_SEED, metavar="S", help=f"random-mask seed (default {D.MAE_SEED})")
     p.add_argument("--mask", metavar="FILE.npy", help="explicit mask: L zeros and ones, 1 = hidden")
     p.add_argument("--norm-pix", default="auto", choices=["auto", "yes", "no"],
                    help="whether the checkpoint predicts per-patch normalised pixels (default: read it from the "
@@ -162,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="laptop (DINO: ViT-Ti/8 at 64 px, 2 local crops, K 1024, 70 epochs), cpu-small, "
                             "gpu (the paper) or small-data")
         p.add_argument("--config", metavar="FILE", help="JSON object of hyperparameters")
-        p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+        p.add_argument("--device", default="auto", help=DEVICE_HELP)
         p.add_argument("--resume", action="store_true", help="continue RUNDIR's run from its last checkpoint; with "
                        "a larger --epochs, extend it (finished or not; the schedules follow the new length)")
         p.add_argument("--init", metavar="CHECKPOINT",
@@ -220,18 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=int, metavar="N")
     p.add_argument("--backend", default="auto", help="auto (default: the fastest that agrees with fp32), "
                    "torch-fp32, torch-bf16, ort-fp32 or ort-int8")
-    p.add_argument("--image-size", nargs="+", type=int, metavar="N",
-                   help="model input H W, or one int for the shorter side with the first frame's aspect ratio "
-                        "(default: 224, as the app's Live tab)")
-    p.add_argument("--threshold", type=float, default=0.6, help="attention mass kept (default 0.6)")
-    p.add_argument("--head", type=int, help="one head instead of the fused map")
-    p.add_argument("--overlay", default="mask", choices=["heatmap", "mask", "contour", "cutout", "side", "pca"],
-                   help="pca: the patch features' PCA colours, the basis fitted on the first 5 frames and kept "
+    _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}, as the app's Live tab")
+    p.add_argument("--threshold", type=float, default=D.MASS, metavar="T",
+                   help=f"the attention mass kept (default {D.MASS:g})")
+    _add_heads(p)
+    p.add_argument("--overlay", default=D.OVERLAY, choices=["heatmap", "mask", "contour", "cutout", "side", "pca"],
+                   help=f"default {D.OVERLAY}; pca: the patch features' PCA colours, the basis fitted on the first 5 "
+                        "frames and kept "
                         "(torch backends only: with auto it runs on torch fp32)")
     p.add_argument("--box", action="store_true", help="draw each frame's box (boxes.json is always written)")
     p.add_argument("--smooth", action="store_true", help="temporal smoothing (EMA + hysteresis) against flicker")
-    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for image folders (default 25)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--fps", type=float, default=D.FPS, help=f"overlay frame rate for image folders (default {D.FPS:g})")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(job="video")
 
@@ -252,9 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="PATH", help="any supported file or name; 'default' (the default) is "
                    "models/'s")
     p.add_argument("--num-heads", type=int, metavar="N")
+    _add_image_size(p, "the frames' own (the longer side rounded down to a multiple of 64, as the script's 480p input)")
     _add_propagation_args(p)
-    p.add_argument("--fps", type=float, default=25.0, help="overlay frame rate for frame folders (default 25)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--fps", type=float, default=D.FPS, help=f"overlay frame rate for frame folders (default {D.FPS:g})")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(job="track")
 
     p = sub.add_parser("eval", help="mask IoU against ground truth (with baselines), or k-NN accuracy",
@@ -267,27 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-heads", type=int, metavar="N")
     p.add_argument("--images", metavar="DIR")
     p.add_argument("--masks", metavar="DIR")
-    p.add_argument("--mask-rule", default="mass", choices=["mass", "percentile", "absolute", "tokencut"],
+    p.add_argument("--mask-rule", default=D.MASK_RULE, choices=[*D.MASK_RULES, "tokencut"],
                    help="mass: DINO's rule on the fused heads (default); tokencut: a normalised cut over the "
                         "last block's patch keys, the side with more attention")
-    p.add_argument("--threshold", type=float, help="the rule's parameter (mass: 0.6)")
-    p.add_argument("--image-size", type=int, default=224, metavar="S", help="shorter side fed to the model (224)")
+    p.add_argument("--threshold", type=float, metavar="T",
+                   help="the rule's parameter (defaults: " + ", ".join(f"{r} {v:g}" for r, v in D.THRESHOLDS.items())
+                   + ")")
+    _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}; with --track, the frames' own (the longer side "
+                       "rounded down to a multiple of 64, as the script's 480p input)")
     p.add_argument("--knn", action="store_true")
     p.add_argument("--train", metavar="DIR", help="k-NN: training images in one sub-folder per class")
     p.add_argument("--val", metavar="DIR", help="k-NN: validation images")
     p.add_argument("--labels", metavar="FILE", help="k-NN: validation labels, 'file<TAB>class' per line")
-    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--k", type=int, default=D.KNN_K, help=f"k-NN: neighbours (default {D.KNN_K})")
     p.add_argument("--mae", action="store_true",
                    help="MAE mode: masked-patch MSE in pixel space against a mean-of-visible-pixels fill")
-    p.add_argument("--mask-ratio", type=float, default=0.75, help="MAE mode: fraction hidden (0.75)")
-    p.add_argument("--seeds", type=int, default=3, metavar="N", help="MAE mode: random masks per image (3)")
-    p.add_argument("--knn-stride", type=int, default=1, metavar="N", help="k-NN: use every N-th training image")
+    p.add_argument("--mask-ratio", type=float, default=D.MAE_MASK_RATIO,
+                   help=f"MAE mode: fraction hidden (default {D.MAE_MASK_RATIO:g})")
+    p.add_argument("--seeds", type=int, default=3, metavar="N", help="MAE mode: random masks per image (default 3)")
+    p.add_argument("--knn-stride", type=int, default=1, metavar="N",
+                   help="k-NN: use every N-th training image (default 1: all)")
     p.add_argument("--track", nargs="+", metavar="SEQ",
                    help="tracking mode: DAVIS-style sequences (folders with frames/ and masks/, or a folder of them); "
                         "J (region IoU) and F (boundary F-measure) per sequence, as the DAVIS evaluation scores them "
                         "(every frame but the first and the last), for the model, an untrained model of its "
                         "architecture, and the first mask copied to every frame")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     _add_propagation_args(p)
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(job="evaluate")
@@ -299,13 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "map on a constant image. The selection subset is every 3rd photo, the report "
                                    "subset the others.")
     p.add_argument("--checkpoint", metavar="PATH", help="a file, a training run's checkpoint.pth, or 'default'")
-    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
+    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"], help=KEY_HELP)
     p.add_argument("--num-heads", type=int, metavar="N")
     p.add_argument("--data", nargs="+", metavar="DIR", help="probe folders (default: the development eval sets)")
-    p.add_argument("--split", default="selection", choices=["selection", "report", "all"])
+    p.add_argument("--split", default="selection", choices=["selection", "report", "all"],
+                   help="which photos of each folder: every 3rd (selection, the default), the others, or all")
     p.add_argument("--sizes", nargs="+", type=int, metavar="S",
                    help="shorter sides fed to the model (default: the training crop size and 1.5x it, else 64 96)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(job="probe")
 
@@ -314,11 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = bsub.add_parser("live", help="the live pipeline end to end, against the reference pipeline")
     p.add_argument("--source", required=True, metavar="PATH", help="a folder of frames or an image")
     p.add_argument("--checkpoint", metavar="PATH", help="default: random weights of --arch/--patch-size")
-    p.add_argument("--arch", default="vit_small")
-    p.add_argument("--patch-size", type=int, default=16)
-    p.add_argument("--image-size", nargs="+", type=int, default=[224, 224], metavar="N")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--frames", type=int, default=100)
+    p.add_argument("--arch", default="vit_small", help="without --checkpoint: random weights of this ViT (default "
+                   "vit_small)")
+    p.add_argument("--patch-size", type=int, default=16, help="without --checkpoint: its patch size (default 16)")
+    _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}, as the app's Live tab")
+    p.add_argument("--backend", default="auto", help="auto (default: the fastest that agrees with fp32), "
+                   "torch-fp32, torch-bf16, ort-fp32 or ort-int8")
+    p.add_argument("--frames", type=int, default=100, help="frames timed (default 100)")
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(job="bench")
 
@@ -326,13 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="a training run's checkpoint.pth, any "
                    "supported file, an official name, random:vit_small/16, or 'default' (models/'s DINO; its MAE "
                    "with --format mae)")
-    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"])
+    p.add_argument("--checkpoint-key", default="teacher", choices=["teacher", "student"], help=KEY_HELP)
     p.add_argument("--format", default="auto", choices=["auto", "dino", "mae", "safetensors", "onnx"],
                    help="dino: bare backbone state dict; mae: {'model': ...}; safetensors: our small format; "
-                        "onnx: the live graph (auto: by the output suffix, else mae when there is a decoder, "
+                        "onnx: the live graph (default auto: by the output suffix, else mae when there is a decoder, "
                         "else dino)")
-    p.add_argument("--image-size", nargs="+", type=int, default=[224, 224], metavar="N",
-                   help="onnx: the fixed input size H W (or S for S x S; default 224 224)")
+    _add_image_size(p, "", exact_only=True)
     p.add_argument("--int8", action="store_true", help="onnx: dynamic int8 quantisation (ONNX Runtime)")
     p.add_argument("--features", action="store_true", help="onnx: also output the class-token features")
     p.add_argument("--half", action="store_true", help="safetensors in float16")

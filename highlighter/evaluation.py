@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from highlighter.defaults import IMAGE_SIZE
 from highlighter.postprocess import grid_to_pixels
 from highlighter.preprocess import fit_size
 
@@ -144,7 +145,7 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="img", disable=None)
 
 
-def evaluate_masks(engine, images, masks, rule: str = "mass", threshold: float | None = None, short: int = 224,
+def evaluate_masks(engine, images, masks, rule: str = "mass", threshold: float | None = None, short: int = IMAGE_SIZE,
                    warn=_quiet) -> dict:
     """IoU per image between the predicted foreground (``rule`` on the fused heads, the photo fed with its
     shorter side at ``short`` and its aspect ratio) and the ground truth (PNG, 255 = object), with the
@@ -202,7 +203,7 @@ def class_token_features(engine, paths, size: int):
     return torch.stack(feats)
 
 
-def evaluate_knn(engine, train, val, labels, size: int = 224, k: int = 20, stride: int = 1) -> dict:
+def evaluate_knn(engine, train, val, labels, size: int = IMAGE_SIZE, k: int = 20, stride: int = 1) -> dict:
     """DINO's k-NN accuracy of the class-token features: ``train`` has one sub-folder per class, ``labels`` is
     a 'file<TAB>class' file for the photos in ``val``; every ``stride``-th training photo is used."""
     from pathlib import Path

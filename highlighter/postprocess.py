@@ -14,10 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from highlighter.features import largest_box
+from highlighter.defaults import MASK_RULES, MASS, THRESHOLDS
 
-MASK_RULES = ("mass", "percentile", "absolute")
-DEFAULT_THRESHOLDS = {"mass": 0.6, "percentile": 80.0, "absolute": 0.01}
 # each rule's valid parameters: (low, high, whether low itself is allowed, what it is); high is always allowed
 THRESHOLD_RANGES = {"mass": (0.0, 1.0, False, "a fraction of the attention mass, above 0 and at most 1"),
                     "percentile": (0.0, 100.0, True, "a percentile from 0 to 100"),
@@ -68,7 +66,7 @@ def _flat(maps: np.ndarray) -> np.ndarray:
     return maps.reshape(-1, maps.shape[-2] * maps.shape[-1])  # (maps, h*w)
 
 
-def mass_mask(maps: np.ndarray, threshold: float = 0.6) -> np.ndarray:
+def mass_mask(maps: np.ndarray, threshold: float = MASS) -> np.ndarray:
     """DINO's rule (visualize_attention.py) on each (h, w) map of (..., h, w): keep the top patches that hold
     ``threshold`` of the map's attention. Sort ascending, divide by the sum, cumulative sum, keep where
     cumsum > 1 - threshold, unsort. Returns bool of the maps' shape."""
@@ -100,8 +98,26 @@ def threshold_maps(maps: np.ndarray, rule: str = "mass", threshold: float | None
     """Apply a mask rule to maps of shape (..., h, w); returns uint8 (..., h, w) with 1 = foreground."""
     if rule not in _RULES:
         raise ValueError(f"unknown mask rule {rule!r}; choose from {', '.join(MASK_RULES)}")
-    t = DEFAULT_THRESHOLDS[rule] if threshold is None else threshold
+    t = THRESHOLDS[rule] if threshold is None else threshold
     return _RULES[rule](np.asarray(maps), t).astype(np.uint8)
+
+
+def largest_box(mask: np.ndarray, image_size: tuple[int, int] | None = None) -> list[int] | None:
+    """[x0, y0, x1, y1] of the largest 8-connected component of a bool mask (x1, y1 exclusive), scaled from the
+    mask's grid to ``image_size`` (H, W) when given; None for an empty mask."""
+    m = np.asarray(mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return None
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h = (int(v) for v in stats[best, :4])
+    box = [x, y, x + w, y + h]
+    if image_size is not None:
+        H, W = image_size
+        gh, gw = m.shape
+        sx, sy = W / gw, H / gh
+        box = [int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))]
+    return box
 
 
 # ============================================================================= TokenCut

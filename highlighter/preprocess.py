@@ -24,11 +24,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from highlighter.defaults import IMAGE_SIZE
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The default image size, for every road (CLI, Photos, Live, `video`, `eval`): the photo's shorter side in
 # pixels, its aspect ratio kept (``fit_size``).
-DEFAULT_IMAGE_SIZE = 224
 
 _MEAN32 = np.array(IMAGENET_MEAN, np.float32)[:, None, None]
 _STD32 = np.array(IMAGENET_STD, np.float32)[:, None, None]
@@ -59,9 +60,9 @@ def fit_size(shape: tuple[int, int], short: int, patch: int) -> tuple[int, int]:
 
 def input_size(shape: tuple[int, int], image_size: int | Sequence[int] | None, patch: int) -> tuple[int, int]:
     """The model input (H, W) for a picture of ``shape`` (H, W): ``None`` is the default (``fit_size`` at
-    DEFAULT_IMAGE_SIZE); one int or (H, W) are visualize_attention.py's sizes, cropped to the patch grid."""
+    IMAGE_SIZE); one int or (H, W) are visualize_attention.py's sizes, cropped to the patch grid."""
     if image_size is None:
-        return fit_size(shape, DEFAULT_IMAGE_SIZE, patch)
+        return fit_size(shape, IMAGE_SIZE, patch)
     w, h = resized_size(shape[1], shape[0], image_size)
     return h - h % patch, w - w % patch
 
@@ -86,7 +87,7 @@ def to_display(x: np.ndarray) -> np.ndarray:
 def resized_hw(img: Image.Image, image_size: int | Sequence[int] | None, patch: int) -> tuple[int, int]:
     """(H, W) that ``official`` resizes ``img`` to, before it crops to the patch grid."""
     if image_size is None:
-        return fit_size((img.height, img.width), DEFAULT_IMAGE_SIZE, patch)
+        return fit_size((img.height, img.width), IMAGE_SIZE, patch)
     w, h = resized_size(img.width, img.height, image_size)
     return h, w
 

@@ -33,12 +33,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from highlighter.core.attention import threshold_maps
 from highlighter.core.tokencut import border_ring, tokencut_mask
 from highlighter.core.transforms import dino_preprocess
+from highlighter.defaults import MASS
 from highlighter.errors import HighlighterError, ImageError
 from highlighter.evaluation import grid_to_image, iou, model_size
 from highlighter.images import IMAGE_EXTENSIONS, load_rgb
+from highlighter.postprocess import threshold_maps
 
 # mass: DINO's 60%-mass rule; mass-peak: its 4-connected component that holds the attention peak;
 # tokencut: the cut side with more attention; tokencut-border: the cut side touching the border less.
@@ -86,7 +87,7 @@ def peak_component(mask: np.ndarray, attention: np.ndarray) -> np.ndarray:
 def rule_mask(rule: str, fused: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
     """bool (h, w) foreground on the patch grid for one of :data:`PROBE_RULES`."""
     if rule in ("mass", "mass-peak"):
-        m = threshold_maps(torch.from_numpy(fused), "mass", 0.6).numpy().astype(bool)
+        m = threshold_maps(fused, "mass", MASS).astype(bool)
         return peak_component(m, fused) if rule == "mass-peak" else m
     if rule in ("tokencut", "tokencut-border"):
         side = "border" if rule == "tokencut-border" else "attention"

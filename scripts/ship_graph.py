@@ -16,13 +16,14 @@ import cv2
 
 def main() -> int:
     from highlighter.core.formats import load_checkpoint
+    from highlighter.defaults import IMAGE_SIZE
     from highlighter.paths import default_checkpoint, demo_clip, models_dir
-    from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
+    from highlighter.preprocess import fit_size
     from highlighter.runtime.export import export_live
     from highlighter.runtime.graphs import record
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--short", type=int, default=DEFAULT_IMAGE_SIZE, help="the shorter side (the app's default)")
+    ap.add_argument("--short", type=int, default=IMAGE_SIZE, help="the shorter side (the app's default)")
     args = ap.parse_args()
     model = default_checkpoint("attention")
     ck = load_checkpoint(model)

@@ -3,7 +3,7 @@
 import pytest
 
 from highlighter.app_state import AppState, Signal
-from highlighter.preprocess import DEFAULT_IMAGE_SIZE
+from highlighter.defaults import IMAGE_SIZE
 
 
 def test_signal_connect_emit_disconnect():
@@ -18,7 +18,7 @@ def test_signal_connect_emit_disconnect():
 
 def test_events_fire_only_on_change_and_carry_the_value():
     state = AppState()
-    assert (state.threshold, state.overlay, state.image_size, state.heads) == (0.6, "mask", DEFAULT_IMAGE_SIZE, None)
+    assert (state.threshold, state.overlay, state.image_size, state.heads) == (0.6, "mask", IMAGE_SIZE, None)
     seen = []
     for name in ("threshold", "overlay", "image_size", "heads"):
         getattr(state, f"{name}_changed").connect(lambda v, n=name: seen.append((n, v)))

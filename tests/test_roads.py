@@ -6,10 +6,11 @@ import pytest
 
 from highlighter.core.checkpoint import load_checkpoint
 from highlighter.core.inference import AttentionEngine
+from highlighter.defaults import IMAGE_SIZE
 from highlighter.evaluation import iou
 from highlighter.images import load_rgb
 from highlighter.paths import default_checkpoint
-from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
+from highlighter.preprocess import fit_size
 from highlighter.runtime.predictor import make_predictor
 from highlighter.video.pipeline import FramePipeline, Settings
 
@@ -46,7 +47,7 @@ def test_both_roads_default_to_the_same_input_size(photos, cli, tmp_path, tiny_f
         assert code == 0, err
         H, W = map(int, re.search(r"model input (\d+)x(\d+)", out).groups())
         assert (grid[0] * p, grid[1] * p) == (H, W), path.name
-        assert min(H, W) == DEFAULT_IMAGE_SIZE and abs(W / H - img.width / img.height) < 2 * p / min(H, W)
+        assert min(H, W) == IMAGE_SIZE and abs(W / H - img.width / img.height) < 2 * p / min(H, W)
 
 
 def test_photos_and_live_masks_agree_on_the_demo_photos(shipped, photos):
@@ -58,7 +59,7 @@ def test_photos_and_live_masks_agree_on_the_demo_photos(shipped, photos):
     for path in photos:
         img = load_rgb(path)
         photo_mask = engine.run(img).fused_mask("mass", 0.6).astype(bool)
-        size = fit_size((img.height, img.width), DEFAULT_IMAGE_SIZE, p)
+        size = fit_size((img.height, img.width), IMAGE_SIZE, p)
         live = FramePipeline(make_predictor("torch-fp32", shipped, size, "cpu", log=lambda m: None), Settings())
         live_mask = live.process(np.asarray(img)).mask
         assert live_mask.shape == photo_mask.shape

@@ -13,7 +13,8 @@ from highlighter.errors import HighlighterError
 
 def run(args) -> int:
     from highlighter.runtime.predictor import choose_backend, make_predictor
-    from highlighter.video.bench import frame_files, mean_iou, measure_pipeline, measure_reference
+    from highlighter.runtime.reference import measure_reference
+    from highlighter.video.bench import frame_files, mean_iou, measure_pipeline
 
     random = f"random:{args.arch}/{args.patch_size}"
     spec = resolve_checkpoint(args.checkpoint, "attention") if args.checkpoint else random
@@ -22,10 +23,11 @@ def run(args) -> int:
     except (FileNotFoundError, NotADirectoryError) as e:
         raise HighlighterError(str(e)) from None
     ck = load_checkpoint(spec)
-    size = tuple(args.image_size) if isinstance(args.image_size, tuple) else (args.image_size, args.image_size)
+    from highlighter.commands.video import model_size
     from highlighter.video.sources import read_rgb
 
     demo = [read_rgb(f) for f in files[:: max(1, len(files) // 4)][:4]]
+    size = model_size(args.image_size, demo[0], ck.vit.patch_size)  # S: the shorter side, as `video` and Live
     if args.backend == "auto":
         predictor, report = choose_backend(ck, size, demo, log=info)
         info("auto: " + ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine, MAEEngine
+from highlighter.defaults import IMAGE_SIZE
 from highlighter.errors import HighlighterError
 from highlighter.evaluation import evaluate_knn, evaluate_mae, evaluate_masks
 from highlighter.images import IMAGE_EXTENSIONS
@@ -64,7 +65,8 @@ def run(args) -> int:
 
 
 def masks(engine, args) -> dict:
-    out = evaluate_masks(engine, args.images, args.masks, args.mask_rule, args.threshold, args.image_size, warn)
+    out = evaluate_masks(engine, args.images, args.masks, args.mask_rule, args.threshold,
+                         args.image_size or IMAGE_SIZE, warn)
     info(f"mean IoU {out['iou']['mean']:.3f} over {out['images']} images   (centred ellipse "
          f"{out['baseline_ellipse']['mean']:.3f}, all foreground {out['baseline_all_foreground']['mean']:.3f})")
     for seq, v in out["iou"].get("per_sequence", {}).items():
@@ -73,7 +75,8 @@ def masks(engine, args) -> dict:
 
 
 def knn(engine, args) -> dict:
-    out = evaluate_knn(engine, args.train, args.val, args.labels, args.image_size, args.k, args.knn_stride)
+    out = evaluate_knn(engine, args.train, args.val, args.labels, args.image_size or IMAGE_SIZE, args.k,
+                       args.knn_stride)
     info(f"{args.k}-NN top-1 accuracy {out['knn_top1']:.2%} ({out['val_images']} val images, {out['train_images']} "
          f"train images, {out['classes']} classes, chance {1 / out['classes']:.2%})")
     return out
@@ -103,8 +106,8 @@ def tracking(args) -> dict:
     v = ck.vit
     untrained = random_like(v)  # the same architecture, timm's initialisation (seed 0)
     model = ck.name if ck.path else ck.source
-    trackers = {model: Tracker(ck, cfg, args.device, args.size),
-                UNTRAINED: Tracker(untrained, cfg, args.device, args.size), COPY: None}
+    trackers = {model: Tracker(ck, cfg, args.device, args.image_size),
+                UNTRAINED: Tracker(untrained, cfg, args.device, args.image_size), COPY: None}
     out = evaluate_tracking(trackers, args.track,
                             lambda n, desc: tqdm(total=n, desc=desc, unit="frame", disable=None, leave=False))
     names = list(trackers)
@@ -115,6 +118,6 @@ def tracking(args) -> dict:
     for seq, row in [*out["sequences"].items(), ("mean", {n: out["mean"][n] for n in names})]:
         info(f"{seq:16s}" + "".join(f"{row[n]['JF']:>10.3f} ({row[n]['J']:.3f} / {row[n]['F']:.3f})" for n in names))
     out["settings"] = {"n_last": cfg.n_last, "neighbourhood": cfg.neighbourhood, "topk": cfg.topk,
-                       "temperature": cfg.temperature, "size": args.size or "the frames' own"}
+                       "temperature": cfg.temperature, "size": args.image_size or "the frames' own"}
     out["model"] = {"checkpoint": ck.path or ck.source, "arch": v.describe(), "untrained": untrained.source}
     return out

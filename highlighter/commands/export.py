@@ -37,7 +37,7 @@ def run(args) -> int:
     elif fmt == "onnx":
         from highlighter.runtime.export import export_live
 
-        size = args.image_size if isinstance(args.image_size, tuple) else (args.image_size, args.image_size)
+        size = tuple(args.image_size)  # H W: a graph has one input size
         try:
             export_live(ck, out, size, int8=args.int8, with_features=args.features)
         except ValueError as e:

@@ -69,7 +69,7 @@ def _track(args, cfg: PropagationCfg, source) -> int:
     first_mask = read_first_mask(args.first_mask, first.image.shape)
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"), num_heads=args.num_heads)
     report_model(ck)
-    tracker = Tracker(ck, cfg, args.device, args.size)
+    tracker = Tracker(ck, cfg, args.device, args.image_size)
     tracker.start(first.image, first_mask)
     H, W = tracker.size
     info(f"tracking {first_mask.num_labels - 1} object(s) at {W}x{H} (patch grid {W // tracker.patch}x"

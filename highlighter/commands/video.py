@@ -6,9 +6,10 @@ from tqdm import tqdm
 
 from highlighter.commands.common import check_out_folder, info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
+from highlighter.defaults import IMAGE_SIZE
 from highlighter.errors import HighlighterError
-from highlighter.features import largest_box
-from highlighter.preprocess import DEFAULT_IMAGE_SIZE, fit_size
+from highlighter.postprocess import largest_box
+from highlighter.preprocess import fit_size
 from highlighter.results import write_boxes
 from highlighter.video.pipeline import FramePipeline, Settings
 from highlighter.video.sources import open_source
@@ -21,7 +22,7 @@ def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
     if isinstance(image_size, tuple):
         H, W = image_size
         return max(patch, H - H % patch), max(patch, W - W % patch)
-    return fit_size(first_frame.shape[:2], image_size or DEFAULT_IMAGE_SIZE, patch)
+    return fit_size(first_frame.shape[:2], image_size or IMAGE_SIZE, patch)
 
 
 def build_predictor(args, ck, size, frames_for_auto):
@@ -62,7 +63,8 @@ def run(args) -> int:
     size = model_size(args.image_size, first.image, ck.vit.patch_size)
     predictor = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
-    pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=args.head, overlay=args.overlay,
+    heads = tuple(args.heads) if args.heads else None
+    pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=heads, overlay=args.overlay,
                                              smoothing=args.smooth, box=getattr(args, "box", False)))
     (out / "masks").mkdir(parents=True, exist_ok=True)
     H0, W0 = first.image.shape[:2]

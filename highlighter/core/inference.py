@@ -40,7 +40,7 @@ class AttentionEngine:
     @torch.no_grad()
     def run(self, img: Image.Image, image_size: int | Sequence[int] | None = None,
             keys: bool = False, tokens: bool = False) -> AttentionResult:
-        """``image_size``: None for the default (the shorter side at DEFAULT_IMAGE_SIZE, aspect kept), or
+        """``image_size``: None for the default (the shorter side at defaults.IMAGE_SIZE, aspect kept), or
         visualize_attention.py's one int (shorter side) or (H, W); see ``preprocess.input_size``. ``keys``: also
         the last block's patch keys (TokenCut, similarity); ``tokens``: also its final-norm output patch tokens
         (PCA, similarity). Both come from the same forward pass."""

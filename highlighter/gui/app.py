@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.app_state import AppState
+from highlighter.defaults import MASS
 from highlighter.gui.qt_util import CloseOnSignals, Job, MainThreadGC, wait_for_jobs
 from highlighter.paths import checkpoint_label, default_checkpoint_or_none, model_label
 
@@ -119,7 +120,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ settings
     def _restore_state(self) -> AppState:
         state = AppState()
-        for setter, key, default, kind in ((state.set_threshold, "threshold", 0.6, float),
+        for setter, key, default, kind in ((state.set_threshold, "threshold", MASS, float),
                                            (state.set_overlay, "overlay", "mask", str),
                                            (state.set_image_size, "image_size", state.image_size, int)):
             try:

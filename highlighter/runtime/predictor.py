@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from highlighter.defaults import MASS
 from highlighter.errors import HighlighterError
 from highlighter.fileio import atomic_write
 from highlighter.runtime.base import Predictor
@@ -156,7 +157,7 @@ def bf16_usable(device: str = "auto") -> bool:
     return cpu_supports_bf16()
 
 
-def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto", threshold: float = 0.6,
+def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto", threshold: float = MASS,
                    repeats: int = 5, log=print, cancel: threading.Event | None = None) -> tuple[Predictor, dict]:
     """Try each backend on the frames: keep those that agree with torch fp32, and return the fastest (median
     model time), with the table of what was measured. ``cancel`` set: raises Cancelled before the next backend.
@@ -252,7 +253,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def choice_key(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = 0.6) -> str:
+def choice_key(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = MASS) -> str:
     """What a backend choice depends on, hashed: the model's content, the size, the machine, the versions."""
     model = file_sha256(ck.path) if ck.path else ck.source  # random:... models are named by their spec
     parts = {"model": model, "vit": repr(ck.vit), "size": list(image_size), "machine": machine_id(device),
@@ -264,7 +265,7 @@ def _choice_path(key: str) -> Path:
     return cache_dir() / "choices" / f"{key}.json"
 
 
-def cached_choice(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = 0.6) -> dict | None:
+def cached_choice(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = MASS) -> dict | None:
     """The report of an earlier choice for this model, size, machine and versions, or None."""
     try:
         report = json.loads(_choice_path(choice_key(ck, image_size, device, threshold)).read_text())
@@ -274,7 +275,7 @@ def cached_choice(ck, image_size: tuple[int, int], device: str = "auto", thresho
 
 
 def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str = "auto",
-                    threshold: float = 0.6) -> Path:
+                    threshold: float = MASS) -> Path:
     """Keep a choice's report (written atomically: a half-written file is never read back); not for a file
     rewritten since it was loaded (the report would be the old weights' under the new content's name)."""
     path = _choice_path(choice_key(ck, image_size, device, threshold))
@@ -285,7 +286,7 @@ def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str =
     return path
 
 
-def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto", threshold: float = 0.6,
+def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto", threshold: float = MASS,
                    repeats: int = 5, log=print, cancel: threading.Event | None = None) -> tuple[Predictor, dict, bool]:
     """``--backend auto`` with memory: (predictor, report, whether the report was read from disk). An earlier
     choice for this model content, size, machine and versions is reused; else the backends are measured on

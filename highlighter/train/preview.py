@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from highlighter.core.mae import compose_views, masking_from_noise, to_display
+from highlighter.defaults import MASS
 from highlighter.postprocess import fuse, threshold_maps
 from highlighter.preprocess import official, official_mae
 from highlighter.render import heatmap, label, overlay, save_png, side_by_side, stack
@@ -21,7 +22,7 @@ def dino_preview(model, images: list[Image.Image], size: int, device) -> np.ndar
         x, shown = official(img, size, model.cfg.patch_size)
         attn = model(torch.from_numpy(x).to(device))[0].float().cpu().numpy()  # (heads, h, w)
         fused = fuse(attn)
-        mask = threshold_maps(fused, "mass", 0.6)
+        mask = threshold_maps(fused, "mass", MASS)
         heads = [heatmap(a, model.cfg.patch_size) for a in attn[:3]]
         rows.append(side_by_side([shown, heatmap(fused, model.cfg.patch_size), overlay("mask", shown, fused, mask),
                                   *heads], ["photo", "fused", "mask (60% mass)", *[f"head {i}" for i in range(3)]]))

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from highlighter.features import PCABasis, cosine_similarity_to, fit_pca, largest_box, pca_rgb_foreground
-from highlighter.postprocess import fuse, heads_or_all, mass_mask
+from highlighter.defaults import MASS, OVERLAY
+from highlighter.features import PCABasis, cosine_similarity_to, fit_pca, pca_rgb_foreground
+from highlighter.postprocess import fuse, heads_or_all, largest_box, mass_mask
 from highlighter.render import draw_box, overlay, similarity_overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.smoothing import Smoother
@@ -18,9 +19,9 @@ from highlighter.video.smoothing import Smoother
 
 @dataclass
 class Settings:
-    threshold: float = 0.6  # attention-mass fraction kept (DINO's rule)
+    threshold: float = MASS  # attention-mass fraction kept (DINO's rule)
     heads: int | tuple[int, ...] | None = None  # the heads fused (one int: that head); None: the mean of all
-    overlay: str = "mask"
+    overlay: str = OVERLAY
     smoothing: bool = False
     box: bool = False  # draw the box of the mask's largest connected component
     pca_background: bool = False  # the pca overlay: remove the background (DINOv2 demo: first component cut)

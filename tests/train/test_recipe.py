@@ -104,7 +104,7 @@ def test_backbone_variants_train_load_and_export(real_photos, tmp_path, cli):
     att = np.load(tmp_path / "a" / "chelsea_cat.npz")["attention"]
     assert att.shape == (6, 4, 6)  # 6 heads on the patch grid, registers dropped
     code, _, err = cli("export", "--checkpoint", tmp_path / "m.safetensors", "--format", "onnx", "--image-size",
-                       64, "--out", tmp_path / "m.onnx")
+                       64, 64, "--out", tmp_path / "m.onnx")
     assert code == 0, err
     import onnxruntime as ort
 

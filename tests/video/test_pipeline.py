@@ -309,7 +309,8 @@ def test_bench_live_json(tmp_path, cli, monkeypatch):
     from highlighter.runtime.predictor import AGREEMENT
 
     r = json.loads((tmp_path / "b.json").read_text())
-    assert r["backend"] == "ort-fp32" and r["frames"] == 6 and r["image_size"] == [224, 224]
+    # --image-size defaults to the shorter side at 224 with the frames' aspect (854 x 480 -> 224 x 400), as `video`
+    assert r["backend"] == "ort-fp32" and r["frames"] == 6 and r["image_size"] == [224, 400]
     assert r["fps"] > 0 and r["reference_fps"] > 0 and r["model_ms"] > 0
     assert r["speedup"] == r["fps"] / r["reference_fps"]  # JSON keeps floats exactly
     assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"]
