@@ -20,7 +20,8 @@ from pathlib import Path
 from highlighter.core.formats import load_checkpoint
 from highlighter.paths import default_checkpoint_or_none, models_dir
 from highlighter.runtime.predictor import BACKENDS, bf16_usable, make_predictor
-from highlighter.video.bench import frame_files, mean_iou, measure_pipeline, measure_reference
+from highlighter.runtime.reference import measure_reference
+from highlighter.video.bench import frame_files, mean_iou, measure_pipeline
 
 FRAMES = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "blackswan" / "frames"
 MODELS = [  # name, spec, size, frames, target fps

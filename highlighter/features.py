@@ -1,5 +1,5 @@
 """What the patch features show beyond the class token's attention: DINOv2-style PCA colours, patch-to-patch
-similarity, and boxes from masks. Pure numpy (and OpenCV for connected components), so every road uses it.
+and similarity. Pure numpy (and OpenCV for connected components), so every road uses it.
 
 Shapes: ``features`` (N, D) with one row per patch, row-major over the patch grid (h, w).
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 
@@ -96,24 +95,6 @@ def best_matches(query: np.ndarray, others: list[np.ndarray], k: int = 1) -> lis
         top = np.argsort(-sims)[:k]
         out.append([(int(i), float(sims[i])) for i in top])
     return out
-
-
-def largest_box(mask: np.ndarray, image_size: tuple[int, int] | None = None) -> list[int] | None:
-    """[x0, y0, x1, y1] of the largest 8-connected component of a bool mask (x1, y1 exclusive), scaled from the
-    mask's grid to ``image_size`` (H, W) when given; None for an empty mask."""
-    m = np.asarray(mask).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return None
-    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h = (int(v) for v in stats[best, :4])
-    box = [x, y, x + w, y + h]
-    if image_size is not None:
-        H, W = image_size
-        gh, gw = m.shape
-        sx, sy = W / gw, H / gh
-        box = [int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))]
-    return box
 
 
 def pca_rgb_foreground(features: np.ndarray, grid: tuple[int, int], threshold: float = 0.5, flip: bool = False,

@@ -180,7 +180,7 @@ BOX_COLOUR = (48, 255, 48)  # RGB: the box of the mask's largest component
 
 
 def draw_box(image: np.ndarray, box, colour=BOX_COLOUR) -> np.ndarray:
-    """A copy of the picture with ``box`` [x0, y0, x1, y1] (x1, y1 exclusive, ``features.largest_box``) drawn;
+    """A copy of the picture with ``box`` [x0, y0, x1, y1] (x1, y1 exclusive, ``postprocess.largest_box``) drawn;
     the picture itself when ``box`` is None."""
     if box is None:
         return image

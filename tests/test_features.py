@@ -7,10 +7,10 @@ from highlighter.features import (
     best_matches,
     cosine_similarity_map,
     fit_pca,
-    largest_box,
     pca_foreground,
     pca_rgb,
 )
+from highlighter.postprocess import largest_box
 
 
 def _features(seed=0, n=48, d=16):

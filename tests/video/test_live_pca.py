@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from highlighter.core.formats import load_checkpoint
-from highlighter.features import largest_box
+from highlighter.postprocess import largest_box
 from highlighter.preprocess import fast
 from highlighter.render import BOX_COLOUR, DIMMED
 from highlighter.runtime.predictor import TorchPredictor
