@@ -33,13 +33,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from highlighter.core.tokencut import border_ring, tokencut_mask
 from highlighter.core.transforms import dino_preprocess
 from highlighter.defaults import MASS
 from highlighter.errors import HighlighterError, ImageError
 from highlighter.evaluation import grid_to_image, iou, model_size
 from highlighter.images import IMAGE_EXTENSIONS, load_rgb
-from highlighter.postprocess import threshold_maps
+from highlighter.postprocess import border_ring, threshold_maps, tokencut_mask
 
 # mass: DINO's 60%-mass rule; mass-peak: its 4-connected component that holds the attention peak;
 # tokencut: the cut side with more attention; tokencut-border: the cut side touching the border less.

@@ -312,7 +312,8 @@ def hub_file(spec: str) -> Path:
 def verify_file(path: Path, what: str):
     """Check a file that came from elsewhere as ``verify`` checks an official one, without a promised architecture:
     read safely, recognised, its ViT built strictly (with its MAE decoder, when it has one)."""
-    from highlighter.core.checkpoint import build_attention_model, build_mae_model, load_checkpoint
+    from highlighter.core.build import build_attention_model, build_mae_model
+    from highlighter.core.formats import load_checkpoint
 
     try:
         ck = load_checkpoint(path)
@@ -363,7 +364,8 @@ def file_digest(path: Path, algorithm: str) -> str:
 def verify(entry: Official, path: Path):
     """Load ``path`` through the checkpoint loader, check the architecture and build the model strictly
     (every tensor present, every shape right). Returns the ``LoadedCheckpoint``; raises ``CheckpointError``."""
-    from highlighter.core.checkpoint import build_attention_model, build_mae_model, load_checkpoint
+    from highlighter.core.build import build_attention_model, build_mae_model
+    from highlighter.core.formats import load_checkpoint
 
     ck = load_checkpoint(path)
     check_architecture(entry, ck)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from highlighter.card import card_line
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 
 
 def test_export_card_round_trips_into_the_model_line(tmp_path, cli):

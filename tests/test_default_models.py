@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DINO, MAE = MODELS / "dino_default.safetensors", MODELS / "mae_default.safetensors"

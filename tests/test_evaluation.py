@@ -81,8 +81,8 @@ def test_eval_command_on_a_small_set(tmp_path, cli, photos):
     assert [row["name"] for row in r["per_image"]] == ["seq0_00000", "seq0_00002", "seq1_00001"]
     # each image's IoU recomputed here: the model's attention at the shorter side 96 (the aspect kept on the
     # 16 px grid), the official mass rule on the mean of the heads, nearest upsampling, |A & B| / |A | B|
-    from highlighter.core.checkpoint import load_checkpoint
-    from highlighter.core.engine import AttentionEngine
+    from highlighter.core.formats import load_checkpoint
+    from highlighter.core.inference import AttentionEngine
 
     engine = AttentionEngine(load_checkpoint("random:vit_tiny/16"), "cpu")
     for row, size in zip(r["per_image"], [(96, 96), (96, 144), (96, 144)]):  # 512x512, 512x341, 451x300
@@ -144,9 +144,10 @@ def test_mae_baseline_and_masked_mse_against_loops():
 
 
 def test_mae_eval_command(tmp_path, cli, photos):
-    from highlighter.core.checkpoint import random_mae_checkpoint, save_model
-    from highlighter.core.engine import MAEEngine
+    from highlighter.core.formats import random_mae_checkpoint
+    from highlighter.core.inference import MAEEngine
     from highlighter.core.mae import IMAGENET_MEAN, IMAGENET_STD
+    from highlighter.core.save import save_model
     from highlighter.images import load_rgb
 
     ck = random_mae_checkpoint()
@@ -180,7 +181,8 @@ def test_mae_eval_command(tmp_path, cli, photos):
 
 
 def test_mae_eval_refuses_an_encoder_only_file(tmp_path, cli, photos):
-    from highlighter.core.checkpoint import random_mae_checkpoint, save_model
+    from highlighter.core.formats import random_mae_checkpoint
+    from highlighter.core.save import save_model
 
     ck = random_mae_checkpoint()
     enc = {k: v for k, v in ck.state.items() if not k.startswith(("decoder", "mask_token"))}

@@ -5,7 +5,7 @@ import sys
 
 
 def test_core_and_cli_do_not_import_qt_or_onnxruntime():
-    code = ("import sys, highlighter.cli, highlighter.core.inference, highlighter.core.checkpoint, "
+    code = ("import sys, highlighter.cli, highlighter.core.inference, highlighter.core.formats, "
             "highlighter.commands.attention, highlighter.commands.mae, highlighter.weights, "
             "highlighter.commands.weights; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'onnxruntime')]; print(bad)")

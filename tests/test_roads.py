@@ -4,7 +4,7 @@ the Live tab and `highlighter video`) give the same masks for the same picture a
 import numpy as np
 import pytest
 
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.inference import AttentionEngine
 from highlighter.defaults import IMAGE_SIZE
 from highlighter.evaluation import iou
@@ -23,7 +23,7 @@ def shipped():
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
     """A small model in a file (built once: timm's random init is the slow part of random:...)."""
-    from highlighter.core.checkpoint import save_model
+    from highlighter.core.save import save_model
 
     ck = load_checkpoint("random:vit_tiny/16")
     return str(save_model(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", "dino", ck.vit, ck.state))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from highlighter.config import ViTConfig
-from highlighter.core.checkpoint import LoadedCheckpoint
+from highlighter.core.formats import LoadedCheckpoint
 from highlighter.errors import CheckpointError, HighlighterError
 from highlighter.weights import (
     CATALOGUE,

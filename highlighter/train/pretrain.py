@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
 from highlighter.core.backbone import AttentionViT
-from highlighter.core.checkpoint import atomic_write, make_meta, save_model
+from highlighter.core.save import make_meta, save_model
 from highlighter.errors import CheckpointError, HighlighterError
+from highlighter.fileio import atomic_write
 from highlighter.paths import RUN_BEST, RUN_CHECKPOINT, assets_dir
 from highlighter.train import preview
 from highlighter.train.augment import DinoMultiCrop, MaeCrop
@@ -219,7 +220,7 @@ def _init_backbone(kind: str, cfg, path: str, explicit: dict):
     """--init: (the file's ViTConfig, its encoder weights, cfg with arch/patch set from the file)."""
     from dataclasses import replace
 
-    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.core.formats import load_checkpoint
 
     ck = load_checkpoint(path)
     vit = ck.vit

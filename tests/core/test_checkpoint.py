@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from highlighter.config import ViTConfig
-from highlighter.core.checkpoint import build_attention_model, load_checkpoint, save_model
+from highlighter.core.build import build_attention_model
+from highlighter.core.formats import load_checkpoint
+from highlighter.core.save import save_model
 
 import official_files as off
 

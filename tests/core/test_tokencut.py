@@ -4,7 +4,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from highlighter.core.checkpoint import build_attention_model, random_checkpoint
+from highlighter.core.build import build_attention_model
+from highlighter.core.formats import random_checkpoint
 from highlighter.core.inference import AttentionEngine
 from highlighter.postprocess import tokencut_mask
 

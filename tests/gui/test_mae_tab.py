@@ -96,8 +96,8 @@ def test_the_reconstructions_visible_patches_are_dimmed_and_explained(window, qt
 
 
 def test_a_dino_checkpoint_is_named_as_one(window, qtbot, tmp_path):
-    from highlighter.core.checkpoint import save_model
     from highlighter.core.formats import encoder_state, random_checkpoint
+    from highlighter.core.save import save_model
 
     ck = random_checkpoint("vit_tiny/16")
     dino = save_model(tmp_path / "run_teacher.safetensors", "dino", ck.vit, ck.state)

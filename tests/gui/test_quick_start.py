@@ -23,7 +23,7 @@ CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
 def made(tmp_path_factory):
     """Made once for the module: a random ViT-Ti/16 file, a cache holding a choice of torch fp32 for it at the
     clip's size (shorter side 112), and a copy of that cache with the model's graph exported at that size too."""
-    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.core.formats import load_checkpoint
     from highlighter.core.save import export_safetensors
     from highlighter.runtime.predictor import onnx_for, remember_choice
 
@@ -231,7 +231,7 @@ def test_the_app_shows_its_first_frame_before_importing_torch(tmp_path):
            "HIGHLIGHTER_SETTINGS": str(tmp_path / "s.ini"), "HIGHLIGHTER_CACHE": str(tmp_path / "cache"),
            "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
     # a choice already on disk, so that the run does not wait to measure one before it quits
-    code = ("from highlighter.core.checkpoint import load_checkpoint as l; from highlighter.runtime.predictor "
+    code = ("from highlighter.core.formats import load_checkpoint as l; from highlighter.runtime.predictor "
             f"import remember_choice as r; r(l({str(ROOT / 'models' / 'dino_default.safetensors')!r}), (224, 400), "
             "{'chosen': 'torch-fp32'})")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)

@@ -120,7 +120,7 @@ def test_the_stream_starts_on_torch_fp32_and_switches_to_the_cached_choice(env, 
 
 
 def test_the_choice_key_follows_the_model_content_and_the_size(tmp_path, monkeypatch):
-    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.core.formats import load_checkpoint
     from highlighter.runtime.predictor import cached_choice, choice_key, remember_choice
 
     monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
@@ -140,7 +140,7 @@ def test_quit_after_prints_one_json_line(tmp_path):
            "HIGHLIGHTER_SETTINGS": str(tmp_path / "s.ini"), "HIGHLIGHTER_CACHE": str(tmp_path / "cache"),
            "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path)}
     # a choice already on disk, so that the run does not wait to save one
-    code = ("from highlighter.core.checkpoint import load_checkpoint as l; from highlighter.runtime.predictor "
+    code = ("from highlighter.core.formats import load_checkpoint as l; from highlighter.runtime.predictor "
             "import remember_choice as r; r(l('random:vit_tiny/16'), (112, 192), {'chosen': 'torch-fp32'})")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
     (tmp_path / "s.ini").write_text("[General]\nimage_size=112\n")

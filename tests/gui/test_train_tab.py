@@ -55,8 +55,8 @@ def write_run(folder, steps, trailing_steps=0):
 
 
 def test_runs_are_named_by_folder_and_step_in_the_picker(window, tmp_path):
-    from highlighter.core.checkpoint import save_model
     from highlighter.core.formats import random_checkpoint
+    from highlighter.core.save import save_model
 
     a = write_run(tmp_path / "runs" / "cats", [20, 40], trailing_steps=3000)  # a long log after the checkpoint
     b = write_run(tmp_path / "runs" / "horses", [8])

@@ -6,7 +6,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from highlighter.core.checkpoint import build_attention_model, load_checkpoint
+from highlighter.core.build import build_attention_model
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.transforms import to_normalised_tensor
 from highlighter.evaluation import iou as mask_iou
 from highlighter.postprocess import mass_mask as mass_mask_np

@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from highlighter.core.checkpoint import build_attention_model, load_checkpoint
+from highlighter.core.build import build_attention_model
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.save import export_safetensors
 from highlighter.postprocess import mass_mask
 from highlighter.preprocess import fast as to_blob

@@ -14,7 +14,7 @@ import torch
 from needs import shared_data
 from PIL import Image
 
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--arch vit_tiny --patch-size 16 --global-crop-size 32 --local-crop-size 16 --local-crops-number 2 "

@@ -14,7 +14,8 @@ from needs import shared_data
 
 from highlighter.cli import build_parser
 from highlighter.commands.train import build_config
-from highlighter.core.checkpoint import build_attention_model, load_checkpoint
+from highlighter.core.build import build_attention_model
+from highlighter.core.formats import load_checkpoint
 from highlighter.core.schedules import cosine_schedule
 from highlighter.core.transforms import dino_preprocess
 from highlighter.images import load_rgb

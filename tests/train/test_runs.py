@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from highlighter.core.checkpoint import load_checkpoint
+from highlighter.core.formats import load_checkpoint
 
 from .conftest import DINO_TINY, MAE_TINY
 

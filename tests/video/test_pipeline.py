@@ -174,7 +174,7 @@ def avi_frame_chunks(data: bytes) -> list[int]:
 def fp32_masks(frames, size, checkpoint="random:vit_tiny/16") -> list[np.ndarray]:
     """The torch-fp32 pipeline on each frame (BGR as OpenCV decodes it; the pipeline takes RGB), its patch-grid
     mask upsampled to the frame's size here (nearest: pixel (y, x) takes cell (y h // H, x w // W)), 0/255."""
-    from highlighter.core.checkpoint import load_checkpoint
+    from highlighter.core.formats import load_checkpoint
     from highlighter.runtime.predictor import make_predictor
 
     pipe = FramePipeline(make_predictor("torch-fp32", load_checkpoint(checkpoint), size, device="cpu"))
