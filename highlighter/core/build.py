@@ -39,7 +39,8 @@ def build_attention_model(ck: LoadedCheckpoint, device: str | torch.device = "cp
 
     Sets ``ck.unexpected`` to the keys that were neither used nor known to be ignorable.
     """
-    from highlighter.core.backbone import AttentionViT, build_vit
+    from highlighter.core.attention import AttentionViT
+    from highlighter.core.backbone import build_vit
 
     vit = build_vit(ck.vit, init=False)  # every tensor is loaded next, strictly
     _load_strict(vit, ck.state, ck.vit.describe())

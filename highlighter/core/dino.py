@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from highlighter.config import ViTConfig
-from highlighter.core.backbone import forward_cls
+from highlighter.core.attention import forward_cls
 
 
 class WeightNormLinear(nn.Module):

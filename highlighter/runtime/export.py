@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 
 from highlighter.config import ViTConfig
-from highlighter.core.backbone import block_with_cls_attention, interpolate_pos_embed
+from highlighter.core.attention import last_blocks
+from highlighter.core.backbone import interpolate_pos_embed
 from highlighter.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -60,21 +61,13 @@ class LiveModel(nn.Module):
         B = x.shape[0]
         t = self.proj(x).flatten(2).transpose(1, 2) + self.patch_pos  # (B, h*w, D)
         t = torch.cat([self.prefix.expand(B, -1, -1).to(t.dtype), t], dim=1)
-        for blk in self.blocks[:-1]:
-            t = blk(t)
-        need_output = self.with_features or tokens is not None
+        n_prefix = 1 + self.cfg.num_register_tokens
         got_keys: list | None = [] if keys is not None else None
-        t, attn = block_with_cls_attention(self.blocks[-1], t, with_output=need_output, keys=got_keys)
+        out = last_blocks(self.blocks, self.norm, t, n_prefix, self.grid, with_features=self.with_features,
+                          keys=got_keys, tokens=tokens)
         if keys is not None:
-            keys.append(got_keys[0][:, 1 + self.cfg.num_register_tokens:])
-        attn = attn[:, :, 1 + self.cfg.num_register_tokens:].reshape(B, -1, *self.grid)
-        if need_output:
-            t = self.norm(t)
-        if tokens is not None:
-            tokens.append(t[:, 1 + self.cfg.num_register_tokens:])
-        if self.with_features:
-            return attn, t[:, 0]
-        return attn
+            keys.append(got_keys[0][:, n_prefix:])
+        return out
 
 
 def export_onnx(model: LiveModel, path: str | Path, opset: int = 20) -> Path:

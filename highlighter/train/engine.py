@@ -14,7 +14,8 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, MAEDecoderConfig, ViTConfig, default_num_heads, epochs_of
-from highlighter.core.backbone import AttentionViT, build_vit, set_fused_attention
+from highlighter.core.attention import AttentionViT
+from highlighter.core.backbone import build_vit, set_fused_attention
 from highlighter.core.device import cpu_supports_bf16
 from highlighter.core.dino import (
     DINOHead,

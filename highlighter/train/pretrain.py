@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from highlighter.config import ARCH_DIMS, DinoCfg, MaeCfg, ViTConfig
-from highlighter.core.backbone import AttentionViT
+from highlighter.core.attention import AttentionViT
 from highlighter.core.save import make_meta, save_model
 from highlighter.errors import CheckpointError, HighlighterError
 from highlighter.fileio import atomic_write

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from highlighter.config import ViTConfig
-from highlighter.core.backbone import AttentionViT, build_vit, interpolate_pos_embed
+from highlighter.core.attention import AttentionViT
+from highlighter.core.backbone import build_vit, interpolate_pos_embed
 
 
 def official_dino_interpolate(pos_embed, w0, h0):

@@ -173,7 +173,7 @@ def test_own_format_round_trip_keeps_the_architecture(tmp_path, suffix):
     assert ck.source.startswith("highlighter checkpoint")
     model = build_attention_model(ck)
     img = torch.randn(1, 3, 64, 40)
-    from highlighter.core.backbone import AttentionViT
+    from highlighter.core.attention import AttentionViT
 
     with torch.no_grad():
         torch.testing.assert_close(model(img), AttentionViT(vit, cfg).eval()(img), rtol=0, atol=0)

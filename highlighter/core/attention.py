@@ -1,0 +1,113 @@
+"""The class-token attention: where a frame's or a photo's attention map is computed.
+
+The last block's class-token attention is computed explicitly, softmax(q_cls . K^T / sqrt(d)), from that
+block's own qkv projection, so it does not matter whether timm runs the other blocks with fused (SDPA)
+attention, which never materialises the softmax. ``AttentionViT`` wraps a backbone so that its forward
+returns that row on the patch grid; the live graphs export the same computation (``runtime.export``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from highlighter.config import ViTConfig
+from highlighter.core.backbone import interpolate_pos_embed
+
+
+def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool = True, keys: list | None = None):
+    """Run one timm ``Block`` and return ``(x_out, cls_attn)``, cls_attn: (B, nh, N) over all tokens.
+
+    With ``with_output=False`` the block's output is skipped (``x_out`` is None): the attention row
+    needs only the qkv projection. A list passed as ``keys`` receives the block's keys (B, N, nh * hd).
+    """
+    attn = blk.attn
+    if getattr(attn, "gate", None) is not None:
+        raise ValueError("gated attention is not supported")
+    B, N, _ = x.shape
+    qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, nh, N, hd)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    if keys is not None:
+        keys.append(k.transpose(1, 2).reshape(B, N, -1))
+    cls_attn = ((q[:, :, :1] @ k.transpose(-2, -1)) * attn.scale).softmax(dim=-1)  # (B, nh, 1, N)
+    if not with_output:
+        return None, cls_attn[:, :, 0]
+    y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
+    y = attn.proj(attn.norm(y.transpose(1, 2).reshape(B, N, attn.attn_dim)))
+    x = x + blk.drop_path1(blk.ls1(y))
+    x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+    return x, cls_attn[:, :, 0]
+
+
+def prepare_tokens(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.Tensor:
+    """Patch embedding + class token + interpolated position embedding (+ registers): (B, 1 [+ R] + N, D)."""
+    B, _, H, W = img.shape
+    p = cfg.patch_size
+    if H % p or W % p:
+        raise ValueError(f"input {H}x{W} is not a multiple of the patch size {p}")
+    x = vit.patch_embed.proj(img).flatten(2).transpose(1, 2)  # (B, gh*gw, D)
+    x = vit.patch_embed.norm(x)
+    x = torch.cat((vit.cls_token.expand(B, -1, -1), x), dim=1)  # (B, 1 + gh*gw, D)
+    x = x + interpolate_pos_embed(vit.pos_embed, H // p, W // p, cfg.pos_interp)
+    if cfg.num_register_tokens:
+        x = torch.cat((x[:, :1], vit.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)  # (B, 1 + R + N, D)
+    return x
+
+
+def forward_cls(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.Tensor:
+    """The final-norm class token (B, D) at any resolution: what DINO's heads and kNN use."""
+    x = prepare_tokens(vit, cfg, img)
+    for blk in vit.blocks:
+        x = blk(x)
+    return vit.norm(x)[:, 0]
+
+
+class AttentionViT(nn.Module):
+    """A backbone whose forward returns the last block's class-token attention on the patch grid.
+
+    ``forward(img)`` with img (B, 3, H, W), H and W multiples of the patch size, returns
+    ``attention`` (B, heads, H/p, W/p): the raw softmax row of the class token, with the class
+    and register tokens dropped and not renormalised; and, with ``with_features=True``, the
+    final-norm class-token features (B, D). A list passed as ``tokens`` receives the last block's
+    output patch tokens after the final norm, class and register tokens dropped, (B, h*w, D): DINOv2's
+    ``x_norm_patchtokens``, what its PCA demo uses, from the same forward pass.
+    """
+
+    def __init__(self, vit: nn.Module, cfg: ViTConfig):
+        super().__init__()
+        self.vit = vit
+        self.cfg = cfg
+
+    def prepare_tokens(self, img: torch.Tensor) -> torch.Tensor:
+        return prepare_tokens(self.vit, self.cfg, img)
+
+    def forward(self, img: torch.Tensor, with_features: bool = False, keys: list | None = None,
+                tokens: list | None = None):
+        _, _, H, W = img.shape
+        p = self.cfg.patch_size
+        return last_blocks(self.vit.blocks, self.vit.norm, self.prepare_tokens(img), 1 + self.cfg.num_register_tokens,
+                           (H // p, W // p), with_features=with_features, keys=keys, tokens=tokens)
+
+
+def last_blocks(blocks, norm: nn.Module, x: torch.Tensor, n_prefix: int, grid: tuple[int, int],
+                with_features: bool = False, keys: list | None = None, tokens: list | None = None):
+    """The body every model wrapper shares (``AttentionViT`` and the live graphs' ``LiveModel``): the blocks on
+    the prepared tokens x (B, n_prefix + h*w, D), the last one with its class-token attention, which is returned
+    on the patch grid (B, heads, h, w), prefix (class, registers) columns dropped and not renormalised; with
+    ``with_features``, also the final-norm class token (B, D). ``tokens`` receives the final-norm patch tokens
+    (B, h*w, D) and ``keys`` the last block's keys over all tokens (B, N, D)."""
+    B = x.shape[0]
+    for blk in blocks[:-1]:
+        x = blk(x)
+    need_output = with_features or tokens is not None
+    x, attn = block_with_cls_attention(blocks[-1], x, with_output=need_output, keys=keys)
+    attn = attn[:, :, n_prefix:].reshape(B, -1, *grid)
+    if need_output:
+        x = norm(x)
+    if tokens is not None:
+        tokens.append(x[:, n_prefix:])
+    if not with_features:
+        return attn
+    return attn, x[:, 0]
