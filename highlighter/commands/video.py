@@ -26,22 +26,24 @@ def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
 
 
 def build_predictor(args, ck, size, frames_for_auto):
-    from highlighter.runtime.predictor import auto_predictor, make_predictor
+    """(the predictor, a ``ChoiceWatch`` when --backend auto reused a kept choice, else None)."""
+    from highlighter.runtime.predictor import ChoiceWatch, auto_predictor, choice_age, make_predictor
 
     if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
         info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
-        return make_predictor("torch-fp32", ck, size, device=args.device, log=info)
+        return make_predictor("torch-fp32", ck, size, device=args.device, log=info), None
     if args.backend == "auto":
         pred, report, cached = auto_predictor(ck, size, lambda: frames_for_auto, device=args.device,
                                               threshold=args.threshold, log=info)
         table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
                           for k, v in report.items()
                           if isinstance(v, dict) and "ms" in v)
-        how = "chosen on an earlier run for this model, size and machine" if cached else "measured now, kept"
+        how = (f"chosen on an earlier run for this model, size and machine, {choice_age(report)}" if cached
+               else "measured now, kept")
         info(f"backend auto: {pred.name} ({how}; {table})")
-        return pred
+        return pred, ChoiceWatch(report) if cached else None
     try:
-        return make_predictor(args.backend, ck, size, device=args.device, log=info)
+        return make_predictor(args.backend, ck, size, device=args.device, log=info), None
     except (ValueError, ImportError) as e:
         raise HighlighterError(str(e)) from None
 
@@ -61,7 +63,7 @@ def run(args) -> int:
     ck = load_checkpoint(spec, num_heads=args.num_heads)
     report_model(ck)
     size = model_size(args.image_size, first.image, ck.vit.patch_size)
-    predictor = build_predictor(args, ck, size, [first.image])
+    predictor, watch = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
     heads = tuple(args.heads) if args.heads else None
     pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=heads, overlay=args.overlay,
@@ -76,6 +78,8 @@ def run(args) -> int:
     try:
         for frame in _chain(first, frames):
             res = pipe.process(frame.image, frame.index, frame.name)
+            if watch is not None and (line := watch.add(res.timings["model_ms"])):
+                pipe.predictor = measure_again(args, ck, size, frame.image, line)
             name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
             used.add(name)
             boxes[name] = largest_box(res.mask, frame.image.shape[:2])  # the frame is resized whole: no crop
@@ -99,6 +103,17 @@ def run(args) -> int:
         warn(f"skipped unreadable image {s}")
     info(f"wrote {n} masks to {out / 'masks'}, their boxes to {out / 'boxes.json'} and {out / 'overlay.mp4'}")
     return 0
+
+
+def measure_again(args, ck, size, image, line):
+    """A kept backend choice that runs far from its recorded time is measured again on this frame, and kept."""
+    from highlighter.runtime.predictor import choose_backend, remember_choice
+
+    info(line)
+    pred, report = choose_backend(ck, size, [image], device=args.device, threshold=args.threshold, log=info)
+    remember_choice(ck, size, report, args.device, args.threshold)
+    info(f"backend auto: {pred.name} (measured again, kept)")
+    return pred
 
 
 def _chain(first, rest):

@@ -73,6 +73,7 @@ class LiveTab(QWidget):
         self.cancel_choice = threading.Event()
         self.key = None  # (model, size) of the running stream
         self.choosing = None  # the key that the background choice is for
+        self.choice_watch = None  # runtime.predictor.ChoiceWatch over a kept choice's backend
         self.description = ""
         self.choice_text = ""  # what the running stream's choice was (for --quit-after's "choice")
         self.choice_texts: dict = {}  # per (model, size), as self.predictors
@@ -348,17 +349,20 @@ class LiveTab(QWidget):
         self.choice_job.start(choose)
 
     def _chosen(self, result) -> None:
+        from highlighter.runtime.predictor import ChoiceWatch, choice_age
+
         key, predictor, report, cached = result
         self.predictors[key] = predictor
         H, W = predictor.image_size
         entry = report.get(report["chosen"], {})
-        how = "chosen on an earlier start" if cached else "measured now"
+        how = f"chosen on an earlier start, {choice_age(report)}" if cached else "measured now"
         if entry.get("agrees") == "maps":  # near-flat maps: the masks' boundary moves, the maps are the same
             why = (f"the fastest whose maps agree with fp32, r {entry.get('map_r', 1.0):.4f}; its masks differ on "
                    f"near-flat maps, IoU {entry.get('mean_iou', 1.0):.3f}")
         else:
             why = f"the fastest whose masks agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}"
         self.choice_texts[key] = f"{self.description}: backend {predictor.name} at {H}x{W} ({why}; {how})"
+        self.choice_watch = ChoiceWatch(report) if cached else None  # a kept choice far off its time: measure again
         if self.runner is not None and key == self.key:
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
             self.choice_text = self.choice_texts[key]
@@ -483,8 +487,23 @@ class LiveTab(QWidget):
         if self.choose_pending:
             self.choose_pending = False
             self._choose()
+        if self.choice_watch is not None and res.timings.get("model_ms") and self.key in self.predictors:
+            line = self.choice_watch.add(res.timings["model_ms"])
+            if line:
+                self._measure_again(line)
         if self.quit_after is not None and self.frames_shown == self.quit_after:
             self._report_and_quit(now)
+
+    def _measure_again(self, line: str) -> None:
+        """The kept choice's backend runs far from the time it was chosen with: drop it and choose again."""
+        from highlighter.runtime.predictor import forget_choice
+
+        self.choice_watch = None
+        if self.state.ck is not None and self.key[0] != "graph":
+            forget_choice(self.state.ck, self.key[1])
+        self.predictors.pop(self.key, None)
+        self.status.setText(f"{self.description}: {line}…")
+        self._choose()
 
     def _report_and_quit(self, now: float) -> None:
         """``--quit-after N``: one JSON line on stdout, then the window closes."""

@@ -26,6 +26,8 @@ from highlighter.runtime.graphs import cache_dir, file_sha256
 BACKENDS = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8")
 AGREEMENT = 0.98  # mean mask IoU against torch fp32 for a backend to be chosen ...
 MAP_AGREEMENT = 0.999  # ... or this mean correlation of its fused maps with fp32's (near-flat maps: see choose_backend)
+STALE_FACTOR = 2.0  # a kept choice is measured again when its backend runs this many times slower (or faster) ...
+STALE_FRAMES = 20  # ... than the time it was chosen with, as the median of this many frames
 CHOICE_VERSION = 2  # bump when the way a choice is made changes: older ones are then ignored (2: map agreement)
 
 
@@ -281,6 +283,7 @@ def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str =
     path = _choice_path(choice_key(ck, image_size, device, threshold))
     if ck.path and not file_unchanged(ck):
         return path
+    report = {**report, "measured_at": report.get("measured_at", time.time())}
     text = json.dumps(report, indent=1)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path
@@ -299,3 +302,52 @@ def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto"
     remember_choice(ck, image_size, report, device, threshold)
     return predictor, report, False
 
+
+
+def forget_choice(ck, image_size: tuple[int, int], device: str = "auto", threshold: float = MASS) -> None:
+    """Drop the kept choice for this model, size and machine: the next ``auto_predictor`` measures again."""
+    _choice_path(choice_key(ck, image_size, device, threshold)).unlink(missing_ok=True)
+
+
+def choice_age(report: dict, now: float | None = None) -> str:
+    """How old a kept choice is, in words ("3 min", "2 h", "5 days"); "of unknown age" for a report written
+    before choices carried their time."""
+    t = report.get("measured_at")
+    if not isinstance(t, (int, float)):
+        return "of unknown age"
+    age = max(0.0, (time.time() if now is None else now) - t)
+    if age < 90:
+        return f"{age:.0f} s old"
+    if age < 90 * 60:
+        return f"{age / 60:.0f} min old"
+    if age < 36 * 3600:
+        return f"{age / 3600:.0f} h old"
+    return f"{age / 86400:.0f} days old"
+
+
+class ChoiceWatch:
+    """Watches the model times of a backend that a kept choice picked. A choice is measured once, and a measure
+    taken under load (another program on the cores, a training run) can pick a backend that is not the fastest
+    when the machine is free: then the kept backend's time on the stream is far from the time it was chosen
+    with. ``add(model_ms)`` returns, once, a line saying so when the median of ``frames`` frames is more than
+    ``factor`` times slower or faster than the recorded time; the caller measures again."""
+
+    def __init__(self, report: dict, factor: float = STALE_FACTOR, frames: int = STALE_FRAMES):
+        entry = report.get(report.get("chosen", ""), {})
+        self.name, self.recorded = report.get("chosen", "?"), entry.get("ms") if isinstance(entry, dict) else None
+        self.factor, self.frames, self.times, self.done = factor, frames, [], self.recorded is None
+
+    def add(self, model_ms: float) -> str | None:
+        if self.done:
+            return None
+        self.times.append(float(model_ms))
+        if len(self.times) < self.frames:
+            return None
+        self.done = True
+        now = float(np.median(self.times))
+        ratio = now / max(self.recorded, 1e-6)
+        if 1 / self.factor <= ratio <= self.factor:
+            return None
+        how = "slower" if ratio > 1 else "faster"
+        return (f"{self.name} runs at {now:.1f} ms a frame, {max(ratio, 1 / ratio):.1f}x {how} than the "
+                f"{self.recorded:.1f} ms it was chosen with: measuring the backends again")

@@ -119,6 +119,29 @@ def test_the_stream_starts_on_torch_fp32_and_switches_to_the_cached_choice(env, 
     close(w)
 
 
+def test_a_kept_choice_says_its_age_and_is_measured_again_when_far_off_its_time(env, qtbot):
+    from highlighter.core.formats import load_checkpoint
+    from highlighter.runtime.predictor import STALE_FRAMES, cached_choice, remember_choice
+
+    ck = load_checkpoint(TINY)
+    # kept 3 hours ago, under a load that made torch fp32 look 0.001 ms fast: nothing runs that fast here
+    remember_choice(ck, (112, 192), {"chosen": "torch-fp32", "torch-fp32": {"ms": 0.001, "mean_iou": 1.0},
+                                     "measured_at": time.time() - 3 * 3600})
+    w = open_window(qtbot, checkpoint=TINY)
+    w.state.set_image_size(112)
+    live = w.live
+    live.source.setCurrentText(str(CLIP))
+    live.start()
+    qtbot.waitUntil(lambda: "chosen on an earlier start, 3 h old" in live.status.text(), timeout=120000)
+    assert not live.choice_job.busy  # a kept choice: nothing measured at first
+    qtbot.waitUntil(lambda: live.frames_shown >= STALE_FRAMES + 1, timeout=120000)
+    qtbot.waitUntil(lambda: "measured now" in live.status.text(), timeout=300000)  # measured again, shown
+    kept = cached_choice(ck, (112, 192))
+    assert time.time() - kept["measured_at"] < 300 and kept[kept["chosen"]]["ms"] > 0.001
+    assert live.pipeline.predictor.name.startswith(kept["chosen"].split("-")[0])
+    close(w)
+
+
 def test_the_choice_key_follows_the_model_content_and_the_size(tmp_path, monkeypatch):
     from highlighter.core.formats import load_checkpoint
     from highlighter.runtime.predictor import cached_choice, choice_key, remember_choice
