@@ -42,9 +42,12 @@ def _add_heads(p: argparse.ArgumentParser) -> None:
 
 def _heads(text: str) -> list[int]:
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        heads = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--heads takes comma-separated head indices, got {text!r}") from None
+        heads = [-1]
+    if not heads or min(heads) < 0:
+        raise argparse.ArgumentTypeError(f"--heads takes comma-separated head indices from 0, got {text!r}")
+    return heads
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -75,6 +78,10 @@ def check_args(args: argparse.Namespace) -> None:
 
         if backend not in ("auto", *BACKENDS):
             raise HighlighterError(f"--backend {backend}: choose from auto, {', '.join(BACKENDS)}")
+    size = getattr(args, "image_size", None)
+    sizes = list(size) if isinstance(size, (list, tuple)) else [] if size is None else [size]
+    if any(int(v) < 1 for v in sizes):
+        raise HighlighterError(f"--image-size: sizes are pixels, at least 1, got {' '.join(map(str, sizes))}")
     if getattr(args, "job", None) in SHORTER_SIDE_ONLY and isinstance(getattr(args, "image_size", None), tuple):
         raise HighlighterError(f"--image-size: {args.command} takes one S (the shorter side; the aspect ratio is "
                                f"each picture's own), not H W")

@@ -8,7 +8,7 @@ from highlighter.commands.common import check_out_folder, info, report_model, re
 from highlighter.core.formats import load_checkpoint
 from highlighter.defaults import IMAGE_SIZE
 from highlighter.errors import HighlighterError
-from highlighter.postprocess import largest_box
+from highlighter.postprocess import check_heads, largest_box
 from highlighter.preprocess import fit_size
 from highlighter.results import write_boxes
 from highlighter.video.pipeline import FramePipeline, Settings
@@ -65,7 +65,11 @@ def run(args) -> int:
     size = model_size(args.image_size, first.image, ck.vit.patch_size)
     predictor, watch = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
-    heads = tuple(args.heads) if args.heads else None
+    try:
+        heads = check_heads(args.heads, ck.vit.num_heads)  # the Live tab's second model falls back; a command refuses
+    except ValueError as e:
+        raise HighlighterError(f"--heads: {e}") from None
+    heads = tuple(heads) if heads else None
     pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=heads, overlay=args.overlay,
                                              smoothing=args.smooth, box=getattr(args, "box", False)))
     (out / "masks").mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,10 @@ from highlighter.images import IMAGE_EXTENSIONS
 from highlighter.train.packed import PackedImages, load_source
 
 
-def find_training_images(dirs: Iterable[str | os.PathLike]) -> list:
+def find_training_images(dirs: Iterable[str | os.PathLike], flag: str = "--data") -> list:
     """Every image under the folders (any depth, no class sub-folders needed), sorted, and every photo of the
     packed ``.zip`` files given (``PackedRef``). Errors before anything starts when a folder is missing or
-    nothing is found."""
+    nothing is found, naming ``flag`` (the command's name for the folders)."""
     files: list = []
     for d in dirs:
         d = Path(d)
@@ -28,10 +28,10 @@ def find_training_images(dirs: Iterable[str | os.PathLike]) -> list:
             files.extend(PackedImages.refs(str(d)))
             continue
         if not d.is_dir():
-            raise HighlighterError(f"--data {d}: no such folder")
+            raise HighlighterError(f"{flag} {d}: no such folder")
         found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         if not found:
-            raise HighlighterError(f"--data {d}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            raise HighlighterError(f"{flag} {d}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
         files.extend(found)
     return files
 

@@ -45,7 +45,7 @@ def pack_images(folders: list[str | os.PathLike], out: str | os.PathLike, max_si
     from highlighter.fileio import atomic_write
     from highlighter.train.data import find_training_images
 
-    files = find_training_images(folders)
+    files = find_training_images(folders, flag="pack")
     summary = {"images": 0, "kept": 0, "resized": 0, "unreadable": 0, "bytes": 0}
 
     def write(tmp):

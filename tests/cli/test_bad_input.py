@@ -92,6 +92,10 @@ BEFORE_LOAD = [
     (["eval", "--knn", "--train", "IMGDIR"], "--knn needs"),
     (["probe", "--data", "EMPTY"], "needs images/ and masks/"),
     (["bench", "live", "--source", "MISSING", "--checkpoint", "default"], "no frames in"),
+    (["attention", "IMG", "--out", "OUT", "--image-size", "0"], "--image-size: sizes are pixels, at least 1, got 0"),
+    (["video", "IMG", "--out", "OUT", "--image-size", "-8"], "--image-size: sizes are pixels, at least 1"),
+    (["export", "--checkpoint", "default", "--out", "OUT/m.onnx", "--image-size", "224", "0"], "--image-size: sizes"),
+    (["pack", "EMPTY", "--out", "OUT.zip"], "pack " ),
 ]
 
 
@@ -158,3 +162,23 @@ def test_export_and_gui_take_the_same_checkpoint_names_as_every_command(cli, tmp
     for spec in ["default", "random:vit_tiny/16", str(tmp_path / "r.pth")]:
         assert cli("gui", "--checkpoint", spec, "--no-start")[0] == 0
     assert seen == [str(default_checkpoint("attention")), "random:vit_tiny/16", str(tmp_path / "r.pth")]
+
+
+@pytest.mark.parametrize("heads", ["-1", "1,-2", "x"])
+def test_heads_are_indices_from_0_when_parsed(cli, tmp_path, cat_path, capsys, heads):
+    """--heads -1 was a ValueError traceback after the model loaded."""
+    with pytest.raises(SystemExit) as e:
+        cli("video", cat_path, f"--heads={heads}", "--out", tmp_path / "out")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--heads takes comma-separated head indices from 0, got '{heads}'" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_video_refuses_a_head_the_model_lacks(cli, tmp_path, cat_path):
+    """--heads 7 on a 3-head model ran with every head fused, exit 0, and said nothing."""
+    code, out, err = cli("video", cat_path, "--checkpoint", "random:vit_tiny/16", "--heads", "0,7", "--out",
+                         tmp_path / "out")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: --heads: head index 7 out of range: the model has heads 0..2"
+    assert not (tmp_path / "out").exists()
