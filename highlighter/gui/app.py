@@ -462,7 +462,10 @@ def main(checkpoint: str | None = None, source: str | None = None, autostart: bo
     signals = CloseOnSignals(win)  # Ctrl-C and SIGTERM close the window as its close button does
     win.show()
     if win.last_error:
-        win.show_error(win.last_error)
+        win.show_error(win.last_error)  # a dialog: a signal while it is up closes it and the window
+    if signals.received is not None:  # closed (settings saved) before the event loop started: nothing to run
+        signals.restore()
+        return win.exit_code or 0
     if autostart or quit_after is not None:
         win.live.start()
     try:

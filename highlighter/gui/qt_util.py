@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 from PySide6.QtCore import QObject, QRectF, QSocketNotifier, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import QDialog, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QGridLayout, QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -239,8 +239,8 @@ class CloseOnSignals(QObject):
     SIGTERM waits (or kills the app when no handler is set), and Ctrl-C raised KeyboardInterrupt inside
     whichever Python slot ran next. So the C-level handler also writes to a socket (``signal.set_wakeup_fd``)
     that a QSocketNotifier watches: the loop wakes, and the Python handler runs before the notifier's slot. The
-    handler only schedules the close. A second signal while the window closes quits at once. Main thread only;
-    ``restore()`` puts the previous handlers back."""
+    handler only schedules the close (open dialogs first). A second signal while the window closes quits at
+    once. Main thread only; ``restore()`` puts the previous handlers back."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -261,7 +261,18 @@ class CloseOnSignals(QObject):
             print(f"{signal.Signals(signum).name} again: quitting without waiting", file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.received = signum
-        QTimer.singleShot(0, self.window.close)
+        QTimer.singleShot(0, self._close)
+
+    def _close(self) -> None:
+        """Close the open dialogs first (a modal one, such as the start-up "Model unavailable" warning, runs its
+        own event loop and kept the app up after the window closed), then the window."""
+        app = QApplication.instance()
+        for _ in range(8):
+            modal = app.activeModalWidget() if app is not None else None
+            if modal is None or modal is self.window:
+                break
+            modal.reject() if isinstance(modal, QDialog) else modal.close()
+        self.window.close()
 
     def _drain(self) -> None:
         try:

@@ -49,6 +49,34 @@ def test_ctrl_c_closes_the_real_app_as_its_close_button_does(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_start_up_warning_is_open_closes_the_app(tmp_path, signum):
+    """`gui --checkpoint BAD --source MISSING` opens the "Model unavailable" dialog; SIGTERM and Ctrl-C then
+    closed the window behind it, and the dialog's own loop kept the process up until it was killed."""
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(os.urandom(4096))
+    settings, log = tmp_path / "s.ini", tmp_path / "err.txt"
+    with open(log, "w") as err_file:
+        p = subprocess.Popen([sys.executable, "-m", "highlighter", "gui", "--checkpoint", str(bad), "--source",
+                              str(tmp_path / "missing.mp4")], env=app_env(tmp_path), stdout=subprocess.DEVNULL,
+                             stderr=err_file, text=True)
+        try:
+            deadline = time.monotonic() + 240
+            while "could not load" not in log.read_text() and p.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert p.poll() is None and "could not load" in log.read_text(), log.read_text()[-2000:]
+            time.sleep(1.5)  # the dialog is up, in its own event loop
+            p.send_signal(signum)
+            p.wait(timeout=90)
+        finally:
+            if p.poll() is None:
+                p.kill()
+    err = log.read_text()
+    assert p.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert "geometry" in settings.read_text()  # closed through closeEvent: the settings were saved
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_closes_the_window_through_its_close_event(qtbot, gui_env, signum):
     """SIGTERM killed the app without saving anything (no settings file at all)."""
     from highlighter.gui.app import MainWindow
