@@ -24,8 +24,8 @@ import torch
 
 from highlighter.commands.train import build_config
 from highlighter.config import DinoCfg, MaeCfg
-from highlighter.train.engine import expected_mae_flop_ratio
 from highlighter.train.pretrain import run as pretrain
+from highlighter.train.steps import expected_mae_flop_ratio
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "imagenet-sample"
 

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from highlighter.gui.controls import StateControls
 from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls, _ClickView
-from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
+from highlighter.gui.qt_util import Job, Relay, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
 from highlighter.preprocess import fit_size
 from highlighter.runtime import graphs
@@ -39,11 +39,6 @@ from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_sna
 GRAPH_EXPORT_DELAY_MS = 20000  # a stream on torch exports its graph for the next quick start after this
 RECORD_FPS = 25.0  # the most a recording is written at; a slower stream is written at its own rate,
 RECORD_MIN_FPS = 5.0  # but not below this (a frame is then repeated to keep time): players handle it
-
-
-class _Relay(QObject):
-    result = Signal()
-    status = Signal(str)
 
 
 class LiveTab(QWidget):
@@ -65,7 +60,7 @@ class LiveTab(QWidget):
         self.user_stopped = True
         self.retry = QTimer(self, singleShot=True, interval=3000)
         self.retry.timeout.connect(self._retry)
-        self.relay = _Relay(self)  # a child: deleted with the tab, on the GUI thread
+        self.relay = Relay(self)  # a child: deleted with the tab, on the GUI thread
         self.relay.result.connect(self._show_latest)
         self.relay.status.connect(self._on_status)
         self.job = Job(self._started, self._failed)

@@ -184,9 +184,16 @@ class ImageDialog(QDialog):
         self.resize(w, h)
 
 
-class _Relay(QObject):
-    done = Signal(object)
-    failed = Signal(str)
+class Relay(QObject):
+    """Carries a worker thread's news to the GUI thread: a signal emitted from another thread is queued and its
+    slots run on the thread of this object. Make it a child of the widget whose methods listen, so that Qt
+    deletes it on the GUI thread with that widget. Each user connects the signals it needs."""
+
+    done = Signal(object)  # a job's result
+    failed = Signal(str)  # a job's error line
+    status = Signal(str)  # a line for a status label
+    result = Signal()  # "a new result is waiting" (the receiver takes the newest)
+    progress = Signal(object, object)  # done, total or None (Python ints: files exceed 2 GB)
 
 
 class MainThreadGC(QObject):
@@ -309,7 +316,7 @@ class Job:
 
     def __init__(self, on_done, on_error):
         owner = getattr(on_done, "__self__", None)
-        self.relay = _Relay(owner if isinstance(owner, QObject) else None)
+        self.relay = Relay(owner if isinstance(owner, QObject) else None)
         self.relay.done.connect(on_done)
         self.relay.failed.connect(on_error)
         self.busy = False

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -20,18 +20,13 @@ from PySide6.QtWidgets import (
 )
 
 from highlighter.errors import HighlighterError
+from highlighter.gui.qt_util import Relay
 
 STEPS = 1000  # progress bar resolution
 
 
 def _size(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
-class _Relay(QObject):
-    progress = Signal(object, object)  # bytes done, total bytes or None (Python ints: files exceed 2 GB)
-    done = Signal(object)  # weights.Result
-    failed = Signal(str)
 
 
 class WeightsDialog(QDialog):
@@ -46,7 +41,7 @@ class WeightsDialog(QDialog):
 
         self.setWindowTitle("Get official weights")
         self.resize(760, 480)
-        self.relay = _Relay(self)  # a child: deleted with the dialog, on the GUI thread
+        self.relay = Relay(self)  # a child: deleted with the dialog, on the GUI thread
         self.relay.progress.connect(self._on_progress)
         self.relay.done.connect(self._on_done)
         self.relay.failed.connect(self._on_failed)

@@ -5,35 +5,14 @@ from __future__ import annotations
 import os
 import random
 import signal
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from highlighter.errors import HighlighterError, ImageError
-from highlighter.images import IMAGE_EXTENSIONS
-from highlighter.train.packed import PackedImages, load_source
-
-
-def find_training_images(dirs: Iterable[str | os.PathLike], flag: str = "--data") -> list:
-    """Every image under the folders (any depth, no class sub-folders needed), sorted, and every photo of the
-    packed ``.zip`` files given (``PackedRef``). Errors before anything starts when a folder is missing or
-    nothing is found, naming ``flag`` (the command's name for the folders)."""
-    files: list = []
-    for d in dirs:
-        d = Path(d)
-        if d.is_file() and d.suffix.lower() == ".zip":  # a pack written by `highlighter pack`
-            files.extend(PackedImages.refs(str(d)))
-            continue
-        if not d.is_dir():
-            raise HighlighterError(f"{flag} {d}: no such folder")
-        found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not found:
-            raise HighlighterError(f"{flag} {d}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-        files.extend(found)
-    return files
+from highlighter.errors import ImageError
+from highlighter.train.packed import load_source
 
 
 @dataclass

@@ -2,7 +2,7 @@
 ``Policy`` decides, step by step, when to log, preview, probe, checkpoint and stop.
 
 What those moments do (write the log, draw the progress bar, save, preview, probe) is the run's business: the loop
-calls a ``Hooks`` object that pretrain.py, the wiring, provides. One step of each recipe is in engine.py.
+calls a ``Hooks`` object that pretrain.py, the wiring, provides. One step of each recipe is in steps.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from highlighter.errors import HighlighterError
-from highlighter.train.engine import NonFiniteLoss
+from highlighter.train.steps import NonFiniteLoss
 
 
 @dataclass(frozen=True)

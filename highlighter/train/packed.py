@@ -20,6 +20,7 @@ import io
 import math
 import os
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,27 @@ from tqdm import tqdm
 
 from highlighter.errors import HighlighterError, ImageError
 from highlighter.images import IMAGE_EXTENSIONS, load_rgb
+
+
+# ============================================================================= finding the photos
+def find_training_images(dirs: Iterable[str | os.PathLike], flag: str = "--data") -> list:
+    """Every image under the folders (any depth, no class sub-folders needed), sorted, and every photo of the
+    packed ``.zip`` files given (``PackedRef``). Errors before anything starts when a folder is missing or
+    nothing is found, naming ``flag`` (the command's name for the folders)."""
+    files: list = []
+    for d in dirs:
+        d = Path(d)
+        if d.is_file() and d.suffix.lower() == ".zip":  # a pack written by `highlighter pack`
+            files.extend(PackedImages.refs(str(d)))
+            continue
+        if not d.is_dir():
+            raise HighlighterError(f"{flag} {d}: no such folder")
+        found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not found:
+            raise HighlighterError(f"{flag} {d}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+        files.extend(found)
+    return files
+
 
 
 # ============================================================================= packing
@@ -43,7 +65,6 @@ def pack_images(folders: list[str | os.PathLike], out: str | os.PathLike, max_si
     if fmt not in ("jpeg", "webp"):
         raise HighlighterError(f"unknown pack format {fmt!r}: jpeg or webp")
     from highlighter.fileio import atomic_write
-    from highlighter.train.data import find_training_images
 
     files = find_training_images(folders, flag="pack")
     summary = {"images": 0, "kept": 0, "resized": 0, "unreadable": 0, "bytes": 0}

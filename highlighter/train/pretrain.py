@@ -23,11 +23,11 @@ from highlighter.fileio import atomic_write
 from highlighter.paths import RUN_BEST, RUN_CHECKPOINT, assets_dir
 from highlighter.train import preview
 from highlighter.train.augment import DinoMultiCrop, MaeCrop
-from highlighter.train.data import EpochBatches, TrainImages, find_training_images, make_loader
+from highlighter.train.data import EpochBatches, TrainImages, make_loader
 from highlighter.train.dist import Dist, init_distributed, shutdown
-from highlighter.train.engine import DinoTask, MaeTask, NonFiniteLoss
 from highlighter.train.loop import Policy, Progress, train_mode, train_one_epoch
-from highlighter.train.packed import ImageBank, TensorMultiCrop, load_source
+from highlighter.train.packed import ImageBank, TensorMultiCrop, find_training_images, load_source
+from highlighter.train.steps import DinoTask, MaeTask, NonFiniteLoss
 
 
 class RunLog:

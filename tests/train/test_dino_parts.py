@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from highlighter.config import DinoCfg
 from highlighter.core.dino import DINOHead, DINOLoss, clip_gradients, param_groups
 from highlighter.train.dist import Dist
-from highlighter.train.engine import DinoTask
+from highlighter.train.steps import DinoTask
 
 from reference import RefDINOHead
 
@@ -106,7 +106,8 @@ def test_teacher_gets_no_gradients_and_its_ema_is_exact():
 
 
 def real_batch(folder, transform, n=4):
-    from highlighter.train.data import TrainImages, collate, find_training_images
+    from highlighter.train.data import TrainImages, collate
+    from highlighter.train.packed import find_training_images
 
     ds = TrainImages(find_training_images([folder])[:n], transform, seed=0)
     return collate([ds[(0, i)] for i in range(n)])["data"]
@@ -126,7 +127,7 @@ def test_dino_loss_falls_on_a_repeated_batch(real_photos):
 def test_mae_loss_falls_on_a_repeated_batch(real_photos):
     from highlighter.config import MaeCfg
     from highlighter.train.augment import MaeCrop
-    from highlighter.train.engine import MaeTask
+    from highlighter.train.steps import MaeTask
 
     cfg = MaeCfg(arch="vit_tiny", input_size=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
                  batch_size=4, epochs=2, warmup_epochs=0, precision="fp32", blr=0.2)
@@ -140,7 +141,7 @@ def test_mae_loss_falls_on_a_repeated_batch(real_photos):
 def test_mae_gradient_accumulation_steps_every_accum_iter(real_photos):
     from highlighter.config import MaeCfg
     from highlighter.train.augment import MaeCrop
-    from highlighter.train.engine import MaeTask
+    from highlighter.train.steps import MaeTask
 
     cfg = MaeCfg(arch="vit_tiny", input_size=64, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
                  batch_size=4, epochs=2, warmup_epochs=0, precision="fp32", accum_iter=2)

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from highlighter.config import DinoCfg
-from highlighter.train import engine
+from highlighter.train import steps
 from highlighter.train.dist import Dist
-from highlighter.train.engine import DinoTask
+from highlighter.train.steps import DinoTask
 
 from reference import RefDINOHead, RefDINOTrainer, RefMultiCrop, RefViT
 
@@ -46,8 +46,8 @@ def _ref_normalise(c: torch.Tensor) -> torch.Tensor:
 def both():
     torch.set_num_threads(2)
     monkey = pytest.MonkeyPatch()
-    normalise = engine.normalise
-    monkey.setattr(engine, "normalise", lambda c: normalise(c).double())  # the task's crops in float64
+    normalise = steps.normalise
+    monkey.setattr(steps, "normalise", lambda c: normalise(c).double())  # the task's crops in float64
     task = DinoTask(CFG, Dist(), niter_per_epoch=NITER)
     for m in (task.student_plain, task.teacher, task.loss):
         m.double()

@@ -6,8 +6,8 @@ import signal
 import pytest
 
 from highlighter.errors import HighlighterError
-from highlighter.train.engine import NonFiniteLoss
 from highlighter.train.loop import Policy, Progress, train_one_epoch
+from highlighter.train.steps import NonFiniteLoss
 
 
 def test_log_every_n_steps_counts_from_step_zero():

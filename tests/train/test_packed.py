@@ -9,7 +9,6 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from highlighter.train.data import find_training_images
 from highlighter.train.packed import (
     ImageBank,
     PackedImages,
@@ -17,6 +16,7 @@ from highlighter.train.packed import (
     _hsv_to_rgb,
     _rgb_to_hsv,
     color_jitter,
+    find_training_images,
     load_source,
     pack_images,
 )

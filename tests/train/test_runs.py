@@ -277,7 +277,7 @@ def test_two_gloo_processes_match_one_process(real_photos, tmp_path):
     # other tensor has moved away from it, in the student and (by the EMA) in the teacher's head
     from highlighter.config import DinoCfg
     from highlighter.train.dist import Dist
-    from highlighter.train.engine import DinoTask
+    from highlighter.train.steps import DinoTask
 
     init = DinoTask(DinoCfg.from_dict(a["highlighter"]["train"]), Dist(), niter_per_epoch=6).student_plain.state_dict()
     frozen = {"head.last_layer.weight_v", "head.last_layer.weight_g"}

@@ -62,7 +62,7 @@ def test_a_fractional_teacher_temperature_warmup_ramps_per_iteration():
 def test_a_percentage_of_the_run_sets_every_dino_schedule():
     from highlighter.config import DinoCfg
     from highlighter.train.dist import Dist
-    from highlighter.train.engine import DinoTask
+    from highlighter.train.steps import DinoTask
 
     cfg = DinoCfg(arch="vit_tiny", patch_size=16, global_crop_size=32, local_crop_size=16, local_crops_number=0,
                   out_dim=16, head_hidden_dim=16, head_bottleneck_dim=8, epochs=10, precision="fp32",
