@@ -20,3 +20,7 @@ class ImageError(HighlighterError):
 
 class DeviceError(HighlighterError, ValueError):
     """A ``--device`` that this machine does not have (CUDA without a GPU, an unknown name)."""
+
+
+class Cancelled(HighlighterError):
+    """Work that was asked to stop (a backend choice whose stream stopped): a state, not a failure to show."""

@@ -26,13 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from highlighter.errors import Cancelled
 from highlighter.gui.controls import StateControls
 from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls, _ClickView
 from highlighter.gui.qt_util import Job, Relay, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
 from highlighter.preprocess import fit_size
 from highlighter.runtime import graphs
-from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings
+from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings, StreamEnd
 from highlighter.video.sources import list_cameras, open_source
 from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
 
@@ -393,7 +394,8 @@ class LiveTab(QWidget):
         self.graph_job.start(export)
 
     def _choice_failed(self, message: str) -> None:
-        if "cancelled" not in message and self.runner is not None and self.choosing == self.key:
+        cancelled = isinstance(self.choice_job.error, Cancelled)
+        if not cancelled and self.runner is not None and self.choosing == self.key:
             self.predictors[self.key] = self.pipeline.predictor  # settled: not tried again for this stream
             self.status.setText(f"{self.status.text().removesuffix('…')}: the choice failed ({message}); staying "
                                 "on torch fp32")
@@ -699,7 +701,7 @@ class LiveTab(QWidget):
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)
-        if self.runner is not None and "camera" in message and "stopped" in message:
+        if self.runner is not None and self.runner.end is StreamEnd.CAMERA_LOST:
             self._maybe_retry()
 
     def _restart(self, *_):

@@ -301,7 +301,8 @@ class CloseOnSignals(QObject):
 
 
 class Job:
-    """Run ``fn()`` in a thread; ``on_done(result)`` / ``on_error(message)`` run on the GUI thread.
+    """Run ``fn()`` in a thread; ``on_done(result)`` / ``on_error(message)`` run on the GUI thread, and ``error``
+    holds the exception itself (branch on its type, never on the message).
     One job per Job object at a time: a second ``start`` while busy is refused (returns False).
 
     The thread is not a daemon: at exit the interpreter waits for a running job (a model load, a save)
@@ -320,13 +321,14 @@ class Job:
         self.relay.done.connect(on_done)
         self.relay.failed.connect(on_error)
         self.busy = False
+        self.error: BaseException | None = None  # the last run's exception: callers branch on its type
         self.thread: threading.Thread | None = None
         _JOBS.add(self)
 
     def start(self, fn) -> bool:
         if self.busy:
             return False
-        self.busy = True
+        self.busy, self.error = True, None
         relay = self.relay
 
         def emit(signal, value) -> None:
@@ -339,7 +341,7 @@ class Job:
             try:
                 result = fn()
             except Exception as e:  # noqa: BLE001 - shown to the user, the app stays up
-                self.busy = False
+                self.busy, self.error = False, e
                 msg = str(e) if str(e) else type(e).__name__
                 if not hasattr(e, "exit_code"):
                     msg = f"{type(e).__name__}: {msg}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from highlighter.defaults import MASS
-from highlighter.errors import HighlighterError
+from highlighter.errors import Cancelled
 from highlighter.fileio import atomic_write
 from highlighter.runtime.base import Predictor
 from highlighter.runtime.graphs import cache_dir, file_sha256
@@ -29,10 +29,6 @@ MAP_AGREEMENT = 0.999  # ... or this mean correlation of its fused maps with fp3
 STALE_FACTOR = 2.0  # a kept choice is measured again when its backend runs this many times slower (or faster) ...
 STALE_FRAMES = 20  # ... than the time it was chosen with, as the median of this many frames
 CHOICE_VERSION = 2  # bump when the way a choice is made changes: older ones are then ignored (2: map agreement)
-
-
-class Cancelled(HighlighterError):
-    """``choose_backend`` was asked to stop (the stream it was choosing for stopped)."""
 
 
 class TorchPredictor(Predictor):

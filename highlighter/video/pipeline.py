@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -166,6 +167,15 @@ class LatestSlot:
         return 0 if self._item is None else 1
 
 
+class StreamEnd(Enum):
+    """Why a stream stopped without being asked to: what a caller branches on (never the status text)."""
+
+    ENDED = "ended"  # a file or folder ran out (without loop)
+    CAMERA_LOST = "camera lost"  # a camera stopped sending frames: worth trying again
+    SOURCE_FAILED = "source failed"
+    INFERENCE_FAILED = "inference failed"
+
+
 class LiveRunner:
     """A capture thread and an inference thread joined by a LatestSlot: latency stays at about one model
     step whatever the source's rate. ``on_result(FrameResult)`` and ``on_status(str)`` are called from the
@@ -174,6 +184,7 @@ class LiveRunner:
     def __init__(self, source, pipeline: FramePipeline, on_result, on_status=lambda s: None, paced_fps: float = 0.0):
         self.source, self.pipeline = source, pipeline
         self.on_result, self.on_status, self.paced_fps = on_result, on_status, paced_fps
+        self.end: StreamEnd | None = None  # why the stream stopped by itself (set before on_status is called)
         self.slot = LatestSlot()
         self._stop = threading.Event()
         self.paused = threading.Event()
@@ -202,9 +213,12 @@ class LiveRunner:
                     next_t += period
                     time.sleep(max(0.0, next_t - time.perf_counter()))
             if not self._stop.is_set():
+                if self.end is None:  # a model that failed meanwhile is the reason that stays
+                    self.end = StreamEnd.CAMERA_LOST if getattr(self.source, "is_camera", False) else StreamEnd.ENDED
                 self.on_status(self.source.status or "the source ended")
         except Exception as e:  # noqa: BLE001 - a broken source becomes a status, never a crash
             self.error = f"{type(e).__name__}: {e}"
+            self.end = StreamEnd.SOURCE_FAILED
             self.on_status(f"source failed: {self.error}")
         finally:
             self.slot.close()
@@ -220,6 +234,7 @@ class LiveRunner:
                 res = self.pipeline.process(frame.image, frame.index, frame.name, frame.t)
             except Exception as e:  # noqa: BLE001
                 self.error = f"{type(e).__name__}: {e}"
+                self.end = StreamEnd.INFERENCE_FAILED
                 self.on_status(f"inference failed: {self.error}")
                 return
             self.frames_done += 1

@@ -316,3 +316,37 @@ def test_bench_live_json(tmp_path, cli, monkeypatch):
     assert 0 < r["latency_ms_p50"] <= r["latency_ms_p95"]
     # ONNX Runtime's masks agree with torch fp32's on the same frames (the bar `--backend auto` uses)
     assert AGREEMENT <= r["mean_iou_vs_fp32"] <= 1.0
+
+
+@pytest.mark.parametrize("kind", ["file", "camera", "broken source", "broken model"])
+def test_the_runner_says_why_a_stream_stopped_as_a_type(kind):
+    """The Live tab branched on the status text ("camera" and "stopped" in it) to retry a lost camera; the runner
+    now sets ``end`` before it reports, whatever the text says."""
+    from highlighter.video.pipeline import StreamEnd
+
+    class Source:
+        is_camera = kind == "camera"
+        status = "the device went away"  # neither "camera" nor "stopped": the text decides nothing
+
+        def __iter__(self):
+            for i in range(3):
+                yield type("F", (), {"index": i, "image": frame_with_square(), "name": str(i), "t": 0.0})()
+            if kind == "broken source":
+                raise OSError("read error")
+
+        def close(self):
+            pass
+
+    class Broken(FakePredictor):
+        def run(self, blob):
+            raise RuntimeError("out of memory")
+
+    statuses = []
+    runner = LiveRunner(Source(), FramePipeline(Broken() if kind == "broken model" else FakePredictor()),
+                        lambda r: None, statuses.append)
+    assert runner.end is None
+    runner.start()
+    runner.join(timeout=60)
+    expected = {"file": StreamEnd.ENDED, "camera": StreamEnd.CAMERA_LOST, "broken source": StreamEnd.SOURCE_FAILED,
+                "broken model": StreamEnd.INFERENCE_FAILED}[kind]
+    assert runner.end is expected and statuses

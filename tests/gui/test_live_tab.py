@@ -1,0 +1,49 @@
+"""The Live tab branches on types, not on the text of its messages: why a stream stopped, a cancelled choice."""
+
+import pytest
+from needs import qt
+
+qt()
+pytestmark = pytest.mark.gui
+
+
+@pytest.mark.parametrize("end,retries", [("CAMERA_LOST", True), ("ENDED", False), ("SOURCE_FAILED", False)])
+def test_a_lost_camera_is_retried_by_the_runners_reason_not_the_text(window, end, retries):
+    """The tab retried when the status text held "camera" and "stopped"; it now reads the runner's StreamEnd."""
+    from types import SimpleNamespace
+
+    from highlighter.video.pipeline import StreamEnd
+
+    live = window.live
+    live.source.setCurrentText("0")  # a camera index
+    live.user_stopped = False
+    live.runner = SimpleNamespace(end=StreamEnd[end], stop=lambda *a, **k: None, join=lambda *a, **k: None)
+    try:
+        live._on_status("the device went away")
+        assert live.retry.isActive() is retries
+        assert ("retrying in 3 s" in live.status.text()) is retries
+    finally:
+        live.retry.stop()
+        live.runner = None
+
+
+def test_a_cancelled_choice_is_known_by_its_type(window):
+    """A choice cancelled because its stream stopped is no failure to show, whatever its message says."""
+    from highlighter.errors import Cancelled
+
+    live = window.live
+    from types import SimpleNamespace
+
+    live.runner, live.choosing, live.key = object(), ("k", (1, 1)), ("k", (1, 1))
+    live.pipeline = SimpleNamespace(predictor="torch fp32")
+    live.status.setText("choosing")
+    live.choice_job.error = Cancelled("stopped")  # as Job sets it before the failed signal
+    try:
+        live._choice_failed("stopped")
+        assert "the choice failed" not in live.status.text()
+        live.choice_job.error = RuntimeError("cancelled by the driver")  # the word alone decides nothing now
+        live._choice_failed("cancelled by the driver")
+        assert "the choice failed (cancelled by the driver)" in live.status.text()
+    finally:
+        live.runner = live.pipeline = None
+        live.predictors.pop(("k", (1, 1)), None)
