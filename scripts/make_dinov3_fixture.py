@@ -4,7 +4,8 @@ The model comes from the official builder (``dinov3.hub.backbones._make_dinov3_v
 ``dinov3_vits16`` and the other hub entry points) with the released models' settings (RoPE base 100, separate
 coordinate normalisation, rescale augmentation 2 (training only), LayerNorm eps 1e-5, 4 storage tokens, masked key
 bias, layer scale) at a tiny size; every parameter is then redrawn so that no block is close to the identity (the
-official layer-scale init is 1e-5). Writes
+official layer-scale init is 1e-5), and the RoPE periods are stored in bfloat16, as the released files hold them
+(loaded back, so that the official outputs are computed with those values). Writes
 
 - ``--weights``: the state dict, saved with ``torch.save`` as the official ``.pth`` files are (official key layout:
   ``storage_tokens``, ``rope_embed.periods``, ``blocks.N.attn.qkv.bias_mask``, ``mask_token`` ...);
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, str(official_package(args.dinov3.expanduser(), Path(scratch))))
         model = build(args.seed, args.embed_dim, args.depth, args.heads, args.ffn)
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    state["rope_embed.periods"] = state["rope_embed.periods"].to(torch.bfloat16)  # as in the released files
+    model.load_state_dict(state, strict=True)  # the official model computes with the rounded periods
     ref: dict[str, np.ndarray] = {"n_prefix": np.array(1 + model.n_storage_tokens)}
     gen = torch.Generator().manual_seed(args.seed + 1)
     for size in args.sizes.split(","):

@@ -221,14 +221,16 @@ def _parse_arch(arch: str) -> tuple[str, int | None]:
 def _infer_dinov3_heads(state: dict[str, torch.Tensor], dim: int, depth: int, num_heads: int | None) -> int:
     """DINOv3's head count: the RoPE periods hold D_head / 4 values, so the official file says it; timm's file does
     not (dim / 64, as in every DINOv3 ViT but the 7B, unless ``num_heads`` says otherwise), and gets the periods
-    the official builder computes (base 100)."""
+    the official builder computes (base 100), rounded to bfloat16 as the released official files store them (timm
+    itself keeps them in float32, which its model cards name as the one difference from the original outputs)."""
     periods = state.get("rope_embed.periods")
     if periods is None:
         heads = num_heads or max(1, dim // 64)
         if dim % (4 * heads):
             raise CheckpointError(f"{heads} heads do not fit RoPE on dim {dim} (head dim must be a multiple of 4)")
         hd = dim // heads
-        state["rope_embed.periods"] = DINOV3_ROPE_BASE ** (2 * torch.arange(hd // 4, dtype=torch.float32) / (hd // 2))
+        periods = DINOV3_ROPE_BASE ** (2 * torch.arange(hd // 4, dtype=torch.float32) / (hd // 2))
+        state["rope_embed.periods"] = periods.to(torch.bfloat16).float()
         return heads
     if periods.ndim != 1 or periods.numel() == 0 or dim % (4 * periods.numel()):
         raise CheckpointError(f"rope_embed.periods of shape {tuple(periods.shape)} does not fit a ViT of dim {dim} "
