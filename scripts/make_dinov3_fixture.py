@@ -14,6 +14,10 @@ official layer-scale init is 1e-5), and the RoPE periods are stored in bfloat16,
   softmax of the official q . k^T / sqrt(d), q and k as the official attention has them after its RoPE), and the
   official ``x_norm_clstoken`` and ``x_norm_patchtokens`` (``cls_HxW``, ``patch_HxW``); plus ``n_prefix``.
 
+With ``--load FILE`` no random model is made: FILE (an official-layout DINOv3 state dict, a released one or one that
+``highlighter export --format dino`` wrote) is loaded strictly into the official model of the size ``--embed-dim``,
+``--depth``, ``--heads`` and ``--ffn`` give, and only ``--reference`` is written.
+
 The official code is not part of this repository: ``--dinov3`` is a checkout of facebookresearch/dinov3 (a folder
 holding the ``dinov3`` package) or its bare git directory (its HEAD is extracted to a temporary folder). Run it in a
 process of its own: importing the official code changes torch._dynamo settings.
@@ -89,7 +93,8 @@ def official_outputs(model, image: torch.Tensor) -> dict[str, np.ndarray]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dinov3", type=Path, required=True, help="facebookresearch/dinov3: a checkout or its git dir")
-    ap.add_argument("--weights", type=Path, required=True, help="where the official-layout .pth goes")
+    ap.add_argument("--weights", type=Path, help="where the official-layout .pth goes")
+    ap.add_argument("--load", type=Path, help="an official-layout file to load strictly instead of random weights")
     ap.add_argument("--reference", type=Path, required=True, help="where the official outputs (.npz) go")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--embed-dim", type=int, default=32, help="width (default 32)")
@@ -102,8 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         sys.path.insert(0, str(official_package(args.dinov3.expanduser(), Path(scratch))))
         model = build(args.seed, args.embed_dim, args.depth, args.heads, args.ffn)
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    state["rope_embed.periods"] = state["rope_embed.periods"].to(torch.bfloat16)  # as in the released files
+    if args.load:
+        state = torch.load(args.load, map_location="cpu", weights_only=True)
+    else:
+        if args.weights is None:
+            ap.error("--weights is needed unless --load gives the weights")
+        state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        state["rope_embed.periods"] = state["rope_embed.periods"].to(torch.bfloat16)  # as in the released files
     model.load_state_dict(state, strict=True)  # the official model computes with the rounded periods
     ref: dict[str, np.ndarray] = {"n_prefix": np.array(1 + model.n_storage_tokens)}
     gen = torch.Generator().manual_seed(args.seed + 1)
@@ -113,12 +123,13 @@ def main(argv: list[str] | None = None) -> None:
         ref[f"image_{h}x{w}"] = image.numpy()
         for name, value in official_outputs(model, image).items():
             ref[f"{name}_{h}x{w}"] = value
-    args.weights.parent.mkdir(parents=True, exist_ok=True)
     args.reference.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, args.weights)
     np.savez_compressed(args.reference, **ref)
-    print(f"wrote {args.weights} ({args.weights.stat().st_size} bytes) and {args.reference} "
-          f"({args.reference.stat().st_size} bytes)")
+    if not args.load:
+        args.weights.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, args.weights)
+        print(f"wrote {args.weights} ({args.weights.stat().st_size} bytes)")
+    print(f"wrote {args.reference} ({args.reference.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

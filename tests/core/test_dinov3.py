@@ -260,3 +260,36 @@ def test_similarity_pca_and_tracking_run_on_the_official_patch_tokens(cat_path):
     tracker.start(frames[0], FirstMask(labels, [0, 255]))
     for frame in frames[1:]:
         assert tracker.step(frame).shape == (64, 96)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("dino", ".pth"), ("safetensors", ".safetensors")])
+def test_export_round_trip_keeps_the_model(tmp_path, cli, fmt, suffix):
+    """`export --format dino` writes the official DINOv3 layout (the fixture's very keys and shapes); our safetensors
+    keeps the architecture; both load back to the same attention."""
+    out = tmp_path / f"x{suffix}"
+    code, _, err = cli("export", "--checkpoint", WEIGHTS, "--format", fmt, "--out", out)
+    assert code == 0, err
+    if fmt == "dino":
+        official = torch.load(WEIGHTS, weights_only=True)
+        written = torch.load(out, weights_only=True)
+        assert {k: tuple(v.shape) for k, v in written.items()} == {k: tuple(v.shape) for k, v in official.items()}
+        for k, v in official.items():
+            if k != "blocks.0.attn.qkv.bias" and k != "blocks.1.attn.qkv.bias" and k != "mask_token":
+                torch.testing.assert_close(written[k].float(), v.float(), rtol=0, atol=0, msg=k)
+    diffs = compare(out, REFERENCE)
+    assert max(diffs.values()) <= TOL
+
+
+def test_export_of_the_fixture_loads_strictly_into_the_official_model(tmp_path, cli):
+    repo = official_repo()
+    if repo is None:
+        pytest.skip("the official DINOv3 code is not here (set DINOV3_REPO)")
+    code, _, err = cli("export", "--checkpoint", WEIGHTS, "--format", "dino", "--out", tmp_path / "x.pth")
+    assert code == 0, err
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_dinov3_fixture.py"), "--dinov3", str(repo),
+                        "--load", str(tmp_path / "x.pth"), "--reference", str(tmp_path / "r.npz")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    again, ref = np.load(tmp_path / "r.npz"), np.load(REFERENCE)
+    for k in ref.files:
+        np.testing.assert_allclose(again[k], ref[k], rtol=0, atol=1e-6, err_msg=k)
