@@ -110,7 +110,8 @@ class WeightsDialog(QDialog):
             path = local_path(e)
             extra = f" + {e.registers} registers" if e.registers else " + decoder" if e.decoder else ""
             size = _size(path.stat().st_size) if path.is_file() else "~" + _size(e.estimated_bytes())
-            state = "downloaded" if path.is_file() else "not downloaded"
+            state = ("downloaded" if path.is_file() else
+                     "gated: accept the licence, then weights get NAME --file PATH" if e.gated else "not downloaded")
             item.setText(f"{e.name}  —  {e.family_name} {e.arch}{extra}, {size}  —  {state}")
 
     def entry(self):
@@ -131,7 +132,11 @@ class WeightsDialog(QDialog):
         if e is None:
             return
         check = f"published {e.checksum[0]} {e.checksum[1]}" if e.checksum else "none published"
-        self.detail.setText(f"{e.url}\nsource: {e.source}\nchecksum: {check}" + (f"\n{e.note}" if e.note else ""))
+        gated = (f"\nlicence: {e.licence}, to accept before download at {e.gated}; not downloaded here: "
+                 f"`highlighter weights get {e.name} --file PATH` keeps the file you downloaded"
+                 + (f"; or open {e.hub}" if e.hub else "")) if e.gated else ""
+        self.detail.setText(f"{e.url}\nsource: {e.source}\nchecksum: {check}" + (f"\n{e.note}" if e.note else "")
+                            + gated)
 
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -147,6 +152,9 @@ class WeightsDialog(QDialog):
         if local_path(e).is_file():
             self._set_status(f"{e.name} is already downloaded: {local_path(e)}")
             self.downloaded.emit(str(local_path(e)))
+            return False
+        if e.gated:
+            self._set_status(f"error: {e.gated_message()}", error=True)
             return False
         mirror = self.mirror.text().strip() or None
         try:
