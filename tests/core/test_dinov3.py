@@ -293,3 +293,14 @@ def test_export_of_the_fixture_loads_strictly_into_the_official_model(tmp_path, 
     again, ref = np.load(tmp_path / "r.npz"), np.load(REFERENCE)
     for k in ref.files:
         np.testing.assert_allclose(again[k], ref[k], rtol=0, atol=1e-6, err_msg=k)
+
+
+def test_training_and_mae_refuse_a_dinov3_file(cli, cat_path, tmp_path):
+    from highlighter.config import DinoCfg
+    from highlighter.errors import HighlighterError
+    from highlighter.train.pretrain import _init_backbone
+
+    with pytest.raises(HighlighterError, match="DINOv3"):
+        _init_backbone("dino", DinoCfg(), str(WEIGHTS), {})
+    code, out, err = cli("mae", cat_path, "--checkpoint", WEIGHTS, "--out", tmp_path / "o")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
