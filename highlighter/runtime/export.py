@@ -60,6 +60,15 @@ class LiveModel(nn.Module):
         self.blocks = vit.blocks
         self.norm = vit.norm
 
+    def _apply(self, fn, recurse=True):
+        """RoPE's sines and cosines stay float32 when the model is cast (``.to(torch.bfloat16)``): the official code
+        computes the rotation in float32 whatever the model's dtype; only their device follows."""
+        kept = {n: self._buffers[n] for n in ("rope_sin", "rope_cos") if self._buffers.get(n) is not None}
+        super()._apply(fn, recurse)
+        for n, t in kept.items():
+            self._buffers[n] = t.to(self._buffers[n].device)
+        return self
+
     def forward(self, x: torch.Tensor, tokens: list | None = None, keys: list | None = None):
         """A list passed as ``tokens`` (eager only; the ONNX graph has no such output) receives the final-norm
         output patch tokens (B, h*w, D), class and register tokens dropped, from this same pass; one passed as

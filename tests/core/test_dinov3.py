@@ -304,3 +304,20 @@ def test_training_and_mae_refuse_a_dinov3_file(cli, cat_path, tmp_path):
         _init_backbone("dino", DinoCfg(), str(WEIGHTS), {})
     code, out, err = cli("mae", cat_path, "--checkpoint", WEIGHTS, "--out", tmp_path / "o")
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_rope_stays_float32_in_a_bfloat16_model():
+    """The official attention rotates q and k in float32 whatever the model runs in; so do ours, in AttentionViT
+    (the periods of a released file are bfloat16 values already) and in the live model (its sines and cosines)."""
+    from highlighter.runtime.export import LiveModel
+
+    ck = load_checkpoint(WEIGHTS)
+    ref = np.load(REFERENCE)
+    live = LiveModel(build_attention_model(ck).vit, ck.vit, (64, 32)).to(torch.bfloat16)
+    assert live.rope_sin.dtype == torch.float32 and live.rope_cos.dtype == torch.float32
+    assert live.proj.weight.dtype == torch.bfloat16
+    model = build_attention_model(ck).to(torch.bfloat16)
+    image = torch.from_numpy(ref["image_64x32"]).to(torch.bfloat16)
+    with torch.no_grad():
+        attn = model(image).float()
+    assert np.abs(attn[0].reshape(2, -1).numpy() - ref["attention_64x32"][:, 5:]).max() < 0.05  # bfloat16 weights
