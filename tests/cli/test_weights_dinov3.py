@@ -5,20 +5,16 @@ downloaded, after which --checkpoint NAME works. No network: every socket is blo
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
-import torch
+from dinov3_files import WEIGHTS as FIXTURE
+from dinov3_files import tiny_official_file
 
-from highlighter.config import ViTConfig
-from highlighter.core.backbone import build_vit
-from highlighter.core.save import dinov3_official_state
 from highlighter.errors import CheckpointError
 from highlighter.weights import CATALOGUE, DINOV3_ACCESS, DINOV3_LICENCE, DownloadError, download, resolve
 
 from weights_server import block_internet
 
-FIXTURE = Path(__file__).resolve().parents[1] / "data" / "dinov3_tiny.pth"
 DINOV3 = ["dinov3_vits16", "dinov3_vits16plus", "dinov3_vitb16", "dinov3_vitl16", "dinov3_vith16plus"]
 
 
@@ -33,17 +29,6 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
     return lines[0]
-
-
-def tiny_official_file(path, seed=0):
-    """A ViT-Ti/16 (depth 1) DINOv3 in the official layout, its periods in bfloat16 as in the released files."""
-    cfg = ViTConfig(embed_dim=192, depth=1, num_heads=3, mlp_hidden=768, layerscale=True, num_register_tokens=4,
-                    pos_interp="rope", norm_eps=1e-5)
-    torch.manual_seed(seed)
-    state = dinov3_official_state({k: v.detach().clone() for k, v in build_vit(cfg).state_dict().items()})
-    state["rope_embed.periods"] = state["rope_embed.periods"].to(torch.bfloat16)
-    torch.save(state, path)
-    return path
 
 
 def sha256(path) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dinov3_files import REFERENCE, WEIGHTS, timm_layout
 
 from highlighter.core.attention import last_blocks
 from highlighter.core.build import build_attention_model
@@ -24,8 +25,6 @@ from highlighter.core.formats import load_checkpoint
 from highlighter.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data"
-WEIGHTS, REFERENCE = DATA / "dinov3_tiny.pth", DATA / "dinov3_tiny_reference.npz"
 FETCHED = Path("/work/.mirror/facebookresearch+dinov3/repo")  # where this project's fetch tool puts the git dir
 TOL = 1e-5
 
@@ -104,18 +103,6 @@ def test_official_builder_random_weights(tmp_path, ffn, dims, sizes_):
     assert ck.vit.swiglu == (ffn == "swiglu") and ck.vit.num_heads == heads and ck.vit.depth == depth
     diffs = compare(tmp_path / "w.pth", tmp_path / "r.npz")
     assert set(diffs) == set(sizes_.split(","))
-
-
-def timm_layout(state: dict[str, torch.Tensor], dim: int, depth: int, heads: int, qkv_bias: bool = True):
-    """The official state dict as timm converts it (timm's own checkpoint_filter_fn) into its DINOv3 model."""
-    import timm
-    from timm.models.eva import checkpoint_filter_fn
-
-    name = "vit_small_patch16_dinov3_qkvb" if qkv_bias else "vit_small_patch16_dinov3"
-    model = timm.create_model(name, pretrained=False, embed_dim=dim, depth=depth, num_heads=heads, num_classes=0)
-    converted = checkpoint_filter_fn(dict(state), model)
-    model.load_state_dict(converted, strict=True)
-    return model.eval(), {k: v.contiguous() for k, v in model.state_dict().items()}
 
 
 def test_timm_layout_of_the_fixture_equals_the_official_model(tmp_path):
