@@ -17,11 +17,22 @@ def timm_layout(state: dict[str, torch.Tensor], dim: int, depth: int, heads: int
     import timm
     from timm.models.eva import checkpoint_filter_fn
 
+    need_timm_dinov3()
     name = "vit_small_patch16_dinov3_qkvb" if qkv_bias else "vit_small_patch16_dinov3"
     model = timm.create_model(name, pretrained=False, embed_dim=dim, depth=depth, num_heads=heads, num_classes=0)
     converted = checkpoint_filter_fn(dict(state), model)
     model.load_state_dict(converted, strict=True)
     return model.eval(), {k: v.contiguous() for k, v in model.state_dict().items()}
+
+
+def need_timm_dinov3() -> None:
+    """timm's DINOv3 models (timm 1.0.20 on), or skip / fail as tests/needs.py rules."""
+    import timm
+
+    if not timm.list_models("vit_small_patch16_dinov3*"):
+        from needs import missing
+
+        missing(f"timm {timm.__version__} has no DINOv3 models (they came in timm 1.0.20)")
 
 
 def tiny_official_file(path: Path, seed: int = 0) -> Path:

@@ -47,7 +47,7 @@ def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0, init: bool = True) ->
         weight_init="" if init else "skip",
     )
     if cfg.rope:
-        kwargs.update(pos_embed="none", norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps))
+        kwargs.update(norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps))
     if cfg.swiglu:
         from timm.layers import SwiGLUPacked
 
@@ -57,6 +57,7 @@ def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0, init: bool = True) ->
         # Official DINOv2 name and layout: (1, R, D), inserted after the class token, no position embedding.
         model.register_tokens = nn.Parameter(torch.zeros(1, cfg.num_register_tokens, cfg.embed_dim))
     if cfg.rope:
+        model.pos_embed = None  # no learned position embedding (set here: timm's pos_embed="none" is recent)
         model.rope_embed = RopePeriods(cfg.embed_dim // cfg.num_heads)
     return model
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from dinov3_files import REFERENCE, WEIGHTS, timm_layout
+from dinov3_files import REFERENCE, WEIGHTS, need_timm_dinov3, timm_layout
 
 from highlighter.core.attention import last_blocks
 from highlighter.core.build import build_attention_model
@@ -130,6 +130,7 @@ def test_timm_random_model_loads_and_matches_timms_own_forward(tmp_path):
     import timm
     from safetensors.torch import save_file
 
+    need_timm_dinov3()
     torch.manual_seed(0)
     model = timm.create_model("vit_small_patch16_dinov3", pretrained=False, embed_dim=64, depth=2, num_heads=1,
                               num_classes=0).eval()
