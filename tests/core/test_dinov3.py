@@ -181,6 +181,9 @@ BAD = {
     "mask_short.pth": (lambda s: s.__setitem__("blocks.0.attn.qkv.bias_mask", torch.ones(3)),
                        "bias_mask has shape (3,)"),
     "with_pos_embed.pth": (lambda s: s.__setitem__("pos_embed", torch.zeros(1, 197, 32)), "with a pos_embed"),
+    "untied_cls_norm.pth": (lambda s: s.update({"cls_norm.weight": torch.ones(32), "cls_norm.bias": torch.zeros(32)}),
+                            "untied class-token norm (cls_norm)"),
+    "no_mlp_w2.pth": (lambda s: s.update({"blocks.0.mlp.w1.weight": torch.zeros(64, 32)}), "no blocks.0.mlp.w2.weight"),
 }
 
 
