@@ -383,11 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE")
     p.set_defaults(job="export")
 
-    w = sub.add_parser("weights", help="the official DINO, DINOv2 and MAE weights by name: list, download",
+    w = sub.add_parser("weights", help="the official DINO, DINOv2, DINOv3 and MAE weights by name: list, download",
                        description="Official weights by their torch hub names. `get` downloads one into the cache "
                                    "(resuming a broken download), checks it loads as the promised architecture "
                                    "(and its published checksum, where there is one), and only then keeps it; "
-                                   "--checkpoint NAME then works in every command.")
+                                   "--checkpoint NAME then works in every command. The DINOv3 files are gated "
+                                   "(their licence must be accepted first): `get NAME` says where, and "
+                                   "`get NAME --file PATH` checks and keeps the file you downloaded.")
     wsub = w.add_subparsers(dest="action", metavar="list|get", required=True)
     cache_help = ("cache root (default: $HIGHLIGHTER_CACHE, else ~/.cache/highlighter); the same as "
                   "HIGHLIGHTER_CACHE=DIR")
@@ -396,8 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help=cache_help)
     p.set_defaults(job="weights")
     p = wsub.add_parser("get", help="download, verify and keep one official file")
-    p.add_argument("name", metavar="NAME", help="e.g. dino_vits16, dinov2_vits14_reg, mae_visualize_vit_base")
+    p.add_argument("name", metavar="NAME", help="e.g. dino_vits16, dinov2_vits14_reg, dinov3_vits16, "
+                                                "mae_visualize_vit_base")
     p.add_argument("--mirror", metavar="URL", help="take the file from this scheme and host, keeping the official path")
+    p.add_argument("--file", metavar="PATH", help="no download: check this file you downloaded (the published "
+                                                  "checksum, the architecture) and keep a copy in the cache under "
+                                                  "NAME (how the gated DINOv3 files get there)")
     p.add_argument("--cache", metavar="DIR", help=cache_help)
     p.set_defaults(job="weights")
     return parser

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-# How position embeddings are resized to another patch grid (see core/backbone.py).
-POS_INTERP_RULES = ("dino", "dinov2", "dinov2_reg")
+# How position embeddings are resized to another patch grid (see core/backbone.py); "rope": no learned
+# embedding, DINOv3's rotary position encoding of the patch tokens' queries and keys at any grid.
+POS_INTERP_RULES = ("dino", "dinov2", "dinov2_reg", "rope")
 
 # Official head counts by (embed_dim, depth). The number of heads cannot be read from the
 # weights, and dim/64 is wrong for ViT-H/14 (1280 / 16 heads).
@@ -106,6 +107,12 @@ class ViTConfig(_Record):
     num_register_tokens: int = 0
     final_norm: bool = True
     pos_interp: str = "dino"  # one of POS_INTERP_RULES
+    norm_eps: float = 1e-6  # LayerNorm epsilon: 1e-6 in DINO, DINOv2 and MAE, 1e-5 in DINOv3
+
+    @property
+    def rope(self) -> bool:
+        """DINOv3: rotary position encoding (periods ``rope_embed.periods``), no ``pos_embed``."""
+        return self.pos_interp == "rope"
 
     @property
     def arch_name(self) -> str:
@@ -115,8 +122,9 @@ class ViTConfig(_Record):
 
     def describe(self) -> str:
         reg = f" + {self.num_register_tokens} registers" if self.num_register_tokens else ""
+        rope = ", RoPE" if self.rope else ""
         return (f"{self.arch_name} (dim {self.embed_dim}, depth {self.depth}, {self.num_heads} heads, "
-                f"patch {self.patch_size}{reg})")
+                f"patch {self.patch_size}{reg}{rope})")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""Official DINO, DINOv2 and MAE weights by name: the catalogue, the local cache, and a download that
+"""Official DINO, DINOv2, DINOv3 and MAE weights by name: the catalogue, the local cache, and a download that
 resumes, verifies and only then keeps the file.
 
 Nothing here touches the network unless ``download()`` is called. The catalogue's URLs are copied from
 the official repositories (mirrored for this work at facebookresearch/dino 7c446df, dinov2 b8931f7,
-mae efb2a80); each entry names the file that publishes its URL.
+mae efb2a80, dinov3 6876159); each entry names the file that publishes its URL.
+
+The DINOv3 files are gated: Meta hands out their download links only to whoever accepts the DINOv3 License
+(``gated`` names the page), so they are never downloaded here. The user downloads the file, and ``adopt()`` checks
+it (the sha256 prefix published in its name, the architecture, a strict build) and keeps it in the cache under its
+official name; ``--checkpoint PATH`` opens it where it is, too.
 
 Files live in ``<cache root>/weights/<official file name>``. The cache root is ``$HIGHLIGHTER_CACHE`` when
 set, else ``$XDG_CACHE_HOME/highlighter`` or ``~/.cache/highlighter`` (the same root as the ONNX graphs,
@@ -45,6 +50,11 @@ _MAE_NOTEBOOK = "facebookresearch/mae: demo/mae_visualize.ipynb (!wget -nc ...)"
 _MAE_ISSUE_3 = ("facebookresearch/mae issue #3, comment by the author Kaiming He, 2022-01-10 (not in the "
                 "repository's files; the notebook names only the ViT-L files)")
 _MAE_README = "facebookresearch/mae: README.md (pre-trained checkpoint table, md5 row)"
+_DINOV3_SRC = ("facebookresearch/dinov3: dinov3/hub/backbones.py ({name}; hash {hash}, the sha256 prefix torch.hub "
+               "checks; _make_dinov3_vit_model_url builds _DINOV3_BASE_URL from dinov3/hub/utils.py + "
+               "/dinov3_<arch>/dinov3_<arch>_pretrain_lvd1689m-<hash>.pth) and README.md (parameters, access link)")
+DINOV3_LICENCE = "https://ai.meta.com/resources/models-and-libraries/dinov3-license"
+DINOV3_ACCESS = "https://ai.meta.com/resources/models-and-libraries/dinov3-downloads/"
 
 
 class DownloadError(HighlighterError):
@@ -67,10 +77,14 @@ class Official:
     checksum: tuple[str, str] | None = None  # (hashlib algorithm, published hex prefix)
     params: str | None = None  # the parameter count as the source publishes it
     note: str = ""
+    gated: str = ""  # where the licence is accepted and the download link obtained; never downloaded here
+    licence: str = ""  # the licence's page, when it is not the repository's open one
+    hub: str = ""  # the same weights under a hub name in a layout we read (timm's), when there is one
+    swiglu_hidden: int = 0  # a SwiGLU MLP of this hidden width (DINOv3 'plus' models); 0: a GELU MLP of 4 x dim
 
     @property
     def family_name(self) -> str:
-        return {"dino": "DINO", "dinov2": "DINOv2", "mae": "MAE"}[self.family]
+        return {"dino": "DINO", "dinov2": "DINOv2", "dinov3": "DINOv3", "mae": "MAE"}[self.family]
 
     @property
     def filename(self) -> str:
@@ -88,16 +102,32 @@ class Official:
 
     @property
     def layerscale(self) -> bool:
-        return self.family == "dinov2"
+        return self.family in ("dinov2", "dinov3")
+
+    @property
+    def rope(self) -> bool:
+        return self.family == "dinov3"
 
     def describe(self) -> str:
-        extra = (f" + {self.registers} registers" if self.registers else "") + (" + MAE decoder" if self.decoder
-                                                                                 else "")
+        extra = ((f" + {self.registers} registers" if self.registers else "") + (" + MAE decoder" if self.decoder
+                                                                                  else "")
+                 + (", RoPE" if self.rope else "") + (", SwiGLU" if self.swiglu_hidden else ""))
         return f"{self.arch} (dim {self.embed_dim}, depth {self.depth}{extra})"
+
+    def gated_message(self, path: Path | None = None) -> str:
+        """One line: why this file is not downloaded, and how to get it and use it."""
+        where = f" (looked for {path})" if path else ""
+        hub = f"; or use the timm copy on the hub, --checkpoint {self.hub}" if self.hub else ""
+        return (f"{self.name} ({self.family_name} {self.arch}) is licensed under the DINOv3 License ({self.licence}), "
+                f"which must be accepted before download: request access at {self.gated}, download {self.filename} "
+                f"from the link Meta sends, then run `highlighter weights get {self.name} --file PATH` (checks it and "
+                f"keeps it in the cache) or pass --checkpoint PATH{hub}{where}")
 
     def estimated_params(self) -> int:
         """Parameters of the released file, counted from the architecture (tested against real models)."""
         d = self.embed_dim
+        if self.rope:
+            return dinov3_params(d, self.depth, self.patch_size, d // 64, self.registers, self.swiglu_hidden)
         n = vit_params(d, self.depth, self.patch_size, self.pos_grid, self.registers, self.layerscale)
         if self.family == "dinov2":
             n += d  # mask_token (1, D)
@@ -123,6 +153,17 @@ def vit_params(dim: int, depth: int, patch: int, grid: int, registers: int = 0, 
             + depth * block_params(dim, layerscale=layerscale) + 2 * dim)  # blocks, norm
 
 
+def dinov3_params(dim: int, depth: int, patch: int, heads: int, registers: int = 4, swiglu_hidden: int = 0) -> int:
+    """An official DINOv3 ViT file: patch_embed, cls_token, storage_tokens, mask_token, rope_embed.periods, blocks
+    (with layer scale and the qkv bias mask, a buffer the file holds), norm. No position embedding."""
+    if swiglu_hidden:
+        mlp = 3 * dim * swiglu_hidden + 2 * swiglu_hidden + dim  # w1, w2, w3
+    else:
+        mlp = 2 * dim * 4 * dim + 4 * dim + dim
+    block = 4 * dim + 4 * dim * dim + 4 * dim + 3 * dim + 2 * dim + mlp  # norms, qkv + proj, biases, bias_mask, ls
+    return 3 * patch * patch * dim + dim + (2 + registers) * dim + dim // heads // 4 + depth * block + 2 * dim
+
+
 def mae_decoder_params(dim: int, patch: int, grid: int, dec_dim: int = 512, dec_depth: int = 8) -> int:
     """models_mae.py's decoder: decoder_embed, mask_token, decoder_pos_embed, blocks, norm, pred."""
     return (dim * dec_dim + dec_dim + dec_dim + (grid * grid + 1) * dec_dim + dec_depth * block_params(dec_dim)
@@ -143,6 +184,16 @@ def _dinov2(name: str, arch: str, depth: int, params: str) -> Official:
                     params=params)
 
 
+def _dinov3(name: str, arch: str, depth: int, hash: str, params: str, timm_name: str,
+            swiglu_hidden: int = 0) -> Official:
+    folder = name  # dinov3_vits16 -> dinov3_vits16/dinov3_vits16_pretrain_lvd1689m-<hash>.pth
+    return Official(name, "dinov3", f"https://dl.fbaipublicfiles.com/dinov3/{folder}/{folder}_pretrain_lvd1689m-"
+                    f"{hash}.pth", _DINOV3_SRC.format(name=name, hash=hash), arch, depth, 0, registers=4,
+                    checksum=("sha256", hash), params=params, gated=DINOV3_ACCESS, licence=DINOV3_LICENCE,
+                    hub=f"hf-hub:timm/{timm_name}.lvd1689m", swiglu_hidden=swiglu_hidden,
+                    note="gated: the DINOv3 License must be accepted before download")
+
+
 _VISUALIZE = "encoder + decoder, pixel targets: for reconstructions (the MAE tab) and attention maps"
 _PRETRAIN = "encoder only (norm-pix pretraining, for fine-tuning): attention maps, but no reconstructions"
 
@@ -160,6 +211,13 @@ CATALOGUE: dict[str, Official] = {e.name: e for e in [
     _dinov2("dinov2_vitb14_reg", "vit_base/14", 12, "86M"),
     _dinov2("dinov2_vitl14", "vit_large/14", 24, "300M"),
     _dinov2("dinov2_vitl14_reg", "vit_large/14", 24, "300M"),
+    # facebookresearch/dinov3 dinov3/hub/backbones.py: the entry points with their hashes (dinov3_vits16 line 199 ...),
+    # _make_dinov3_vit_model_url (line 42) and _DINOV3_BASE_URL (dinov3/hub/utils.py); README.md: parameters, access
+    _dinov3("dinov3_vits16", "vit_small/16", 12, "08c60483", "21M", "vit_small_patch16_dinov3_qkvb"),
+    _dinov3("dinov3_vits16plus", "vit_small/16", 12, "4057cbaa", "29M", "vit_small_plus_patch16_dinov3_qkvb", 1536),
+    _dinov3("dinov3_vitb16", "vit_base/16", 12, "73cec8be", "86M", "vit_base_patch16_dinov3_qkvb"),
+    _dinov3("dinov3_vitl16", "vit_large/16", 24, "8aa4cbdd", "300M", "vit_large_patch16_dinov3_qkvb"),
+    _dinov3("dinov3_vith16plus", "vit_huge/16", 32, "7c1da9a5", "840M", "vit_huge_plus_patch16_dinov3_qkvb", 5120),
     # facebookresearch/mae issue #3 (Kaiming He, 2022-01-10): the base and huge 'visualize' files
     Official("mae_visualize_vit_base", "mae", "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_base.pth",
              _MAE_ISSUE_3, "vit_base/16", 12, 14, decoder=True, note=_VISUALIZE),
@@ -225,6 +283,8 @@ def resolve(spec: str, cache: str | os.PathLike | None = None) -> str:
     if entry is None or Path(spec).exists():
         return spec
     path = local_path(entry, cache)
+    if not path.is_file() and entry.gated:
+        raise CheckpointError(entry.gated_message(path))
     if not path.is_file():
         raise CheckpointError(f"{spec} (official {entry.family_name} weights) is not downloaded yet: run "
                               f"`highlighter weights get {spec}` (looked for {path})")
@@ -344,12 +404,14 @@ def check_architecture(entry: Official, ck) -> None:
     """Raise ``CheckpointError`` unless the loaded checkpoint is the architecture ``entry`` promises."""
     v = ck.vit
     wrong = (v.arch_name != entry.arch or v.depth != entry.depth or v.num_register_tokens != entry.registers
-             or v.layerscale != entry.layerscale or (ck.decoder is not None) != entry.decoder)
+             or v.layerscale != entry.layerscale or (ck.decoder is not None) != entry.decoder
+             or v.rope != entry.rope or v.swiglu != bool(entry.swiglu_hidden)
+             or (entry.swiglu_hidden and v.mlp_hidden != 2 * entry.swiglu_hidden))
     if not wrong:
         return
-    what = v.describe() + (", with layer scale" if v.layerscale else "") + (
+    what = v.describe() + (", with layer scale" if v.layerscale else "") + (", SwiGLU" if v.swiglu else "") + (
         ", with an MAE decoder" if ck.decoder is not None else ", without an MAE decoder" if entry.decoder else "")
-    kind = "a DINOv2 (layer-scale) " if entry.layerscale else ""
+    kind = ("DINOv3 (RoPE) " if entry.rope else "DINOv2 (layer-scale) " if entry.layerscale else "")
     raise CheckpointError(f"it holds a {what}, not the {kind}{entry.describe()} of {entry.name}")
 
 
@@ -518,6 +580,8 @@ def download(entry: Official, mirror: str | None = None, cache: str | os.PathLik
     dest = local_path(entry, cache)
     if dest.is_file():
         return Result(entry, dest, url, already=True)
+    if entry.gated:
+        raise DownloadError(entry.gated_message())
     folder = dest.parent
     new_dirs = [p for p in [folder, *folder.parents] if not p.exists()]
     part = folder / (entry.filename + PARTIAL)
@@ -564,3 +628,36 @@ def download(entry: Official, mirror: str | None = None, cache: str | os.PathLik
     os.replace(part, dest)
     fetch.side.unlink(missing_ok=True)
     return Result(entry, dest, url, fetch.fetched, fetch.resumed_from, checkpoint=ck)
+
+
+def adopt(entry: Official, source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Result:
+    """Keep a file the user downloaded (a gated one, or any official file fetched elsewhere) as ``entry``: checked as
+    a download is (the published checksum, then the architecture and a strict build), copied next to its final
+    name and renamed into place only then. Raises ``CheckpointError`` with one line; the source is left as it is."""
+    import shutil
+
+    src = Path(source).expanduser()
+    if not src.is_file():
+        raise CheckpointError(f"{entry.name}: {src} is not a file")
+    if entry.checksum:
+        algorithm, prefix = entry.checksum
+        digest = file_digest(src, algorithm)
+        if not digest.startswith(prefix.lower()):
+            raise CheckpointError(f"{entry.name}: {src} is not the released {entry.filename}: its {algorithm} "
+                                  f"{digest[:12]}... does not start with the published {prefix}")
+    try:
+        ck = verify(entry, src)
+    except CheckpointError as e:
+        raise CheckpointError(f"{entry.name}: refused {src}: {str(e).replace(f'{src}: ', '')}") from None
+    dest = local_path(entry, cache)
+    if dest.is_file() and dest.resolve() == src.resolve():
+        return Result(entry, dest, str(src), already=True, checkpoint=ck)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + PARTIAL)
+    try:
+        shutil.copyfile(src, part)
+        os.replace(part, dest)
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        raise CheckpointError(f"{entry.name}: could not keep a copy in {dest.parent} ({e.strerror or e})") from None
+    return Result(entry, dest, str(src), fetched=dest.stat().st_size, checkpoint=ck)

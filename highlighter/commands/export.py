@@ -22,7 +22,8 @@ def run(args) -> int:
             "mae" if ck.decoder is not None else "dino")
     if fmt == "dino":
         export_dino(ck, out)
-        what = "official DINO backbone layout (bare state dict)"
+        what = ("official DINOv3 backbone layout (bare state dict)" if ck.vit.rope else
+                "official DINO backbone layout (bare state dict)")
     elif fmt == "mae":
         export_mae(ck, out)
         what = "official MAE layout ({'model': ..., 'args': ...})"

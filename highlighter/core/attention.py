@@ -13,14 +13,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from highlighter.config import ViTConfig
-from highlighter.core.backbone import interpolate_pos_embed
+from highlighter.core.backbone import apply_rope, interpolate_pos_embed
 
 
-def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool = True, keys: list | None = None):
+def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool = True, keys: list | None = None,
+                             rope: tuple[torch.Tensor, torch.Tensor] | None = None, with_attention: bool = True):
     """Run one timm ``Block`` and return ``(x_out, cls_attn)``, cls_attn: (B, nh, N) over all tokens.
 
     With ``with_output=False`` the block's output is skipped (``x_out`` is None): the attention row
-    needs only the qkv projection. A list passed as ``keys`` receives the block's keys (B, N, nh * hd).
+    needs only the qkv projection. A list passed as ``keys`` receives the block's keys (B, N, nh * hd), as the
+    qkv projection gives them (before RoPE). ``rope``: DINOv3's (sin, cos) for the patch grid, applied to the
+    patch tokens' queries and keys as the official attention applies it. ``with_attention=False``: the block's
+    output only (cls_attn is None), for the blocks before the last one of a RoPE model, which timm's
+    ``Block.forward`` cannot run.
     """
     attn = blk.attn
     if getattr(attn, "gate", None) is not None:
@@ -31,18 +36,35 @@ def block_with_cls_attention(blk: nn.Module, x: torch.Tensor, with_output: bool 
     q, k = attn.q_norm(q), attn.k_norm(k)
     if keys is not None:
         keys.append(k.transpose(1, 2).reshape(B, N, -1))
-    cls_attn = ((q[:, :, :1] @ k.transpose(-2, -1)) * attn.scale).softmax(dim=-1)  # (B, nh, 1, N)
+    if rope is not None:
+        q, k = apply_rope(q, k, rope)
+    cls_attn = None
+    if with_attention:
+        cls_attn = ((q[:, :, :1] @ k.transpose(-2, -1)) * attn.scale).softmax(dim=-1)[:, :, 0]  # (B, nh, N)
     if not with_output:
-        return None, cls_attn[:, :, 0]
+        return None, cls_attn
     y = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
     y = attn.proj(attn.norm(y.transpose(1, 2).reshape(B, N, attn.attn_dim)))
     x = x + blk.drop_path1(blk.ls1(y))
     x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-    return x, cls_attn[:, :, 0]
+    return x, cls_attn
+
+
+def run_block(blk: nn.Module, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """One block's output: timm's own forward, or, with DINOv3's RoPE, the same block with the rotation."""
+    if rope is None:
+        return blk(x)
+    return block_with_cls_attention(blk, x, rope=rope, with_attention=False)[0]
+
+
+def grid_rope(vit: nn.Module, cfg: ViTConfig, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """DINOv3's (sin, cos) for a patch grid, or None for a model without RoPE."""
+    return vit.rope_embed(*grid) if cfg.rope else None
 
 
 def prepare_tokens(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.Tensor:
-    """Patch embedding + class token + interpolated position embedding (+ registers): (B, 1 [+ R] + N, D)."""
+    """Patch embedding + class token + interpolated position embedding (+ registers): (B, 1 [+ R] + N, D).
+    DINOv3 (``cfg.rope``): no position embedding here; its position enters each block's attention (RoPE)."""
     B, _, H, W = img.shape
     p = cfg.patch_size
     if H % p or W % p:
@@ -50,7 +72,8 @@ def prepare_tokens(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.T
     x = vit.patch_embed.proj(img).flatten(2).transpose(1, 2)  # (B, gh*gw, D)
     x = vit.patch_embed.norm(x)
     x = torch.cat((vit.cls_token.expand(B, -1, -1), x), dim=1)  # (B, 1 + gh*gw, D)
-    x = x + interpolate_pos_embed(vit.pos_embed, H // p, W // p, cfg.pos_interp)
+    if not cfg.rope:
+        x = x + interpolate_pos_embed(vit.pos_embed, H // p, W // p, cfg.pos_interp)
     if cfg.num_register_tokens:
         x = torch.cat((x[:, :1], vit.register_tokens.expand(B, -1, -1), x[:, 1:]), dim=1)  # (B, 1 + R + N, D)
     return x
@@ -59,8 +82,9 @@ def prepare_tokens(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.T
 def forward_cls(vit: nn.Module, cfg: ViTConfig, img: torch.Tensor) -> torch.Tensor:
     """The final-norm class token (B, D) at any resolution: what DINO's heads and kNN use."""
     x = prepare_tokens(vit, cfg, img)
+    rope = grid_rope(vit, cfg, (img.shape[-2] // cfg.patch_size, img.shape[-1] // cfg.patch_size))
     for blk in vit.blocks:
-        x = blk(x)
+        x = run_block(blk, x, rope)
     return vit.norm(x)[:, 0]
 
 
@@ -87,22 +111,26 @@ class AttentionViT(nn.Module):
                 tokens: list | None = None):
         _, _, H, W = img.shape
         p = self.cfg.patch_size
+        grid = (H // p, W // p)
         return last_blocks(self.vit.blocks, self.vit.norm, self.prepare_tokens(img), 1 + self.cfg.num_register_tokens,
-                           (H // p, W // p), with_features=with_features, keys=keys, tokens=tokens)
+                           grid, with_features=with_features, keys=keys, tokens=tokens,
+                           rope=grid_rope(self.vit, self.cfg, grid))
 
 
 def last_blocks(blocks, norm: nn.Module, x: torch.Tensor, n_prefix: int, grid: tuple[int, int],
-                with_features: bool = False, keys: list | None = None, tokens: list | None = None):
+                with_features: bool = False, keys: list | None = None, tokens: list | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None):
     """The body every model wrapper shares (``AttentionViT`` and the live graphs' ``LiveModel``): the blocks on
     the prepared tokens x (B, n_prefix + h*w, D), the last one with its class-token attention, which is returned
     on the patch grid (B, heads, h, w), prefix (class, registers) columns dropped and not renormalised; with
     ``with_features``, also the final-norm class token (B, D). ``tokens`` receives the final-norm patch tokens
-    (B, h*w, D) and ``keys`` the last block's keys over all tokens (B, N, D)."""
+    (B, h*w, D) and ``keys`` the last block's keys over all tokens (B, N, D). ``rope``: DINOv3's (sin, cos) for
+    the grid, used in every block."""
     B = x.shape[0]
     for blk in blocks[:-1]:
-        x = blk(x)
+        x = run_block(blk, x, rope)
     need_output = with_features or tokens is not None
-    x, attn = block_with_cls_attention(blocks[-1], x, with_output=need_output, keys=keys)
+    x, attn = block_with_cls_attention(blocks[-1], x, with_output=need_output, keys=keys, rope=rope)
     attn = attn[:, :, n_prefix:].reshape(B, -1, *grid)
     if need_output:
         x = norm(x)

@@ -4,6 +4,7 @@ interpolation each family uses. The class-token attention is computed in ``core.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -19,7 +20,9 @@ def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0, init: bool = True) ->
 
     The state-dict keys equal the official ones: ``cls_token, pos_embed, patch_embed.proj.*,
     blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}, norm`` and,
-    for DINOv2 with registers, ``register_tokens``.
+    for DINOv2 with registers, ``register_tokens``. A DINOv3 model (``cfg.rope``) has no ``pos_embed`` but
+    ``rope_embed.periods`` (the official buffer), and its registers (DINOv3's ``storage_tokens``) under the
+    DINOv2 name ``register_tokens``; its LayerNorms use ``cfg.norm_eps``.
     """
     import timm
 
@@ -43,6 +46,8 @@ def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0, init: bool = True) ->
         drop_path_rate=drop_path_rate,
         weight_init="" if init else "skip",
     )
+    if cfg.rope:
+        kwargs.update(norm_layer=partial(nn.LayerNorm, eps=cfg.norm_eps))
     if cfg.swiglu:
         from timm.layers import SwiGLUPacked
 
@@ -51,7 +56,59 @@ def build_vit(cfg: ViTConfig, drop_path_rate: float = 0.0, init: bool = True) ->
     if cfg.num_register_tokens:
         # Official DINOv2 name and layout: (1, R, D), inserted after the class token, no position embedding.
         model.register_tokens = nn.Parameter(torch.zeros(1, cfg.num_register_tokens, cfg.embed_dim))
+    if cfg.rope:
+        model.pos_embed = None  # no learned position embedding (set here: timm's pos_embed="none" is recent)
+        model.rope_embed = RopePeriods(cfg.embed_dim // cfg.num_heads)
     return model
+
+
+class RopePeriods(nn.Module):
+    """DINOv3's rotary position encoding at evaluation: the official ``RopePositionEmbedding`` with its
+    ``periods`` buffer (D_head / 4 values, loaded from the file) and no coordinate augmentation (the shift,
+    jitter and rescale of the official module act only in training)."""
+
+    def __init__(self, head_dim: int, base: float = 100.0):
+        super().__init__()
+        if head_dim % 4:
+            raise ValueError(f"RoPE needs a head dim divisible by 4, got {head_dim}")
+        q = head_dim // 4
+        self.register_buffer("periods", base ** (2 * torch.arange(q, dtype=torch.float32) / (head_dim // 2)))
+
+    def forward(self, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return rope_sincos(self.periods, grid_h, grid_w)
+
+
+def rope_sincos(periods: torch.Tensor, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sin, cos), each (h*w, D_head), float32: the official ``RopePositionEmbedding.forward`` with
+    ``normalize_coords="separate"`` (every DINOv3 release): patch centres at (i + 0.5) / h and (j + 0.5) / w,
+    mapped to [-1, 1], angles 2 pi coord / period, [h angles, w angles] tiled twice."""
+    dd = {"device": periods.device, "dtype": torch.float32}
+    periods = periods.to(torch.float32)
+    coords_h = torch.arange(0.5, grid_h, **dd) / grid_h
+    coords_w = torch.arange(0.5, grid_w, **dd) / grid_w
+    coords = torch.stack(torch.meshgrid(coords_h, coords_w, indexing="ij"), dim=-1).flatten(0, 1)  # (h*w, 2)
+    coords = 2.0 * coords - 1.0
+    angles = (2 * math.pi * coords[:, :, None] / periods[None, None, :]).flatten(1, 2).tile(2)  # (h*w, D_head)
+    return torch.sin(angles), torch.cos(angles)
+
+
+def apply_rope(q: torch.Tensor, k: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
+    """The official ``SelfAttention.apply_rope``: the last h*w tokens of q and k (B, heads, N, D_head) rotated,
+    the prefix (class token, registers) left as it is, computed in the rope's dtype (float32) and cast back."""
+    sin, cos = rope
+    prefix = q.shape[-2] - sin.shape[-2]
+    if prefix < 0:
+        raise ValueError(f"RoPE for {sin.shape[-2]} patches on {q.shape[-2]} tokens")
+
+    def rotate(t: torch.Tensor) -> torch.Tensor:
+        dtype = t.dtype
+        t = t.to(sin.dtype)
+        patches = t[:, :, prefix:]
+        a, b = patches.chunk(2, dim=-1)
+        rotated = patches * cos + torch.cat([-b, a], dim=-1) * sin
+        return torch.cat((t[:, :, :prefix], rotated), dim=-2).to(dtype)
+
+    return rotate(q), rotate(k)
 
 
 def set_fused_attention(model: nn.Module, enabled: bool) -> None:

@@ -3,8 +3,9 @@ the weights in the official key layout.
 
 Formats: official DINO backbone-only ``.pth`` and full training checkpoints (``teacher``/``student``,
 ``module.``/``backbone.`` prefixes, heads ignored); official DINOv2 files, with or without register tokens
-(block chunks flattened); official MAE checkpoints (``{'model': ...}``, with or without the decoder); timm
-state dicts and ``.safetensors`` for DINO, DINOv2 and MAE models; and our own files. Reading the bytes is
+(block chunks flattened); official DINOv3 ViT files (RoPE, ``storage_tokens``) and timm's DINOv3 layout;
+official MAE checkpoints (``{'model': ...}``, with or without the decoder); timm state dicts and
+``.safetensors`` for DINO, DINOv2 and MAE models; and our own files. Reading the bytes is
 ``core.safe_read``'s job, building models ``core.build``'s, writing files ``core.save``'s.
 """
 
@@ -33,7 +34,8 @@ from highlighter.config import (
 from highlighter.core.safe_read import read_checkpoint_file
 from highlighter.errors import CheckpointError
 
-SILENTLY_IGNORED = re.compile(r"^(head\.|fc_norm\.|mask_token$)")  # classifier / DINO head / DINOv2 iBOT token
+# classifier / DINO head / DINOv2 and DINOv3 iBOT token / DINOv3's training-only norm of the local crops' class token
+SILENTLY_IGNORED = re.compile(r"^(head\.|fc_norm\.|mask_token$|local_cls_norm\.)")
 DECODER_KEYS = re.compile(r"^(decoder_|mask_token$)")  # the MAE decoder (its mask token included)
 
 
@@ -120,6 +122,60 @@ def _unwrap(obj: Any, sf_meta: dict[str, str] | None, key: str) -> tuple[dict[st
     return state, meta, "state dict", None
 
 
+DINOV3_ROPE_BASE = 100.0  # every DINOv3 release (dinov3/hub/backbones.py: pos_embed_rope_base=100); timm's too
+
+
+def _dinov3_to_official(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
+    """A DINOv3 file in the layout the rest reads: the official one (``storage_tokens``, ``rope_embed.periods``,
+    ``attn.qkv.bias_mask``, SwiGLU ``w1/w2/w3``) or timm's (``reg_token``, ``gamma_1/2``, ``q_bias``/``v_bias``,
+    ``fc1_g/fc1_x``, no periods) -> registers as ``register_tokens``, the key bias mask folded into
+    ``qkv.bias`` (as the official ``LinearKMaskedBias`` applies it), SwiGLU packed as DINOv2's ``fc1``/``fc2``,
+    ``rope_embed.periods`` present. Returns (state, "official" | "timm" | None when not DINOv3)."""
+    state = _strip_prefixes(state)
+    official = "storage_tokens" in state or "rope_embed.periods" in state
+    timm_layout = ("reg_token" in state and "pos_embed" not in state
+                   and any(re.match(r"^blocks\.\d+\.gamma_1$", k) for k in state))
+    if not (official or timm_layout):
+        return state, None
+    if "cls_norm.weight" in state:
+        raise CheckpointError("DINOv3 file with an untied class-token norm (cls_norm): not a released backbone "
+                              "layout, not supported")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if k in ("storage_tokens", "reg_token"):
+            k = "register_tokens"
+        k = re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", k)
+        out[k] = v
+    for k in [k for k in out if k.endswith(".attn.qkv.bias_mask")]:
+        mask = out.pop(k)
+        bias_key = k[: -len("_mask")]
+        bias = out.get(bias_key)
+        if bias is None:
+            raise CheckpointError(f"DINOv3 file with {k} but no {bias_key}")
+        if tuple(mask.shape) != tuple(bias.shape):
+            raise CheckpointError(f"DINOv3 file: {k} has shape {tuple(mask.shape)}, its bias {tuple(bias.shape)}")
+        out[bias_key] = bias.float() * mask.float()
+    for k in [k for k in out if k.endswith(".attn.q_bias")]:
+        base = k[: -len("q_bias")]
+        q, v = out.pop(k), out.pop(base + "v_bias", None)
+        if v is None or q.shape != v.shape or q.ndim != 1:
+            raise CheckpointError(f"timm DINOv3 file: {k} without a matching {base}v_bias")
+        out[base + "qkv.bias"] = torch.cat([q, torch.zeros_like(q), v])  # the key bias is fixed at zero
+    for k in [k for k in out if re.match(r"^blocks\.\d+\.mlp\.(w1|fc1_g)\.", k)]:
+        gate = k.split(".mlp.")[1].split(".")[0]
+        other = k.replace(f".mlp.{gate}.", ".mlp.w2." if gate == "w1" else ".mlp.fc1_x.")
+        if other not in out:
+            raise CheckpointError(f"DINOv3 file with a SwiGLU {k} but no {other}")
+        out[k.replace(f".mlp.{gate}.", ".mlp.fc1.")] = torch.cat([out.pop(k), out.pop(other)])  # silu(gate) * x
+    for k in [k for k in out if re.match(r"^blocks\.\d+\.mlp\.w3\.", k)]:
+        out[k.replace(".w3.", ".fc2.")] = out.pop(k)
+    if official and "rope_embed.periods" not in out:
+        raise CheckpointError("DINOv3 file without rope_embed.periods: the RoPE periods its attention needs are "
+                              "missing (a truncated or edited file?)")
+    # timm does not save the periods: _infer_vit computes them once the heads are known
+    return out, "official" if official else "timm"
+
+
 def _normalise_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
     """Official layout, float32: prefixes stripped, DINOv2 block chunks flattened, timm's DINOv2 and
     SwiGLU names mapped back. Returns (state, is_swiglu)."""
@@ -162,7 +218,34 @@ def _parse_arch(arch: str) -> tuple[str, int | None]:
         raise CheckpointError(str(e)) from None
 
 
-def _infer_vit(state: dict[str, torch.Tensor], swiglu: bool, meta: dict, args: Any, num_heads: int | None) -> ViTConfig:
+def _infer_dinov3_heads(state: dict[str, torch.Tensor], dim: int, depth: int, num_heads: int | None) -> int:
+    """DINOv3's head count: the RoPE periods hold D_head / 4 values, so the official file says it; timm's file does
+    not (dim / 64, as in every DINOv3 ViT but the 7B, unless ``num_heads`` says otherwise), and gets the periods
+    the official builder computes (base 100), rounded to bfloat16 as the released official files store them (timm
+    itself keeps them in float32, which its model cards name as the one difference from the original outputs)."""
+    periods = state.get("rope_embed.periods")
+    if periods is None:
+        heads = num_heads or max(1, dim // 64)
+        if dim % (4 * heads):
+            raise CheckpointError(f"{heads} heads do not fit RoPE on dim {dim} (head dim must be a multiple of 4)")
+        hd = dim // heads
+        periods = DINOV3_ROPE_BASE ** (2 * torch.arange(hd // 4, dtype=torch.float32) / (hd // 2))
+        state["rope_embed.periods"] = periods.to(torch.bfloat16).float()
+        return heads
+    if periods.ndim != 1 or periods.numel() == 0 or dim % (4 * periods.numel()):
+        raise CheckpointError(f"rope_embed.periods of shape {tuple(periods.shape)} does not fit a ViT of dim {dim} "
+                              "(it holds head dim / 4 values)")
+    if not bool(torch.isfinite(periods).all()) or not bool((periods > 0).all()):
+        raise CheckpointError("rope_embed.periods holds values that are not positive finite numbers")
+    heads = dim // (4 * periods.numel())
+    if num_heads and num_heads != heads:
+        raise CheckpointError(f"--num-heads {num_heads} contradicts the file's RoPE periods, which are for "
+                              f"{heads} heads")
+    return heads
+
+
+def _infer_vit(state: dict[str, torch.Tensor], swiglu: bool, meta: dict, args: Any, num_heads: int | None,
+               rope: bool = False) -> ViTConfig:
     pw = state.get("patch_embed.proj.weight")
     if pw is None or pw.ndim != 4:
         sample = ", ".join(list(state)[:4])
@@ -174,6 +257,18 @@ def _infer_vit(state: dict[str, torch.Tensor], swiglu: bool, meta: dict, args: A
     if depth == 0:
         raise CheckpointError("not a ViT checkpoint: no transformer blocks (blocks.0...)")
     pos = state.get("pos_embed")
+    if rope:
+        if pos is not None:
+            raise CheckpointError("DINOv3 file with a pos_embed: RoPE models have no learned position embedding")
+        fc1 = state.get("blocks.0.mlp.fc1.weight")
+        if fc1 is None:
+            raise CheckpointError("not a ViT checkpoint: blocks.0.mlp.fc1.weight is missing")
+        reg = state.get("register_tokens")
+        return ViTConfig(
+            embed_dim=dim, depth=depth, num_heads=_infer_dinov3_heads(state, dim, depth, num_heads), patch_size=p,
+            pos_grid=224 // p, mlp_hidden=int(fc1.shape[0]), swiglu=swiglu, qkv_bias="blocks.0.attn.qkv.bias" in state,
+            layerscale="blocks.0.ls1.gamma" in state, num_register_tokens=int(reg.shape[1]) if reg is not None else 0,
+            final_norm="norm.weight" in state, pos_interp="rope", norm_eps=1e-5)  # layernormbf16 in every release
     if pos is None:
         raise CheckpointError("not a ViT checkpoint with learned position embeddings: pos_embed is missing")
     grid = math.isqrt(pos.shape[1] - 1)
@@ -227,10 +322,15 @@ def _infer_decoder(state, vit: ViTConfig, meta: dict, args: Any, decoder_num_hea
                             norm_pix_loss=bool(norm_pix)), known
 
 
-def _describe_source(source: str, state: dict, had_reg_token: bool, safetensors: bool) -> str:
+def _describe_source(source: str, state: dict, had_reg_token: bool, safetensors: bool,
+                     dinov3: str | None = None) -> str:
     if source != "state dict":
         return source
-    if had_reg_token:
+    if dinov3 == "official":
+        kind = "official DINOv3 backbone"
+    elif dinov3 == "timm":
+        kind = "timm DINOv3 state dict"
+    elif had_reg_token:
         kind = "timm DINOv2-with-registers state dict"
     elif "register_tokens" in state:
         kind = "official DINOv2-with-registers backbone"
@@ -252,8 +352,9 @@ def load_checkpoint(path: str | os.PathLike, checkpoint_key: str = "teacher", nu
     is_sf = sf_meta is not None
     state, meta, source, args = _unwrap(obj, sf_meta, checkpoint_key)
     had_reg_token = "reg_token" in _strip_prefixes(state)
+    state, dinov3 = _dinov3_to_official(state)
     state, swiglu = _normalise_keys(state)
-    vit = _infer_vit(state, swiglu, meta, args, num_heads)
+    vit = _infer_vit(state, swiglu, meta, args, num_heads, rope=dinov3 is not None)
     if arch:
         name, patch = _parse_arch(arch)
         if ARCH_DIMS[name] != vit.embed_dim or (patch and patch != vit.patch_size):
@@ -261,7 +362,8 @@ def load_checkpoint(path: str | os.PathLike, checkpoint_key: str = "teacher", nu
     decoder, known = _infer_decoder(state, vit, meta, args, decoder_num_heads, norm_pix)
     if decoder is None and "mask_token" in state and state["mask_token"].ndim == 3:
         raise CheckpointError("incomplete MAE checkpoint: mask_token is present but decoder_embed is not")
-    return LoadedCheckpoint(path=str(path), source=_describe_source(source, state, had_reg_token, is_sf), vit=vit,
+    return LoadedCheckpoint(path=str(path), source=_describe_source(source, state, had_reg_token, is_sf, dinov3),
+                            vit=vit,
                             state=state, decoder=decoder, norm_pix_known=known,
                             meta=meta if isinstance(meta, dict) else {},
                             file_stat=(st.st_size, st.st_mtime_ns) if st else None)

@@ -43,13 +43,41 @@ def save_model(path: str | os.PathLike, kind: str, vit: ViTConfig, state: dict[s
 
 
 def export_dino(ck: LoadedCheckpoint, path: str | os.PathLike) -> Path:
-    """DINO's backbone-only layout: a bare state dict of the encoder in the official keys."""
+    """DINO's backbone-only layout: a bare state dict of the encoder in the official keys (a DINOv3 model's in the
+    official DINOv3 layout, which its own code loads strictly)."""
     from highlighter.core.build import build_attention_model
 
     build_attention_model(ck)  # validates that the backbone is complete
     encoder = encoder_state(ck.state)
+    if ck.vit.rope:
+        encoder = dinov3_official_state(encoder, ck.vit.swiglu)
     atomic_write(path, lambda tmp: torch.save(encoder, tmp))
     return Path(path)
+
+
+def dinov3_official_state(state: dict[str, torch.Tensor], swiglu: bool = False) -> dict[str, torch.Tensor]:
+    """Our DINOv3 keys -> the official ``DinoVisionTransformer``'s: ``storage_tokens``, a zero ``mask_token``, the
+    qkv ``bias_mask`` (ones, zeros for the key third: our ``qkv.bias`` has the mask folded in already), SwiGLU as
+    ``w1``/``w2``/``w3``. The inverse of what ``core.formats`` reads."""
+    out: dict[str, torch.Tensor] = {}
+    dim = state["cls_token"].shape[-1]
+    for k, v in state.items():
+        if k == "register_tokens":
+            k = "storage_tokens"
+        if swiglu and ".mlp.fc1." in k:
+            w1, w2 = v.chunk(2, dim=0)
+            out[k.replace(".fc1.", ".w1.")], out[k.replace(".fc1.", ".w2.")] = w1.clone(), w2.clone()
+            continue
+        if swiglu and ".mlp.fc2." in k:
+            k = k.replace(".fc2.", ".w3.")
+        out[k] = v
+        if k.endswith(".attn.qkv.weight"):  # every release has a qkv bias: timm's bias-free layout gets zeros
+            bias = state.get(k[: -len("weight")] + "bias", torch.zeros(v.shape[0], dtype=v.dtype))
+            mask = torch.ones_like(bias)
+            mask[bias.shape[0] // 3: 2 * bias.shape[0] // 3] = 0
+            out[k[: -len("weight")] + "bias"], out[k[: -len("weight")] + "bias_mask"] = bias, mask
+    out.setdefault("mask_token", torch.zeros(1, dim))
+    return out
 
 
 def export_mae(ck: LoadedCheckpoint, path: str | os.PathLike) -> Path:

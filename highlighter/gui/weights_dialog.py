@@ -1,6 +1,6 @@
-"""The "Get official weights…" dialog: pick a released DINO, DINOv2 or MAE file, download it off the GUI
-thread with a progress bar, and hand the verified file to the model picker (the work is in
-highlighter/weights.py, the same as `highlighter weights get`)."""
+"""The "Get official weights…" dialog: pick a released DINO, DINOv2, DINOv3 or MAE file, download it off the GUI
+thread with a progress bar (or, for the gated DINOv3 files, check one the user downloaded), and hand the verified
+file to the model picker (the work is in highlighter/weights.py, the same as `highlighter weights get`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -69,6 +70,10 @@ class WeightsDialog(QDialog):
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.get_button = QPushButton("Download")
         self.get_button.clicked.connect(self.start)
+        self.file_button = QPushButton("Use a downloaded file…")
+        self.file_button.setToolTip("check a file you downloaded yourself (the gated DINOv3 files) as this entry "
+                                    "and keep a copy in the cache")
+        self.file_button.clicked.connect(self.choose_file)
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
@@ -88,7 +93,7 @@ class WeightsDialog(QDialog):
         lay.addWidget(self.status)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        for b in (self.get_button, self.cancel_button, close):
+        for b in (self.get_button, self.file_button, self.cancel_button, close):
             buttons.addWidget(b)
         lay.addLayout(buttons)
         self.refresh()
@@ -105,7 +110,8 @@ class WeightsDialog(QDialog):
             path = local_path(e)
             extra = f" + {e.registers} registers" if e.registers else " + decoder" if e.decoder else ""
             size = _size(path.stat().st_size) if path.is_file() else "~" + _size(e.estimated_bytes())
-            state = "downloaded" if path.is_file() else "not downloaded"
+            state = ("downloaded" if path.is_file() else
+                     "gated: accept the licence, then weights get NAME --file PATH" if e.gated else "not downloaded")
             item.setText(f"{e.name}  —  {e.family_name} {e.arch}{extra}, {size}  —  {state}")
 
     def entry(self):
@@ -126,7 +132,11 @@ class WeightsDialog(QDialog):
         if e is None:
             return
         check = f"published {e.checksum[0]} {e.checksum[1]}" if e.checksum else "none published"
-        self.detail.setText(f"{e.url}\nsource: {e.source}\nchecksum: {check}" + (f"\n{e.note}" if e.note else ""))
+        gated = (f"\nlicence: {e.licence}, to accept before download at {e.gated}; not downloaded here: "
+                 f"*Use a downloaded file…* (or `highlighter weights get {e.name} --file PATH`) keeps the file you "
+                 "downloaded" + (f"; or open {e.hub}" if e.hub else "")) if e.gated else ""
+        self.detail.setText(f"{e.url}\nsource: {e.source}\nchecksum: {check}" + (f"\n{e.note}" if e.note else "")
+                            + gated)
 
     def busy(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -142,6 +152,9 @@ class WeightsDialog(QDialog):
         if local_path(e).is_file():
             self._set_status(f"{e.name} is already downloaded: {local_path(e)}")
             self.downloaded.emit(str(local_path(e)))
+            return False
+        if e.gated:
+            self._set_status(f"error: {e.gated_message()}", error=True)
             return False
         mirror = self.mirror.text().strip() or None
         try:
@@ -160,6 +173,43 @@ class WeightsDialog(QDialog):
         self._thread = threading.Thread(target=self._work, args=(e, mirror), daemon=True)
         self._thread.start()
         return True
+
+    def choose_file(self) -> bool:
+        from pathlib import Path
+
+        e = self.entry()
+        if e is None or self.busy():
+            return False
+        path, _ = QFileDialog.getOpenFileName(self, f"The downloaded {e.filename}", str(Path.home()),
+                                              "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
+        return self.use_file(path) if path else False
+
+    def use_file(self, path: str) -> bool:
+        """Check ``path`` as the selected entry (its published checksum, the architecture, a strict build) in a
+        thread and keep a copy in the cache; False if busy or nothing is selected."""
+        e = self.entry()
+        if e is None or self.busy():
+            return False
+        self.progress.setRange(0, 0)  # hashing and loading: a busy bar
+        self.get_button.setEnabled(False)
+        self.file_button.setEnabled(False)
+        self.list.setEnabled(False)
+        self._set_status(f"checking {path} as {e.name}…")
+        self._thread = threading.Thread(target=self._adopt_work, args=(e, path), daemon=True)
+        self._thread.start()
+        return True
+
+    def _adopt_work(self, entry, path) -> None:  # worker thread
+        from highlighter.weights import adopt
+
+        try:
+            result = adopt(entry, path)
+        except HighlighterError as e:
+            self.relay.failed.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - shown in the dialog, the app stays up
+            self.relay.failed.emit(f"{type(e).__name__}: {e}")
+        else:
+            self.relay.done.emit(result)
 
     def _work(self, entry, mirror) -> None:  # worker thread: only signals touch the GUI
         from highlighter.weights import download
@@ -194,6 +244,7 @@ class WeightsDialog(QDialog):
 
     def _finish(self) -> None:
         self.get_button.setEnabled(True)
+        self.file_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.list.setEnabled(True)
         self.refresh()

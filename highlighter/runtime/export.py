@@ -45,14 +45,29 @@ class LiveModel(nn.Module):
         self.cfg, self.image_size, self.grid, self.with_features = cfg, (H, W), (H // p, W // p), with_features
         self.proj = fold_normalisation(vit.patch_embed.proj)
         with torch.no_grad():
-            pos = interpolate_pos_embed(vit.pos_embed.detach(), H // p, W // p, cfg.pos_interp)
+            if cfg.rope:  # DINOv3: no position embedding; RoPE's sin and cos for the fixed grid, computed once
+                pos = torch.zeros(1, 1 + (H // p) * (W // p), cfg.embed_dim)
+                sin, cos = vit.rope_embed(H // p, W // p)
+                self.register_buffer("rope_sin", sin.clone())  # (h*w, D_head)
+                self.register_buffer("rope_cos", cos.clone())
+            else:
+                pos = interpolate_pos_embed(vit.pos_embed.detach(), H // p, W // p, cfg.pos_interp)
             prefix = vit.cls_token.detach() + pos[:, :1]
             if cfg.num_register_tokens:
                 prefix = torch.cat([prefix, vit.register_tokens.detach()], dim=1)
         self.register_buffer("prefix", prefix.clone())  # (1, 1 + R, D): class token (+ position) and registers
-        self.register_buffer("patch_pos", pos[:, 1:].clone())  # (1, h*w, D)
+        self.register_buffer("patch_pos", pos[:, 1:].clone())  # (1, h*w, D); zeros for DINOv3
         self.blocks = vit.blocks
         self.norm = vit.norm
+
+    def _apply(self, fn, recurse=True):
+        """RoPE's sines and cosines stay float32 when the model is cast (``.to(torch.bfloat16)``): the official code
+        computes the rotation in float32 whatever the model's dtype; only their device follows."""
+        kept = {n: self._buffers[n] for n in ("rope_sin", "rope_cos") if self._buffers.get(n) is not None}
+        super()._apply(fn, recurse)
+        for n, t in kept.items():
+            self._buffers[n] = t.to(self._buffers[n].device)
+        return self
 
     def forward(self, x: torch.Tensor, tokens: list | None = None, keys: list | None = None):
         """A list passed as ``tokens`` (eager only; the ONNX graph has no such output) receives the final-norm
@@ -63,8 +78,9 @@ class LiveModel(nn.Module):
         t = torch.cat([self.prefix.expand(B, -1, -1).to(t.dtype), t], dim=1)
         n_prefix = 1 + self.cfg.num_register_tokens
         got_keys: list | None = [] if keys is not None else None
+        rope = (self.rope_sin, self.rope_cos) if self.cfg.rope else None
         out = last_blocks(self.blocks, self.norm, t, n_prefix, self.grid, with_features=self.with_features,
-                          keys=got_keys, tokens=tokens)
+                          keys=got_keys, tokens=tokens, rope=rope)
         if keys is not None:
             keys.append(got_keys[0][:, n_prefix:])
         return out

@@ -224,6 +224,9 @@ def _init_backbone(kind: str, cfg, path: str, explicit: dict):
 
     ck = load_checkpoint(path)
     vit = ck.vit
+    if vit.rope:
+        raise HighlighterError(f"--init {path}: a DINOv3 (RoPE) backbone; training starts from DINO, DINOv2 and MAE "
+                               "files only")
     names = {v: k for k, v in ARCH_DIMS.items()}
     arch = names.get(vit.embed_dim)
     want_arch, want_patch = explicit.get("arch"), explicit.get("patch_size")
