@@ -25,7 +25,7 @@ from highlighter.core.formats import load_checkpoint
 from highlighter.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
-FETCHED = Path("/work/.mirror/facebookresearch+dinov3/repo")  # where this project's fetch tool puts the git dir
+FETCHED = ROOT.parent / ".mirror" / "facebookresearch+dinov3" / "repo"  # a fetched git dir beside the repository
 TOL = 1e-5
 
 
