@@ -8,18 +8,11 @@ import os
 import pytest
 import torch
 
+from highlighter.catalogue import CATALOGUE
 from highlighter.config import ViTConfig
 from highlighter.core.formats import LoadedCheckpoint
 from highlighter.errors import CheckpointError, HighlighterError
-from highlighter.weights import (
-    CATALOGUE,
-    DownloadError,
-    cache_root,
-    check_architecture,
-    download,
-    mirror_url,
-    resolve,
-)
+from highlighter.weights import DownloadError, cache_root, check_architecture, download, mirror_url, resolve
 
 import official_files as off
 from reference import RefMAE, RefViT
@@ -72,7 +65,7 @@ def test_mirror_replaces_scheme_and_host_and_keeps_the_path():
 
 
 def test_size_estimates_count_the_real_parameters_and_match_the_published_counts():
-    from highlighter.weights import mae_decoder_params, vit_params
+    from highlighter.catalogue import mae_decoder_params, vit_params
 
     ref = RefViT(dim=64, depth=3, heads=2, patch=8, grid=5, n_reg=4, layerscale=True)
     assert vit_params(64, 3, 8, 5, registers=4, layerscale=True) == sum(p.numel() for p in ref.parameters())

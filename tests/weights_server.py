@@ -111,7 +111,7 @@ def write_official_tree(root: Path) -> dict:
     - ``truncated``: the first 60% of that file, complete as an HTTP answer, where dino_vits8 lives;
     - ``wrong_arch``: a DINO ViT-Ti/16 backbone where dino_vitb16 (a ViT-B/16) lives.
     Nothing is served for dino_vitb8 (a 404)."""
-    from highlighter.weights import CATALOGUE
+    from highlighter.catalogue import CATALOGUE
 
     def at(name: str) -> Path:
         p = root / official_path(CATALOGUE[name].url).lstrip("/")

@@ -12,7 +12,8 @@ def _size(n: int) -> str:
 
 
 def _list(args) -> int:
-    from highlighter.weights import CATALOGUE, local_path, weights_dir
+    from highlighter.catalogue import CATALOGUE
+    from highlighter.weights import local_path, weights_dir
 
     rows = []
     for e in CATALOGUE.values():
@@ -61,8 +62,9 @@ def _adopt(args, entry) -> int:
 def _get(args) -> int:
     from tqdm import tqdm
 
+    from highlighter.catalogue import lookup
     from highlighter.errors import HighlighterError
-    from highlighter.weights import download, local_path, lookup
+    from highlighter.weights import download, local_path
 
     entry = lookup(args.name)
     if getattr(args, "file", None):

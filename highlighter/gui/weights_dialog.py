@@ -38,7 +38,7 @@ class WeightsDialog(QDialog):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        from highlighter.weights import CATALOGUE
+        from highlighter.catalogue import CATALOGUE
 
         self.setWindowTitle("Get official weights")
         self.resize(760, 480)
@@ -102,7 +102,8 @@ class WeightsDialog(QDialog):
     # ------------------------------------------------------------------ what is shown
     def refresh(self) -> None:
         """Label every entry with its architecture, size and whether it is in the cache (reads the disk)."""
-        from highlighter.weights import CATALOGUE, local_path
+        from highlighter.catalogue import CATALOGUE
+        from highlighter.weights import local_path
 
         for i in range(self.list.count()):
             item = self.list.item(i)
@@ -115,7 +116,7 @@ class WeightsDialog(QDialog):
             item.setText(f"{e.name}  —  {e.family_name} {e.arch}{extra}, {size}  —  {state}")
 
     def entry(self):
-        from highlighter.weights import CATALOGUE
+        from highlighter.catalogue import CATALOGUE
 
         item = self.list.currentItem()
         return CATALOGUE[item.data(Qt.ItemDataRole.UserRole)] if item else None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from highlighter.weights import CATALOGUE
+from highlighter.catalogue import CATALOGUE
 
 from reference import visualize_attention
 from weights_server import WeightsServer, block_internet, files_in, official_path

@@ -10,8 +10,9 @@ import pytest
 from dinov3_files import WEIGHTS as FIXTURE
 from dinov3_files import tiny_official_file
 
+from highlighter.catalogue import CATALOGUE, DINOV3_ACCESS, DINOV3_LICENCE
 from highlighter.errors import CheckpointError
-from highlighter.weights import CATALOGUE, DINOV3_ACCESS, DINOV3_LICENCE, DownloadError, download, resolve
+from highlighter.weights import DownloadError, download, resolve
 
 from weights_server import block_internet
 

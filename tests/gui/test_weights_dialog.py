@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from needs import qt
 
-from highlighter.weights import CATALOGUE
+from highlighter.catalogue import CATALOGUE
 
 from weights_server import WeightsServer, block_internet, files_in, official_path
 

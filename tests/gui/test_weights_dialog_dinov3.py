@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from needs import qt
 
-from highlighter.weights import DINOV3_ACCESS, DINOV3_LICENCE
+from highlighter.catalogue import DINOV3_ACCESS, DINOV3_LICENCE
 
 from weights_server import block_internet
 
@@ -36,7 +36,7 @@ def test_a_downloaded_file_is_checked_and_kept_off_the_gui_thread(qtbot, tmp_pat
     from dinov3_files import WEIGHTS as FIXTURE
     from dinov3_files import tiny_official_file
 
-    from highlighter.weights import CATALOGUE
+    from highlighter.catalogue import CATALOGUE
 
     asked = block_internet(monkeypatch, loopback=False)
     cache = tmp_path / "cache"
