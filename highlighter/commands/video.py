@@ -27,7 +27,8 @@ def model_size(image_size, first_frame, patch: int) -> tuple[int, int]:
 
 def build_predictor(args, ck, size, frames_for_auto):
     """(the predictor, a ``ChoiceWatch`` when --backend auto reused a kept choice, else None)."""
-    from highlighter.runtime.predictor import ChoiceWatch, auto_predictor, choice_age, make_predictor
+    from highlighter.runtime.predictor import ChoiceWatch, auto_predictor, make_predictor
+    from highlighter.video.session import Choice, Origin
 
     if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
         info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
@@ -38,9 +39,9 @@ def build_predictor(args, ck, size, frames_for_auto):
         table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
                           for k, v in report.items()
                           if isinstance(v, dict) and "ms" in v)
-        how = (f"chosen on an earlier run for this model, size and machine, {choice_age(report)}" if cached
-               else "measured now, kept")
-        info(f"backend auto: {pred.name} ({how}; {table})")
+        choice = Choice(pred.name, tuple(pred.image_size), Origin.CACHED if cached else Origin.MEASURED, report)
+        info(f"{choice.line('backend auto', earlier='an earlier run for this model, size and machine')}; "
+             f"measured: {table}")
         return pred, ChoiceWatch(report) if cached else None
     try:
         return make_predictor(args.backend, ck, size, device=args.device, log=info), None

@@ -75,7 +75,7 @@ class Choice:
         else:
             why = f"the fastest whose masks agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}"
         how = (f"chosen on {earlier}, {choice_age(self.report)}" if self.origin is Origin.CACHED
-               else "measured now")
+               else "measured now, kept")
         return f"{description}: backend {self.backend} at {H}x{W} ({why}; {how})"
 
 
