@@ -100,13 +100,23 @@ FEATURE_KINDS = {"output tokens": "tokens", "last-block keys": "keys"}
 
 
 class _ClickView(QLabel):
-    """A QLabel showing a picture scaled to fit (centred); a click reports the point in the picture's pixels."""
+    """A QLabel showing a picture scaled to fit (centred); a click reports the point in the picture's pixels.
+
+    With ``drags`` on, a click is reported on release, and a press dragged more than DRAG_MIN pixels draws a
+    rubber band and reports the box instead (``boxed``, in the picture's pixels, clamped to it); a click or
+    drag where no picture is shown reports ``missed``."""
 
     clicked = Signal(float, float)  # x, y in the picture's pixels
+    boxed = Signal(float, float, float, float)  # x0, y0, x1, y1 in the picture's pixels
+    missed = Signal()
+    DRAG_MIN = 6
 
     def __init__(self):
         super().__init__()
         self.picture_size: tuple[int, int] | None = None  # (H, W) of the picture shown
+        self.drags = False
+        self._press = None
+        self._band = None
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setCursor(Qt.CursorShape.CrossCursor)
 
@@ -114,22 +124,55 @@ class _ClickView(QLabel):
         self.picture_size = rgb.shape[:2]
         self.setPixmap(fit(rgb_to_pixmap(rgb), self.width(), self.height()))
 
-    def to_picture(self, x: float, y: float) -> tuple[float, float] | None:
+    def to_picture(self, x: float, y: float, clamp: bool = False) -> tuple[float, float] | None:
         pix = self.pixmap()
         if self.picture_size is None or pix is None or pix.isNull():
             return None
         pw, ph = pix.width(), pix.height()
         x0, y0 = (self.width() - pw) / 2, (self.height() - ph) / 2
         u, v = (x - x0) / pw, (y - y0) / ph
-        if not (0 <= u < 1 and 0 <= v < 1):
+        if clamp:
+            u, v = min(max(u, 0.0), 1.0), min(max(v, 0.0), 1.0)
+        elif not (0 <= u < 1 and 0 <= v < 1):
             return None
         H, W = self.picture_size
         return u * W, v * H
 
     def mousePressEvent(self, event):  # noqa: N802 - Qt's name
-        p = self.to_picture(event.position().x(), event.position().y())
+        x, y = event.position().x(), event.position().y()
+        if self.drags:
+            self._press = (x, y)
+            return
+        p = self.to_picture(x, y)
         if p is not None:
             self.clicked.emit(*p)
+
+    def mouseMoveEvent(self, event):  # noqa: N802 - Qt's name
+        if self._press is None:
+            return
+        from PySide6.QtCore import QRect
+        from PySide6.QtWidgets import QRubberBand
+
+        if self._band is None:
+            self._band = QRubberBand(QRubberBand.Shape.Rectangle, self)
+        x0, y0 = self._press
+        self._band.setGeometry(QRect(round(x0), round(y0), round(event.position().x() - x0),
+                                     round(event.position().y() - y0)).normalized())
+        self._band.show()
+
+    def mouseReleaseEvent(self, event):  # noqa: N802 - Qt's name
+        if self._press is None:
+            return
+        (x0, y0), x1, y1 = self._press, event.position().x(), event.position().y()
+        self._press = None
+        if self._band is not None:
+            self._band.hide()
+        if max(abs(x1 - x0), abs(y1 - y0)) < self.DRAG_MIN:
+            p = self.to_picture(x1, y1)
+            self.clicked.emit(*p) if p is not None else self.missed.emit()
+            return
+        a, b = self.to_picture(x0, y0, clamp=True), self.to_picture(x1, y1, clamp=True)
+        self.boxed.emit(*a, *b) if a is not None else self.missed.emit()
 
 
 class SimilarityPanel(QWidget):

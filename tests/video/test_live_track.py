@@ -151,7 +151,7 @@ def test_region_match_is_each_patchs_best_cosine_to_the_picked_patches():
 
 
 # ---------------------------------------------------------------- a real model on a real video
-def test_blackswan_tracked_from_its_first_mask_with_the_default_model():
+def test_blackswan_tracked_from_its_first_mask_with_the_default_model_beats_the_mask_copied():
     from PIL import Image
 
     from highlighter.core.formats import load_checkpoint
@@ -162,12 +162,12 @@ def test_blackswan_tracked_from_its_first_mask_with_the_default_model():
     frame = lambda k: np.asarray(Image.open(seq / "frames" / f"{k:05d}.jpg").convert("RGB"))  # noqa: E731
     truth = lambda k: np.asarray(Image.open(seq / "masks" / f"{k:05d}.png")) > 0  # noqa: E731
     ck = load_checkpoint(Path(__file__).resolve().parents[2] / "models" / "dino_default.safetensors")
-    size = fit_size((480, 854), 112, ck.vit.patch_size)
+    size = fit_size((480, 854), 224, ck.vit.patch_size)  # Live's default: 224 x 400, a 28 x 50 grid
     pred = TorchPredictor(ck, size)
     grid = (size[0] // 8, size[1] // 8)
     sel = np.asarray(Image.fromarray(truth(0).astype(np.uint8)).resize(grid[::-1], Image.NEAREST)) > 0
     tracker = LiveTracker(pred(frame(0), tokens=True).tokens, grid, sel, 8)
-    for k in range(1, 9):
+    for k in range(1, 17):
         got = tracker.step(pred(frame(k), tokens=True).tokens, grid, (480, 854))
-    full = np.ones((480, 854), bool)
-    assert iou(got, truth(8)) > 0.3 > 2 * iou(full, truth(8))  # an all-foreground mask: 0.13
+    # measured: 0.70 against 0.47 for the first mask copied (a frozen tracker); all foreground 0.13
+    assert iou(got, truth(16)) > max(0.55, iou(truth(0), truth(16)) + 0.1)
