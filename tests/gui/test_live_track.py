@@ -237,3 +237,34 @@ def test_bad_picks_say_why_and_start_nothing(env, qtbot):
     assert not live.view.drags
     live.stop()
     w.close()
+
+
+def test_track_on_an_attention_only_backend_swaps_in_torch_and_says_so(env, qtbot):
+    """The ONNX graphs give no patch tokens: ticking Track swaps in torch fp32, and a click before the tokens
+    come asks for another click."""
+    import highlighter.runtime.predictor as rp
+
+    class AttentionOnly(rp.TorchPredictor):  # what the ONNX Runtime graphs are like
+        supports_tokens = supports_keys = False
+
+    w = open_window(qtbot, "random:vit_tiny/16", 112)
+    live = w.live
+    live.source.setCurrentText(str(CLIP))
+    live.start()
+    qtbot.waitUntil(lambda: live.frames_shown >= 1, timeout=90000)
+    pred = AttentionOnly(w.state.ck, live.pipeline.predictor.image_size, device="cpu")
+    pred.name = "ort-fp32"
+    live.pipeline.predictor = pred
+    n = live.frames_shown
+    qtbot.waitUntil(lambda: live.frames_shown >= n + 2, timeout=30000)
+    live.track.box.setChecked(True)
+    QTest.mouseClick(live.view, Qt.MouseButton.LeftButton, pos=view_point(live.view, live.shown.frame.shape, 160, 90))
+    assert live.pipeline.tracker is None
+    qtbot.waitUntil(lambda: "now on torch-fp32" in live.status.text(), timeout=30000)
+    assert "Tracking needs the patch tokens, which ort-fp32 does not give" in live.status.text()
+    qtbot.waitUntil(lambda: live.shown.tokens is not None, timeout=30000)
+    QTest.mouseClick(live.view, Qt.MouseButton.LeftButton, pos=view_point(live.view, live.shown.frame.shape, 160, 90))
+    assert live.pipeline.tracker is not None
+    qtbot.waitUntil(lambda: live.shown.track is not None, timeout=30000)
+    live.stop()
+    w.close()
