@@ -809,7 +809,7 @@ class LiveTab(QWidget):
         if res is None:
             return []
         paths = snapshot_paths(self._folder(), res.index)
-        if not self.writer.submit(write_snapshot, paths, res.frame, res.mask, res.overlay, block=False,
+        if not self.writer.submit(write_snapshot, paths, res.frame, res.shown_mask, res.overlay, block=False,
                                   on_done=lambda p: self.relay.status.emit(
                                       f"saved {p[2].name} and its frame and mask in {p[2].parent}")):
             self.status.setText("still writing the previous files; snapshot skipped")

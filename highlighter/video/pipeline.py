@@ -49,6 +49,11 @@ class FrameResult:
     compare: FrameResult | None = None  # the same frame through a second model (``FramePipeline.second``)
     track: np.ndarray | None = None  # (H, W) bool: the tracked object's mask (``FramePipeline.tracker``)
 
+    @property
+    def shown_mask(self) -> np.ndarray:
+        """The mask the overlay shows: the tracked object's while one is tracked, else the attention mask."""
+        return self.track if self.track is not None else self.mask
+
 
 PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
 
@@ -114,6 +119,8 @@ class FramePipeline:
         colours = similarity = track = None
         if tracker is not None and pred.tokens is not None:  # the propagation counts in the frame's time
             track = tracker.step(pred.tokens, mask.shape, frame.shape[:2])
+            if track is not None:
+                box = largest_box(track)  # the Box checkbox boxes what is shown
         t_track = time.perf_counter()
         feats = {"tokens": pred.tokens, "keys": pred.keys}.get(reference[0]) if reference is not None else None
         if track is not None:

@@ -150,6 +150,16 @@ def test_a_box_drawn_on_blackswan_is_tracked_on_the_next_frames_and_clear_ends_i
     n = live.frames_shown
     qtbot.waitUntil(lambda: live.frames_shown >= n + 5 and "tracking" in live.stats.text(), timeout=120000)
     assert "fps" in live.stats.text() and live.shown.timings["track_ms"] > 0
+    # a snapshot saves the tracked mask, as shown
+    live.pause_btn.setChecked(True)
+    settle(qtbot, live)
+    last = live.latest
+    paths = live.snapshot()
+    qtbot.waitUntil(lambda: "saved" in live.status.text(), timeout=30000)
+    import cv2
+
+    np.testing.assert_array_equal(cv2.imread(str(paths[1]), cv2.IMREAD_GRAYSCALE) > 0, last.track)
+    live.pause_btn.setChecked(False)
     # Clear: no tracker, the normal overlay from the next frame
     live.clear_sim.click()
     assert live.pipeline.tracker is None and live.track.tracker is None and not live.clear_sim.isEnabled()

@@ -10,6 +10,7 @@ from needs import shared_data
 
 from highlighter.evaluation import iou
 from highlighter.features import box_patches, region_match, similar_region
+from highlighter.postprocess import largest_box
 from highlighter.render import overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.live_track import LiveTracker, SelectionError, select_box, select_click
@@ -131,8 +132,10 @@ def test_the_pipeline_draws_the_tracked_mask_and_times_the_propagation():
     assert iou(res.track, truth) > 0.8
     np.testing.assert_array_equal(res.overlay, overlay("mask", res.frame, res.fused, res.track))
     assert res.timings["track_ms"] > 0 and res.timings["post_ms"] >= res.timings["track_ms"]
+    assert res.box == largest_box(res.track) and res.shown_mask is res.track  # the box and snapshots: what is shown
     pipe.tracker = None
-    assert pipe.process(bright_square(12)).track is None
+    res = pipe.process(bright_square(12))
+    assert res.track is None and res.shown_mask is res.mask
 
 
 # ---------------------------------------------------------------- Photos: matches of a picked region
