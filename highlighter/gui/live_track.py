@@ -60,6 +60,10 @@ class TrackControls(QWidget):
             tab.status.setText("Track: no frame to pick from yet; Start a stream (a video file, an image folder "
                                "or a camera), then click the object or drag a box around it")
             return None
+        if tab.runner is None:
+            tab.status.setText("Track: the stream is stopped; Start it, then click the object or drag a box around "
+                               "it")
+            return None
         if res.tokens is None:
             tab._ensure_tokens()
             name = tab.pipeline.predictor.name if getattr(tab, "pipeline", None) is not None else "the backend"

@@ -245,7 +245,10 @@ def test_bad_picks_say_why_and_start_nothing(env, qtbot):
     live.track.box.setChecked(False)
     assert live.pipeline.tracker is None and live.status.text().startswith("tracking cleared")
     assert not live.view.drags
-    live.stop()
+    live.stop()  # a pick on the last frame of a stopped stream: nothing would follow it
+    live.track.box.setChecked(True)
+    QTest.mouseClick(live.view, Qt.MouseButton.LeftButton, pos=centre)
+    assert live.pipeline.tracker is None and live.status.text().startswith("Track: the stream is stopped; Start it")
     w.close()
 
 
