@@ -18,5 +18,6 @@ TRACK_N_LAST = 7
 TRACK_NEIGHBOURHOOD = 12
 TRACK_TOPK = 5
 TRACK_TEMPERATURE = 0.1
+TRACK_CLICK_SIMILARITY = 0.5  # Live and Photos: a click picks the connected patches at least this cosine-similar
 
 KNN_K = 20  # DINO's k-NN evaluation

@@ -114,3 +114,40 @@ def pca_rgb_foreground(features: np.ndarray, grid: tuple[int, int], threshold: f
     else:
         flat[keep] = 1.0  # too few patches for a PCA: white
     return rgb, fg
+
+
+def similar_region(features: np.ndarray, index: int, grid: tuple[int, int], threshold: float) -> np.ndarray:
+    """What a click picks: bool (h, w), the patches whose cosine similarity to patch ``index`` is at least
+    ``threshold``, kept only where 4-connected to the clicked patch (which is always in it)."""
+    import cv2
+
+    sim = cosine_similarity_map(features, index, grid)
+    near = (sim >= threshold).astype(np.uint8)
+    i, j = divmod(int(index), grid[1])
+    near[i, j] = 1
+    _, comp = cv2.connectedComponents(near, connectivity=4)
+    return comp == comp[i, j]
+
+
+def box_patches(box, grid: tuple[int, int], size: tuple[int, ...]) -> np.ndarray:
+    """What a drag picks: bool (h, w), the patches whose centre lies inside ``box`` = [x0, y0, x1, y1] (in any
+    corner order) in the pixels of a picture of ``size`` (H, W) that the grid covers whole."""
+    h, w = grid
+    H, W = size[:2]
+    x0, x1 = sorted((float(box[0]), float(box[2])))
+    y0, y1 = sorted((float(box[1]), float(box[3])))
+    cy = (np.arange(h) + 0.5) * H / h
+    cx = (np.arange(w) + 0.5) * W / w
+    return ((cy >= y0) & (cy <= y1))[:, None] & ((cx >= x0) & (cx <= x1))[None, :]
+
+
+def region_match(region: np.ndarray, features: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """float32 (h, w) in [-1, 1]: for each patch of a photo, its nearest-neighbour cosine similarity to the
+    picked region's features ``region`` (K, D), i.e. how well the best-matching picked patch matches it."""
+    r = np.asarray(region, np.float64)
+    if r.ndim != 2 or r.shape[0] == 0:
+        raise ValueError("the picked region has no patches")
+    r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+    f = np.asarray(features, np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return (f @ r.T).max(axis=1).astype(np.float32).reshape(grid)

@@ -475,6 +475,8 @@ class LiveTab(QWidget):
             dropped = self.runner.slot.dropped if self.runner else 0
             self.stats.setText(f"{self.frames_shown / dt:.1f} fps   model {t['model_ms']:.1f} ms   end-to-end "
                                f"{t.get('latency_ms', 0):.1f} ms   dropped {dropped}")
+            if "track_ms" in t:  # the propagation runs in the frame's time: the fps counts it
+                self.stats.setText(self.stats.text() + f"   tracking {t['track_ms']:.1f} ms")
             if res.compare is not None:  # one frame is both models' passes
                 self.stats.setText(self.stats.text() + f"   (each frame through both models; the second's "
                                    f"{res.compare.timings['model_ms']:.1f} ms)")
@@ -589,7 +591,8 @@ class LiveTab(QWidget):
     def _swap_predictor(self, result) -> None:
         pipe, old, pred = result
         pipe.predictor = pred  # read once per frame by the inference thread
-        what = "PCA needs" if self.settings.overlay == "pca" else "Click-to-compare needs"
+        what = ("Tracking needs" if self.track.on else "PCA needs" if self.settings.overlay == "pca"
+                else "Click-to-compare needs")
         self.status.setText(f"{what} the patch tokens, which {old} does not give: now on {pred.name}")
 
     # ------------------------------------------------------------------ patch features: click-to-compare
@@ -613,11 +616,17 @@ class LiveTab(QWidget):
         self.clear_sim.setToolTip("back to the normal overlay")
         self.clear_sim.setEnabled(False)
         self.clear_sim.clicked.connect(self.clear_similarity)
-        for w in (self.compare_box, self.sim_kind, self.clear_sim):
+        from highlighter.gui.live_track import TrackControls
+
+        self.track = TrackControls(self)  # a click or a box picks an object, followed frame after frame
+        self.clear_sim.clicked.connect(self.track.clear)
+        for w in (self.compare_box, self.sim_kind, self.track, self.clear_sim):
             row.addWidget(w)
 
     def _keep_features(self, on: bool) -> None:
-        self.settings.keep_features = on
+        if on and self.track.on:
+            self.track.box.setChecked(False)  # one meaning per click
+        self.settings.keep_features = on or self.track.on
         if on:
             self._ensure_tokens()
             if self.pick is None:
@@ -631,6 +640,9 @@ class LiveTab(QWidget):
     def _view_clicked(self, x: float, y: float) -> None:
         """A click on the shown picture (in its pixels; the letterbox never gets here): pick that patch of the
         frame shown."""
+        if self.track.on:
+            self.track.clicked(x, y)
+            return
         res = getattr(self, "shown", None)
         if res is None:
             return
@@ -671,7 +683,9 @@ class LiveTab(QWidget):
         self.status.setText(self._similarity_text())
 
     def _stream_started(self) -> None:
-        """A new stream (another size, the same model) keeps the patch picked; another model forgets it."""
+        """A new stream (another size, the same model) keeps the patch picked; another model forgets it. A
+        tracked object is forgotten (it was picked on the old stream's grid)."""
+        self.track.stream_started()
         if self.pick is not None:
             res, index = self.pick
             if self.pick_model == id(self.state.ck):
@@ -811,7 +825,7 @@ class LiveTab(QWidget):
         if res is None:
             return []
         paths = snapshot_paths(self._folder(), res.index)
-        if not self.writer.submit(write_snapshot, paths, res.frame, res.mask, res.overlay, block=False,
+        if not self.writer.submit(write_snapshot, paths, res.frame, res.shown_mask, res.overlay, block=False,
                                   on_done=lambda p: self.relay.status.emit(
                                       f"saved {p[2].name} and its frame and mask in {p[2].parent}")):
             self.status.setText("still writing the previous files; snapshot skipped")

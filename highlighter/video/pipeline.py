@@ -48,6 +48,12 @@ class FrameResult:
     similarity: np.ndarray | None = None  # (h, w): cosine to the pipeline's reference, when one is set
     heads_used: tuple[int, ...] | None = None  # the heads fused (None: all; a head this model lacks falls back)
     compare: FrameResult | None = None  # the same frame through a second model (``FramePipeline.second``)
+    track: np.ndarray | None = None  # (H, W) bool: the tracked object's mask (``FramePipeline.tracker``)
+
+    @property
+    def shown_mask(self) -> np.ndarray:
+        """The mask the overlay shows: the tracked object's while one is tracked, else the attention mask."""
+        return self.track if self.track is not None else self.mask
 
 
 PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
@@ -64,6 +70,9 @@ class FramePipeline:
         self._refit = False
         self.reference: tuple[str, np.ndarray] | None = None  # ("tokens" | "keys", (D,)): the similarity overlay
         self.second: FramePipeline | None = None  # a second model run on each frame too, with the same settings
+        # what the user picked, followed frame after frame: an object with ``step(tokens, grid, size)`` -> (H, W)
+        # bool mask or None (``video.live_track.LiveTracker``; not imported here: it needs torch)
+        self.tracker = None
 
     def refit_pca(self) -> None:
         """Fit the PCA basis afresh on the next frames (it is otherwise kept, so the colours do not flicker).
@@ -98,8 +107,9 @@ class FramePipeline:
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
         s = self.settings
-        predictor, reference = self.predictor, self.reference  # each read once: other threads may set them
-        want_tokens = s.overlay == "pca" and getattr(predictor, "supports_tokens", False)
+        predictor, reference, tracker = self.predictor, self.reference, self.tracker  # each read once: other
+        # threads may set them
+        want_tokens = (s.overlay == "pca" or tracker is not None) and getattr(predictor, "supports_tokens", False)
         if (s.keep_features or reference is not None) and getattr(predictor, "supports_keys", False):
             pred = predictor(frame, tokens=True, keys=True)
         else:
@@ -107,9 +117,16 @@ class FramePipeline:
         t = time.perf_counter()
         fused, mask = self.masks_from(pred.attention)
         box = largest_box(mask, frame.shape[:2])  # the frame is resized whole (no crop): the grid covers it
-        colours = similarity = None
+        colours = similarity = track = None
+        if tracker is not None and pred.tokens is not None:  # the propagation counts in the frame's time
+            track = tracker.step(pred.tokens, mask.shape, frame.shape[:2])
+            if track is not None:
+                box = largest_box(track)  # the Box checkbox boxes what is shown
+        t_track = time.perf_counter()
         feats = {"tokens": pred.tokens, "keys": pred.keys}.get(reference[0]) if reference is not None else None
-        if feats is not None and feats.shape[1] == reference[1].shape[0]:
+        if track is not None:
+            drawn = overlay("mask", frame, fused, track)
+        elif feats is not None and feats.shape[1] == reference[1].shape[0]:
             similarity = cosine_similarity_to(feats, reference[1], mask.shape)
             drawn = similarity_overlay(frame, similarity)
         elif s.overlay == "pca" and pred.tokens is not None:
@@ -121,12 +138,14 @@ class FramePipeline:
             drawn = draw_box(drawn, box)
         now = time.perf_counter()
         timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}
+        if tracker is not None:
+            timings["track_ms"] = (t_track - t) * 1e3
         if t_read is not None:
             timings["latency_ms"] = (now - t_read) * 1e3
         kept = s.keep_features or reference is not None
         result = FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings, box, colours,
                              pred.tokens if kept else None, pred.keys if kept else None, similarity,
-                             self.heads_for(pred.attention))
+                             self.heads_for(pred.attention), track=track)
         second = self.second
         if second is not None:  # one frame = both models: the fps counts the pair
             result.compare = second.process(frame, index, name, t_read)
