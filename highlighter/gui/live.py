@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,21 +28,31 @@ from PySide6.QtWidgets import (
 
 from highlighter.errors import Cancelled
 from highlighter.gui.controls import StateControls
-from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls, _ClickView
+from highlighter.gui.features_panel import _ClickView
+from highlighter.gui.live_compare import CompareMixin
+from highlighter.gui.live_features import FeaturesMixin
+from highlighter.gui.live_saving import SavingMixin
 from highlighter.gui.qt_util import Job, Relay, fit, rgb_to_pixmap
 from highlighter.paths import demo_clip
-from highlighter.preprocess import fit_size
 from highlighter.runtime import graphs
 from highlighter.video.pipeline import FramePipeline, LiveRunner, Settings, StreamEnd
-from highlighter.video.sources import list_cameras, open_source
-from highlighter.video.writer import Recorder, Writer, snapshot_paths, write_snapshot
+from highlighter.video.session import (
+    Choice,
+    Origin,
+    StreamKey,
+    choose,
+    clip_frames,
+    first_predictor,
+    graph_predictor,
+    open_stream,
+)
+from highlighter.video.sources import list_cameras
+from highlighter.video.writer import Recorder, Writer
 
 GRAPH_EXPORT_DELAY_MS = 20000  # a stream on torch exports its graph for the next quick start after this
-RECORD_FPS = 25.0  # the most a recording is written at; a slower stream is written at its own rate,
-RECORD_MIN_FPS = 5.0  # but not below this (a frame is then repeated to keep time): players handle it
 
 
-class LiveTab(QWidget):
+class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
     def __init__(self, main):
         super().__init__()
         self.main = main
@@ -67,12 +77,12 @@ class LiveTab(QWidget):
         self.job = Job(self._started, self._failed)
         self.choice_job = Job(self._chosen, self._choice_failed)
         self.cancel_choice = threading.Event()
-        self.key = None  # (model, size) of the running stream
+        self.key: StreamKey | None = None  # the running stream's model and size
         self.choosing = None  # the key that the background choice is for
         self.choice_watch = None  # runtime.predictor.ChoiceWatch over a kept choice's backend
         self.description = ""
-        self.choice_text = ""  # what the running stream's choice was (for --quit-after's "choice")
-        self.choice_texts: dict = {}  # per (model, size), as self.predictors
+        self.choice: Choice | None = None  # the running stream's backend choice (its line; --quit-after's "choice")
+        self.choices: dict = {}  # per StreamKey, as self.predictors
         self.quit_after: int | None = None  # --quit-after N: report and close after N overlaid frames
         self.launched = time.monotonic()  # when the app was launched (the window sets it from the process)
         self.first_frame_t: float | None = None
@@ -150,15 +160,15 @@ class LiveTab(QWidget):
     def model_changed(self, *_) -> None:
         ck = self.state.ck
         self.predictors.clear()
-        self.choice_texts.clear()
+        self.choices.clear()
         self.settings.heads = self.state.heads
-        if self.runner is not None and self.key is not None and self.key[0] == "graph":
+        if self.runner is not None and self.key is not None and self.key.on_graph:
             quick = self.main.quick
             graph = self.graph
             if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
                     and (ck.vit.patch_size, ck.vit.num_heads) == (graph.patch_size, graph.num_heads)):
-                self.key = (id(ck), self.key[1])  # the graph was exported from this very file: the stream goes
-                H, W = self.key[1]
+                self.key = StreamKey.for_model(ck, self.key.size)  # the graph was exported from this very file:
+                H, W = self.key.size  # the stream goes
                 self.status.setText(f"{self.description}: backend {self.pipeline.predictor.name} at {H}x{W}; the "
                                     "model has loaded: choosing the fastest backend in the background…")
                 self._choose()  # on, and the fastest backend is chosen now (on disk, or measured) for the switch
@@ -214,7 +224,7 @@ class LiveTab(QWidget):
             self._on_status("no model loaded")
             return
         self.stop()
-        self.choice_text = ""
+        self.choice = None
         self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
         # remembered now (a window closed while it opens keeps it); a source that fails to open is taken back
@@ -228,50 +238,13 @@ class LiveTab(QWidget):
         self.start_btn.setEnabled(False)
 
         def prepare():
-            source, shape = self._open(spec)
+            source, shape = open_stream(spec)
             if ck is None:
-                return (spec, source, *self._graph_predictor(quick, short, shape), None)
-            size = fit_size(shape[:2], short, ck.vit.patch_size)
-            key = (id(ck), size)
-            predictor = self.predictors.get(key)
-            cached = None
-            if predictor is None:  # the safe backend at once, from the model already built for Photos
-                from highlighter.runtime.predictor import TorchPredictor, cached_choice
-
-                predictor = TorchPredictor(ck, size, "fp32", model=engine.model)
-                cached = cached_choice(ck, size)  # a file read: torch fp32 chosen before needs no job at all
-            return spec, source, key, predictor, cached
+                return (spec, source, *graph_predictor(quick, short, shape), None)
+            # the safe backend at once, from the model already built for Photos, and a choice kept on disk
+            return spec, source, *first_predictor(ck, engine.model, shape, short, self.predictors)
 
         self.job.start(prepare)
-
-    @staticmethod
-    def _open(spec: str):
-        """(the opened source, its frames' (H, W)); raises when it cannot be opened or has no frames."""
-        source = open_source(spec, loop=True)
-        shape = source.frame_shape
-        if shape is None:
-            first = next(iter(source), None)
-            if first is None:
-                source.close()
-                raise RuntimeError(f"{spec}: no frames")
-            shape = first.image.shape
-        return source, tuple(shape[:2])
-
-    @staticmethod
-    def _graph_predictor(model: str, short: int, shape):
-        """A quick start's (graph, predictor): ONNX Runtime fp32 on the graph exported from this model file for
-        this size (the same model: its masks match torch fp32's), or (None, None) when there is none or it does
-        not load. Imports no torch."""
-        from highlighter.runtime.ort import OrtPredictor
-
-        graph = graphs.find(model, short, shape)
-        if graph is None:
-            return None, None
-        try:
-            predictor = OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32")
-        except Exception:  # noqa: BLE001 - a damaged graph, an older ONNX Runtime: the model road will do
-            return None, None
-        return graph, predictor
 
     def _started(self, result) -> None:
         spec, source, key, predictor, cached = result
@@ -291,8 +264,8 @@ class LiveTab(QWidget):
             self.stats.setText("starting…")
             self.status.setText(f"{spec}: loading the model; the stream starts when it is loaded")
             return
-        if isinstance(key, graphs.Graph):  # the stream's key is ("graph", size) until the model takes it
-            self.graph, key = key, ("graph", key.image_size)
+        if isinstance(key, graphs.Graph):  # the stream's key is on the graph until the model takes it
+            self.graph, key = key, StreamKey.for_graph(key.image_size)
         self.key = key
         self.pipeline = FramePipeline(predictor, self.settings)
         fps = getattr(source, "fps", 0.0) if not getattr(source, "is_camera", True) else 0.0
@@ -303,14 +276,14 @@ class LiveTab(QWidget):
         self.runner.start()
         self.description = source.description
         H, W = predictor.image_size
-        if key[0] == "graph":
+        if key.on_graph:
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W} on the model's exported "
                                 "graph while the model loads; then the fastest backend is chosen")
         elif cached is not None and cached["chosen"] == "torch-fp32":
-            self._chosen((key, predictor, cached, True))
+            self._chosen((key, predictor, Choice(predictor.name, predictor.image_size, Origin.CACHED, cached)))
         elif key in self.predictors:
-            self.choice_text = self.choice_texts.get(key, "")
-            self.status.setText(self.choice_text)
+            self.choice = self.choices.get(key)
+            self.status.setText(self.choice.line(self.description) if self.choice else "")
         else:
             self.status.setText(f"{source.description}: backend {predictor.name} at {H}x{W}; choosing the fastest "
                                 "backend in the background…")
@@ -324,45 +297,24 @@ class LiveTab(QWidget):
         """The background choice for the stream's model and size (one at a time; a newer stream asks again)."""
         if self.choice_job.busy or self.runner is None or self.key in self.predictors:
             return
-        key, ck, size = self.key, self.state.ck, self.key[1]
+        key, ck = self.key, self.state.ck
         cancel = self.cancel_choice = threading.Event()
         self.choosing = key
-
         spec = str(demo_clip()) if demo_clip().exists() else self.source.currentText().strip()
-
-        def frames():  # the backends are compared on the bundled clip
-            clip = open_source(spec)
-            try:
-                return [f.image for _, f in zip(range(3), clip)]
-            finally:
-                clip.close()
-
-        def choose():
-            from highlighter.runtime.predictor import auto_predictor
-
-            return key, *auto_predictor(ck, size, frames, repeats=2, log=lambda m: None, cancel=cancel)
-
-        self.choice_job.start(choose)
+        # the backends are compared on the bundled clip
+        self.choice_job.start(lambda: choose(ck, key, lambda: clip_frames(spec), cancel))
 
     def _chosen(self, result) -> None:
-        from highlighter.runtime.predictor import ChoiceWatch, choice_age
+        from highlighter.runtime.predictor import ChoiceWatch
 
-        key, predictor, report, cached = result
-        self.predictors[key] = predictor
-        H, W = predictor.image_size
-        entry = report.get(report["chosen"], {})
-        how = f"chosen on an earlier start, {choice_age(report)}" if cached else "measured now"
-        if entry.get("agrees") == "maps":  # near-flat maps: the masks' boundary moves, the maps are the same
-            why = (f"the fastest whose maps agree with fp32, r {entry.get('map_r', 1.0):.4f}; its masks differ on "
-                   f"near-flat maps, IoU {entry.get('mean_iou', 1.0):.3f}")
-        else:
-            why = f"the fastest whose masks agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}"
-        self.choice_texts[key] = f"{self.description}: backend {predictor.name} at {H}x{W} ({why}; {how})"
-        self.choice_watch = ChoiceWatch(report) if cached else None  # a kept choice far off its time: measure again
-        if self.runner is not None and key == self.key:
+        key, predictor, choice = result
+        cached = choice.origin is Origin.CACHED
+        self.predictors[key], self.choices[key] = predictor, choice
+        self.choice_watch = ChoiceWatch(choice.report) if cached else None  # a kept choice far off its time: measure
+        if self.runner is not None and key == self.key:  # again
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
-            self.choice_text = self.choice_texts[key]
-            self.status.setText(self.choice_text)
+            self.choice = choice
+            self.status.setText(choice.line(self.description))
             if self._needs_tokens():
                 self._ensure_tokens()  # an ONNX choice gives no patch tokens
             if cached and predictor.name.startswith("torch"):  # no graph was needed, so none may exist yet
@@ -389,9 +341,15 @@ class LiveTab(QWidget):
         def export():
             from highlighter.runtime.predictor import onnx_for
 
-            onnx_for(ck, key[1], log=lambda m: None)  # a file that exists is only recorded in the index
+            onnx_for(ck, key.size, log=lambda m: None)  # a file that exists is only recorded in the index
 
         self.graph_job.start(export)
+
+    def _graph_exported(self, _result) -> None:
+        pass
+
+    def _graph_failed(self, message: str) -> None:
+        self.status.setText(f"could not export the graph for the next quick start: {message}")
 
     def _choice_failed(self, message: str) -> None:
         cancelled = isinstance(self.choice_job.error, Cancelled)
@@ -498,8 +456,8 @@ class LiveTab(QWidget):
         from highlighter.runtime.predictor import forget_choice
 
         self.choice_watch = None
-        if self.state.ck is not None and self.key[0] != "graph":
-            forget_choice(self.state.ck, self.key[1])
+        if self.state.ck is not None and not self.key.on_graph:
+            forget_choice(self.state.ck, self.key.size)
         self.predictors.pop(self.key, None)
         self.status.setText(f"{self.description}: {line}…")
         self._choose()
@@ -513,8 +471,7 @@ class LiveTab(QWidget):
                   "backend": self.pipeline.predictor.name, "image_size": list(self.pipeline.predictor.image_size),
                   "first_backend": self.first_backend, "torch_at_first_frame": self.torch_at_first_frame,
                   "model_loaded": self.state.ck is not None,
-                  "choice": ("cached" if "earlier start" in self.choice_text else "measured" if self.choice_text
-                             else "pending"),
+                  "choice": (self.choice.origin if self.choice else Origin.PENDING).value,
                   "source": self.description}
         print(json.dumps(report), flush=True)
         self.quit_after = None
@@ -534,184 +491,6 @@ class LiveTab(QWidget):
         print(f"quit-after: {outcome} after {time.monotonic() - self.t_report:.1f} s more; exiting", file=sys.stderr,
               flush=True)
         QTimer.singleShot(0, self.main.close)
-
-    # ------------------------------------------------------------------ patch features: PCA and boxes
-    def _feature_controls(self) -> QHBoxLayout:
-        """The box checkbox and the pca overlay's controls (background removal, Refit)."""
-        self.box = QCheckBox("Box")
-        self.box.setToolTip("draw the box of the mask's largest connected component")
-        self.box.toggled.connect(lambda on: setattr(self.settings, "box", on))
-        self.pca_controls = PCAControls(with_refit=True)
-        self.pca_controls.changed.connect(self._set_pca)
-        self.pca_controls.refit.connect(self.refit_pca)
-        row = QHBoxLayout()
-        row.addWidget(self.box)
-        row.addWidget(QLabel("PCA overlay:"))
-        row.addWidget(self.pca_controls)
-        self._similarity_controls(row)
-        row.addStretch(1)
-        return row
-
-    def _set_pca(self) -> None:
-        c = self.pca_controls
-        s = self.settings
-        s.pca_background, s.pca_threshold, s.pca_flip = c.background.isChecked(), c.value(), c.flip.isChecked()
-
-    def refit_pca(self) -> None:
-        pipe = getattr(self, "pipeline", None)
-        if pipe is not None:
-            pipe.refit_pca()
-            self.status.setText("PCA: fitting the colours afresh on the next frames")
-
-    def _ensure_tokens(self) -> None:
-        """The pca overlay needs the patch tokens, which the ONNX graphs do not give: swap in torch fp32."""
-        pipe = getattr(self, "pipeline", None)
-        if self.runner is None or pipe is None or pipe.predictor.supports_tokens:
-            return
-        ck, size, old = self.state.ck, pipe.predictor.image_size, pipe.predictor.name
-        if ck is None:  # a quick start's graph, the model still loading: the choice that follows swaps it in
-            self.status.setText("the PCA overlay starts once the model is loaded (the graph gives no patch tokens)")
-            return
-
-        def make():
-            from highlighter.runtime.predictor import make_predictor
-
-            return pipe, old, make_predictor("torch-fp32", ck, size, log=lambda m: None)
-
-        if getattr(self, "tokens_job", None) is None:
-            self.tokens_job = Job(self._swap_predictor, self._on_status)  # a method: its relay is this tab's child
-        self.tokens_job.start(make)
-
-    def _graph_exported(self, _result) -> None:
-        pass
-
-    def _graph_failed(self, message: str) -> None:
-        self.status.setText(f"could not export the graph for the next quick start: {message}")
-
-    def _swap_predictor(self, result) -> None:
-        pipe, old, pred = result
-        pipe.predictor = pred  # read once per frame by the inference thread
-        what = ("Tracking needs" if self.track.on else "PCA needs" if self.settings.overlay == "pca"
-                else "Click-to-compare needs")
-        self.status.setText(f"{what} the patch tokens, which {old} does not give: now on {pred.name}")
-
-    # ------------------------------------------------------------------ patch features: click-to-compare
-    def _needs_tokens(self) -> bool:
-        """The pca overlay and click-to-compare need a backend that gives the patch features (torch)."""
-        return self.settings.overlay == "pca" or self.settings.keep_features
-
-    def _similarity_controls(self, row) -> None:
-        """"Click to compare" keeps each frame's patch features with its result; a click on the view then picks
-        a patch, and the overlay shows every patch's cosine similarity to it, frame after frame, until Clear."""
-        self.pick = None  # (FrameResult, patch index): the patch picked, on the frame it was picked on
-        self.compare_box = QCheckBox("Click to compare")
-        self.compare_box.setToolTip("keep each frame's patch features, so that a click on the view shows every "
-                                    "patch's cosine similarity to the clicked one, frame after frame (torch only)")
-        self.compare_box.toggled.connect(self._keep_features)
-        self.sim_kind = QComboBox()
-        self.sim_kind.addItems(list(FEATURE_KINDS))
-        self.sim_kind.setToolTip("which features the similarity compares")
-        self.sim_kind.currentTextChanged.connect(self._kind_changed)
-        self.clear_sim = QPushButton("Clear")
-        self.clear_sim.setToolTip("back to the normal overlay")
-        self.clear_sim.setEnabled(False)
-        self.clear_sim.clicked.connect(self.clear_similarity)
-        from highlighter.gui.live_track import TrackControls
-
-        self.track = TrackControls(self)  # a click or a box picks an object, followed frame after frame
-        self.clear_sim.clicked.connect(self.track.clear)
-        for w in (self.compare_box, self.sim_kind, self.track, self.clear_sim):
-            row.addWidget(w)
-
-    def _keep_features(self, on: bool) -> None:
-        if on and self.track.on:
-            self.track.box.setChecked(False)  # one meaning per click
-        self.settings.keep_features = on or self.track.on
-        if on:
-            self._ensure_tokens()
-            if self.pick is None:
-                self.status.setText("Click to compare: click a patch of the picture")
-        else:
-            self.clear_similarity()
-
-    def _features(self, res):
-        return getattr(res, FEATURE_KINDS[self.sim_kind.currentText()], None) if res is not None else None
-
-    def _view_clicked(self, x: float, y: float) -> None:
-        """A click on the shown picture (in its pixels; the letterbox never gets here): pick that patch of the
-        frame shown."""
-        if self.track.on:
-            self.track.clicked(x, y)
-            return
-        res = getattr(self, "shown", None)
-        if res is None:
-            return
-        H, W = res.frame.shape[:2]
-        x = x - W if x >= W else x  # the side overlay: its right half is the same frame's heatmap
-        h, w = res.mask.shape
-        self.pick_patch(res, min(int(y * h / H), h - 1) * w + min(int(x * w / W), w - 1))
-
-    def pick_patch(self, res, index: int) -> None:
-        """Take patch ``index``'s features from ``res`` (cached with it: no model call) as the reference of the
-        similarity overlay, and show that frame's map at once, the patch marked."""
-        from highlighter.features import cosine_similarity_map
-        from highlighter.render import patch_box, similarity_overlay
-
-        feats = self._features(res)
-        if feats is None:
-            if not self.compare_box.isChecked():
-                self.compare_box.setChecked(True)  # keep the features from the next frame on
-            self.status.setText(f"this frame's patch features were not kept ({self.pipeline.predictor.name}); "
-                                "they are from the next frames on: click again")
-            return
-        kind = FEATURE_KINDS[self.sim_kind.currentText()]
-        self.pick, self.pick_model = (res, index), id(self.state.ck)
-        self.pipeline.reference = (kind, feats[index].copy())
-        other = getattr(self.pipeline, "second", None)
-        if other is not None and res.compare is not None and self._features(res.compare) is not None:
-            h, w = res.mask.shape  # the same place of the frame on the second model's grid
-            h2, w2 = res.compare.mask.shape
-            i, j = divmod(index, w)
-            j2 = min(int((j + 0.5) * w2 / w), w2 - 1)
-            other.reference = (kind, self._features(res.compare)[min(int((i + 0.5) * h2 / h), h2 - 1) * w2 + j2].copy())
-        grid = res.mask.shape
-        self.picked_similarity = cosine_similarity_map(feats, index, grid)
-        picture = similarity_overlay(res.frame, self.picked_similarity, patch_box(index, grid, res.frame.shape))
-        self.view.setPixmap(fit(rgb_to_pixmap(picture), self.view.width(), self.view.height()))
-        self.view.picture_size = picture.shape[:2]
-        self.clear_sim.setEnabled(True)
-        self.status.setText(self._similarity_text())
-
-    def _stream_started(self) -> None:
-        """A new stream (another size, the same model) keeps the patch picked; another model forgets it. A
-        tracked object is forgotten (it was picked on the old stream's grid)."""
-        self.track.stream_started()
-        if self.pick is not None:
-            res, index = self.pick
-            if self.pick_model == id(self.state.ck):
-                self.pipeline.reference = (FEATURE_KINDS[self.sim_kind.currentText()],
-                                           self._features(res)[index].copy())
-            else:
-                self.clear_similarity()
-
-    def _similarity_text(self) -> str:
-        res, index = self.pick
-        i, j = divmod(index, res.mask.shape[1])
-        return (f"Similarity: every patch's cosine to patch ({i}, {j}) of frame {res.index} "
-                f"({self.sim_kind.currentText()}), on each new frame; Clear returns to the {self.settings.overlay} "
-                "overlay")
-
-    def _kind_changed(self, *_) -> None:
-        if self.pick is not None:
-            self.pick_patch(*self.pick)  # the same patch, the other features: from the same cache
-
-    def clear_similarity(self) -> None:
-        self.pick = None
-        for pipe in (getattr(self, "pipeline", None), getattr(getattr(self, "pipeline", None), "second", None)):
-            if pipe is not None:
-                pipe.reference = None
-        self.clear_sim.setEnabled(False)
-        self.status.setText(f"back to the {self.settings.overlay} overlay")
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)
@@ -739,124 +518,3 @@ class LiveTab(QWidget):
         """Finish the files still being written (the window calls this when it closes)."""
         self.stop()
         self.writer.close()
-
-    # ------------------------------------------------------------------ a second model, side by side
-    def _views_row(self) -> QHBoxLayout:
-        """The view, and (while comparing) the second model's view next to it, each captioned with its model."""
-        self.view_title, self.view2_title = QLabel(""), QLabel("")
-        self.view2 = QLabel("")
-        self.view2.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.view2.setMinimumSize(320, 300)
-        self.view2.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.view2.setStyleSheet("background: #202020; color: #dddddd;")
-        row = QHBoxLayout()
-        self.view2_box = QWidget()  # hidden whole, so that the single view takes the row alone
-        for title, view, box in ((self.view_title, self.view, QWidget()), (self.view2_title, self.view2,
-                                                                          self.view2_box)):
-            col = QVBoxLayout(box)
-            col.setContentsMargins(0, 0, 0, 0)
-            col.addWidget(title)
-            col.addWidget(view, 1)
-            row.addWidget(box, 1)
-        self.view_title.hide()
-        self.view2_box.hide()
-        return row
-
-    def _compare_changed(self, engine) -> None:
-        from highlighter.paths import model_label
-
-        on = engine is not None
-        self.view_title.setVisible(on)
-        self.view2_box.setVisible(on)
-        if on:
-            self.view_title.setText(model_label(self.state.model_spec))
-            self.view2_title.setText(model_label(self.state.compare_spec))
-            self.view2.setText("loading…")
-        pipe = getattr(self, "pipeline", None)
-        if pipe is not None:
-            pipe.second = None
-        self._attach_compare()
-
-    def _attach_compare(self) -> None:
-        """Run each frame through the second model too (built off the GUI thread, at the stream's size for
-        its own patch size), with the same settings: threshold, heads, overlay."""
-        engine, pipe = self.state.compare_engine, getattr(self, "pipeline", None)
-        if engine is None or pipe is None or self.runner is None:
-            return
-        from highlighter.video.pipeline import FramePipeline as Pipe
-
-        H, W = pipe.predictor.image_size
-        size = fit_size((H, W), self.state.image_size, engine.ck.vit.patch_size)
-
-        def build():
-            from highlighter.runtime.predictor import TorchPredictor
-
-            return pipe, engine, Pipe(TorchPredictor(engine.ck, size, "fp32", model=engine.model), self.settings)
-
-        if getattr(self, "compare_job", None) is None:
-            self.compare_job = Job(self._compare_built, self._on_status)
-        if not self.compare_job.start(build):
-            QTimer.singleShot(200, self._attach_compare)  # one being built: ask again when it is done
-
-    def _compare_built(self, result) -> None:
-        pipe, engine, second = result
-        if pipe is getattr(self, "pipeline", None) and engine is self.state.compare_engine:
-            pipe.second = second  # the inference thread runs it from its next frame
-
-    def _show_second(self, res) -> None:
-        second = res.compare
-        if second is None or self.state.compare_engine is None:
-            return
-        self.view2.setPixmap(fit(rgb_to_pixmap(second.overlay), self.view2.width(), self.view2.height()))
-        heads = self.settings.heads
-        from highlighter.paths import model_label
-
-        note = (f" (no head {max(heads) if not isinstance(heads, int) else heads} in its "
-                f"{second.attention.shape[0]}: fused)" if heads is not None and second.heads_used is None else "")
-        self.view2_title.setText(model_label(self.state.compare_spec) + note)
-
-    # ------------------------------------------------------------------ saving, on the writer's thread
-    def _folder(self) -> Path:
-        return Path(self.main.settings_value("snapshot_dir", str(Path.home() / "highlighter-snapshots"), str))
-
-    def snapshot(self) -> list[Path]:
-        """Save the frame, the mask and the overlay as PNGs; returns the paths they are being written to."""
-        res = self.latest
-        if res is None:
-            return []
-        paths = snapshot_paths(self._folder(), res.index)
-        if not self.writer.submit(write_snapshot, paths, res.frame, res.shown_mask, res.overlay, block=False,
-                                  on_done=lambda p: self.relay.status.emit(
-                                      f"saved {p[2].name} and its frame and mask in {p[2].parent}")):
-            self.status.setText("still writing the previous files; snapshot skipped")
-            return []
-        return paths
-
-    def _record(self, on: bool) -> None:
-        """A toggle: Record / Stop recording. The file is written at the stream's measured rate, and each frame
-        is placed by the time it was shown (repeated or skipped to keep time), so it plays at real speed."""
-        if on and self.latest is not None:
-            path = self._folder() / (time.strftime("%Y%m%d-%H%M%S") + "_overlay.mp4")
-            h, w = self.latest.overlay.shape[:2]
-            dt = time.perf_counter() - self.t_start
-            measured = self.frames_shown / dt if dt > 0 and self.frames_shown else RECORD_FPS
-            self.recorder = Recorder(path, min(RECORD_FPS, max(RECORD_MIN_FPS, round(measured))), (w, h))
-            self.record_t0 = time.perf_counter()  # the file's time 0: a frame shown t s later goes at t
-            self.writer.submit(self.recorder.open)
-            self.record.setText("Stop recording")
-            self.status.setText(f"recording to {path} at {self.recorder.fps:g} fps")
-        elif on:
-            self.record.setChecked(False)
-            self.status.setText("start the stream before recording")
-        elif self.recorder is not None:
-            recorder, self.recorder = self.recorder, None
-            if self.latest is not None:  # the file lasts until Stop was pressed: its last slot ends then
-                t_end = time.perf_counter() - self.record_t0 - 1.0 / recorder.fps
-                self.writer.submit(recorder.write, self.latest.overlay, max(0.0, t_end))
-            self.record.setText("Record")
-            self.status.setText(f"finishing {recorder.path}…")
-            self.writer.submit(recorder.close, on_done=lambda _: self.relay.status.emit(
-                f"recording saved: {recorder.path} ({recorder.frames} frames, {recorder.duration:.1f} s at "
-                f"{recorder.fps:g} fps)"))
-        else:
-            self.record.setText("Record")

@@ -172,8 +172,9 @@ def test_a_model_that_lands_while_the_source_opens_takes_the_stream(model, qtbot
     that no model will follow."""
     from highlighter.gui import live
     from highlighter.gui.app import MainWindow
+    from highlighter.video.session import StreamKey
 
-    real_open, windows = live.LiveTab._open, []
+    real_open, windows = live.open_stream, []
 
     def slow_open(spec):  # a source that opens only once the model has landed (a slow camera)
         end = time.monotonic() + 60
@@ -181,7 +182,7 @@ def test_a_model_that_lands_while_the_source_opens_takes_the_stream(model, qtbot
             time.sleep(0.05)
         return real_open(spec)
 
-    monkeypatch.setattr(live.LiveTab, "_open", staticmethod(slow_open))
+    monkeypatch.setattr(live, "open_stream", slow_open)
     w = MainWindow(checkpoint=model, source=str(CLIP), quiet=True, quick_start=True)
     windows.append(w)
     qtbot.addWidget(w)
@@ -190,7 +191,7 @@ def test_a_model_that_lands_while_the_source_opens_takes_the_stream(model, qtbot
     w.load_first_now()  # (the 4 s timer would do it)
     qtbot.waitUntil(lambda: w.live.frames_shown >= 1, timeout=60000)
     assert w.state.ck is not None and w.live.first_backend == "torch-fp32"
-    assert w.live.key == (id(w.state.ck), (112, 192))
+    assert w.live.key == StreamKey.for_model(w.state.ck, (112, 192)) and not w.live.key.on_graph
     w.close()
 
 
