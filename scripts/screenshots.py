@@ -78,7 +78,25 @@ def drive(out: Path) -> int:
         h, w = res.mask.shape
         live.pick_patch(res, (h // 2) * w + w // 2)
 
+    def track():  # Live's Track: a box drawn around the swan (from its ground-truth mask), followed frame by frame
+        import numpy as np
+        from PIL import Image
+
+        live = win.live
+        live.clear_similarity()
+        live.compare_box.setChecked(False)
+        live.track.box.setChecked(True)
+        res = live.shown if hasattr(live, "shown") else None
+        gt = SHARED / "video" / "blackswan" / "masks" / f"{getattr(res, 'name', '')}.png"
+        if res is None or res.tokens is None or not gt.exists():
+            QTimer.singleShot(500, track)
+            return
+        ys, xs = np.nonzero(np.asarray(Image.open(gt)) > 127)
+        live.track.boxed(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
     def compare():  # the untrained demo next to the loaded model: what training adds
+        win.live.track.clear()
+        win.live.track.box.setChecked(False)
         win.live.clear_similarity()
         win.live.compare_box.setChecked(False)
         win.compare_with("random:vit_small/16")
@@ -92,17 +110,19 @@ def drive(out: Path) -> int:
     at(10.5, lambda: win.live.compare_box.setChecked(True))
     at(13, pick)
     at(16, lambda: capture(out / "live_similarity.png"))
-    at(16.5, compare)
-    at(27, lambda: capture(out / "live_compare.png"))
-    at(28, photos_compare)
-    at(38, lambda: capture(out / "photos_compare.png"))
-    at(39, win.stop_comparing)
-    at(41, lambda: capture(out / "photos.png"))
-    at(42, mae)
-    at(48, lambda: capture(out / "mae.png"))
-    at(49, train)
-    at(96, lambda: capture(out / "train.png"))
-    at(97, app.quit)
+    at(16.5, track)
+    at(26, lambda: capture(out / "live_track.png"))
+    at(26.5, compare)
+    at(37, lambda: capture(out / "live_compare.png"))
+    at(38, photos_compare)
+    at(48, lambda: capture(out / "photos_compare.png"))
+    at(49, win.stop_comparing)
+    at(51, lambda: capture(out / "photos.png"))
+    at(52, mae)
+    at(58, lambda: capture(out / "mae.png"))
+    at(59, train)
+    at(106, lambda: capture(out / "train.png"))
+    at(107, app.quit)
     for seconds, fn in steps:
         QTimer.singleShot(int(seconds * 1000), fn)
     app.exec()

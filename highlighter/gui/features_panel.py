@@ -210,15 +210,17 @@ class SimilarityPanel(QWidget):
         self.matches: list[tuple[str, int, float]] = []  # (photo, patch index, cosine)
         self.region: np.ndarray | None = None  # (h, w) bool: the object the click picked
         self.match_maps: dict[str, np.ndarray] = {}  # photo -> (h, w) nearest-neighbour similarity to the object
-        top = QHBoxLayout()
+        top, second = QHBoxLayout(), QHBoxLayout()  # two rows: one would widen the Photos tab past 1400 px
         top.addWidget(QLabel("Patch similarity"))
         top.addWidget(self.kind)
-        top.addWidget(QLabel("object ≥"))
-        top.addWidget(self.threshold)
         top.addStretch(1)
+        second.addWidget(QLabel("object ≥"))
+        second.addWidget(self.threshold)
+        second.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
+        lay.addLayout(second)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.matches_text)
         lay.addWidget(self.matches_view)

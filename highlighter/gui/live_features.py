@@ -4,7 +4,7 @@ tokens. A mixin of ``LiveTab``: it uses the tab's settings, pipeline, status lin
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from highlighter.gui.features_panel import FEATURE_KINDS, PCAControls
 from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
@@ -12,21 +12,26 @@ from highlighter.gui.qt_util import Job, fit, rgb_to_pixmap
 
 class FeaturesMixin:
     # ------------------------------------------------------------------ patch features: PCA and boxes
-    def _feature_controls(self) -> QHBoxLayout:
-        """The box checkbox and the pca overlay's controls (background removal, Refit)."""
+    def _feature_controls(self) -> QVBoxLayout:
+        """Two rows: the box checkbox and the pca overlay's controls (background removal, Refit); then
+        click-to-compare and Track (one row would make the window wider than a 1400-pixel screen)."""
         self.box = QCheckBox("Box")
         self.box.setToolTip("draw the box of the mask's largest connected component")
         self.box.toggled.connect(lambda on: setattr(self.settings, "box", on))
         self.pca_controls = PCAControls(with_refit=True)
         self.pca_controls.changed.connect(self._set_pca)
         self.pca_controls.refit.connect(self.refit_pca)
-        row = QHBoxLayout()
+        row, row2 = QHBoxLayout(), QHBoxLayout()
         row.addWidget(self.box)
         row.addWidget(QLabel("PCA overlay:"))
         row.addWidget(self.pca_controls)
-        self._similarity_controls(row)
         row.addStretch(1)
-        return row
+        self._similarity_controls(row2)
+        row2.addStretch(1)
+        rows = QVBoxLayout()
+        rows.addLayout(row)
+        rows.addLayout(row2)
+        return rows
 
     def _set_pca(self) -> None:
         c = self.pca_controls

@@ -295,3 +295,11 @@ def test_while_a_window_is_open_garbage_is_collected_on_the_gui_thread_only(wind
         gc.callbacks.remove(note)
     window.close()
     assert gc.isenabled()  # the last window closed: Python collects as usual again
+
+
+def test_every_tab_fits_a_1366_pixel_wide_screen(window):
+    """Live's Track row and the Photos similarity panel's threshold made the window 1434 px at its narrowest: on
+    a 1366- or 1400-pixel screen its right side (Stop, Record, the last plot) was cut off."""
+    assert window.minimumSizeHint().width() <= 1366
+    for i in range(window.tabs.count()):
+        assert window.tabs.widget(i).minimumSizeHint().width() <= 1366, window.tabs.tabText(i)
