@@ -62,15 +62,16 @@ def run(args) -> int:
         source.close()
         raise HighlighterError(source.status or f"{args.input}: no frames")
     ck = load_checkpoint(spec, num_heads=args.num_heads)
+    try:  # before any backend is measured: the Live tab's second model falls back, a command refuses
+        heads = check_heads(args.heads, ck.vit.num_heads)
+    except ValueError as e:
+        source.close()
+        raise HighlighterError(f"--heads: {e}") from None
+    heads = tuple(heads) if heads else None
     report_model(ck)
     size = model_size(args.image_size, first.image, ck.vit.patch_size)
     predictor, watch = build_predictor(args, ck, size, [first.image])
     info(f"model input {size[0]}x{size[1]}, backend {predictor.name}")
-    try:
-        heads = check_heads(args.heads, ck.vit.num_heads)  # the Live tab's second model falls back; a command refuses
-    except ValueError as e:
-        raise HighlighterError(f"--heads: {e}") from None
-    heads = tuple(heads) if heads else None
     pipe = FramePipeline(predictor, Settings(threshold=args.threshold, heads=heads, overlay=args.overlay,
                                              smoothing=args.smooth, box=getattr(args, "box", False)))
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,8 @@ def run(args) -> int:
     try:
         for frame in _chain(first, frames):
             res = pipe.process(frame.image, frame.index, frame.name)
-            if watch is not None and (line := watch.add(res.timings["model_ms"])):
+            t = res.timings  # the choice timed whole calls: preprocessing and model
+            if watch is not None and (line := watch.add(t.get("preprocess_ms", 0.0) + t["model_ms"])):
                 pipe.predictor = measure_again(args, ck, size, frame.image, line)
             name = frame.name if frame.name not in used else f"{frame.name}_{frame.index:06d}"
             used.add(name)

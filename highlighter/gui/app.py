@@ -464,6 +464,8 @@ def main(checkpoint: str | None = None, source: str | None = None, autostart: bo
     if win.last_error:
         win.show_error(win.last_error)  # a dialog: a signal while it is up closes it and the window
     if signals.received is not None:  # closed (settings saved) before the event loop started: nothing to run
+        if win.isVisible():  # the signal came after the dialog: its queued close has not run
+            win.close()
         signals.restore()
         return win.exit_code or 0
     if autostart or quit_after is not None:

@@ -80,6 +80,8 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         self.key: StreamKey | None = None  # the running stream's model and size
         self.choosing = None  # the key that the background choice is for
         self.choice_watch = None  # runtime.predictor.ChoiceWatch over a kept choice's backend
+        self.remeasure = False  # the next choice drops the kept one first (ChoiceWatch found it far off)
+        self.retried_for = None  # the lost camera's runner a retry was armed for
         self.description = ""
         self.choice: Choice | None = None  # the running stream's backend choice (its line; --quit-after's "choice")
         self.choices: dict = {}  # per StreamKey, as self.predictors
@@ -161,6 +163,7 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         ck = self.state.ck
         self.predictors.clear()
         self.choices.clear()
+        self.choice_watch = None
         self.settings.heads = self.state.heads
         if self.runner is not None and self.key is not None and self.key.on_graph:
             quick = self.main.quick
@@ -224,7 +227,7 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
             self._on_status("no model loaded")
             return
         self.stop()
-        self.choice = None
+        self.choice, self.choice_watch = None, None
         self.user_stopped = False  # after stop(): this start is the user's (or a retry's)
         spec = self.source.currentText().strip()
         # remembered now (a window closed while it opens keeps it); a source that fails to open is taken back
@@ -252,6 +255,7 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         if self.user_stopped:  # Stop was pressed while it opened
             source.close()
             return
+        self.shown = None  # a click picks from this stream's frames only (Track, click-to-compare)
         quick = predictor is None or isinstance(key, graphs.Graph)
         if quick and self.main.quick is None and self.state.ck is not None:
             source.close()  # the model landed while the source opened: start on it, the normal road
@@ -301,8 +305,9 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         cancel = self.cancel_choice = threading.Event()
         self.choosing = key
         spec = str(demo_clip()) if demo_clip().exists() else self.source.currentText().strip()
+        forget, self.remeasure = self.remeasure, False  # the kept choice was far off: dropped in the job
         # the backends are compared on the bundled clip
-        self.choice_job.start(lambda: choose(ck, key, lambda: clip_frames(spec), cancel))
+        self.choice_job.start(lambda: choose(ck, key, lambda: clip_frames(spec), cancel, forget=forget))
 
     def _chosen(self, result) -> None:
         from highlighter.runtime.predictor import ChoiceWatch
@@ -310,8 +315,9 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         key, predictor, choice = result
         cached = choice.origin is Origin.CACHED
         self.predictors[key], self.choices[key] = predictor, choice
-        self.choice_watch = ChoiceWatch(choice.report) if cached else None  # a kept choice far off its time: measure
-        if self.runner is not None and key == self.key:  # again
+        if self.runner is not None and key == self.key:
+            # a kept choice far off its recorded time is measured again (watched while its backend streams)
+            self.choice_watch = ChoiceWatch(choice.report) if cached else None
             self.pipeline.predictor = predictor  # the inference thread takes it from its next frame
             self.choice = choice
             self.status.setText(choice.line(self.description))
@@ -444,8 +450,10 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         if self.choose_pending:
             self.choose_pending = False
             self._choose()
-        if self.choice_watch is not None and res.timings.get("model_ms") and self.key in self.predictors:
-            line = self.choice_watch.add(res.timings["model_ms"])
+        watch, t = self.choice_watch, res.timings
+        if (watch is not None and t.get("model_ms") and self.key in self.predictors
+                and self.pipeline.predictor.name == watch.name):  # not a torch swapped in for tokens
+            line = watch.add(t.get("preprocess_ms", 0.0) + t["model_ms"])  # as the choice timed a call
             if line:
                 self._measure_again(line)
         if self.quit_after is not None and self.frames_shown == self.quit_after:
@@ -453,11 +461,8 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
 
     def _measure_again(self, line: str) -> None:
         """The kept choice's backend runs far from the time it was chosen with: drop it and choose again."""
-        from highlighter.runtime.predictor import forget_choice
-
         self.choice_watch = None
-        if self.state.ck is not None and not self.key.on_graph:
-            forget_choice(self.state.ck, self.key.size)
+        self.remeasure = not self.key.on_graph  # the choice job drops the kept one (a file hash: off this thread)
         self.predictors.pop(self.key, None)
         self.status.setText(f"{self.description}: {line}…")
         self._choose()
@@ -494,7 +499,9 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
 
     def _on_status(self, message: str) -> None:
         self.status.setText(message)
-        if self.runner is not None and self.runner.end is StreamEnd.CAMERA_LOST:
+        runner = self.runner
+        if runner is not None and runner.end is StreamEnd.CAMERA_LOST and self.retried_for is not runner:
+            self.retried_for = runner  # once per lost stream, not at each later status line
             self._maybe_retry()
 
     def _restart(self, *_):

@@ -65,6 +65,9 @@ class FeaturesMixin:
 
     def _swap_predictor(self, result) -> None:
         pipe, old, pred = result
+        if pipe is not getattr(self, "pipeline", None):  # a newer stream: its own predictor stays
+            return
+        self.choice_watch = None  # the watched backend no longer streams
         pipe.predictor = pred  # read once per frame by the inference thread
         what = ("Tracking needs" if self.track.on else "PCA needs" if self.settings.overlay == "pca"
                 else "Click-to-compare needs")

@@ -328,7 +328,9 @@ class Job:
     def start(self, fn) -> bool:
         if self.busy:
             return False
-        self.busy, self.error = True, None
+        # ``error`` is not reset here: a run that failed may be followed by a start before its failed signal
+        # is delivered, and the handler must still read that run's exception
+        self.busy = True
         relay = self.relay
 
         def emit(signal, value) -> None:

@@ -325,18 +325,19 @@ class ChoiceWatch:
     """Watches the model times of a backend that a kept choice picked. A choice is measured once, and a measure
     taken under load (another program on the cores, a training run) can pick a backend that is not the fastest
     when the machine is free: then the kept backend's time on the stream is far from the time it was chosen
-    with. ``add(model_ms)`` returns, once, a line saying so when the median of ``frames`` frames is more than
-    ``factor`` times slower or faster than the recorded time; the caller measures again."""
+    with. ``add(call_ms)`` (a frame's preprocessing and model time, what ``choose_backend`` timed) returns, once,
+    a line saying so when the median of ``frames`` frames is more than ``factor`` times slower or faster than the
+    recorded time; the caller measures again."""
 
     def __init__(self, report: dict, factor: float = STALE_FACTOR, frames: int = STALE_FRAMES):
         entry = report.get(report.get("chosen", ""), {})
         self.name, self.recorded = report.get("chosen", "?"), entry.get("ms") if isinstance(entry, dict) else None
         self.factor, self.frames, self.times, self.done = factor, frames, [], self.recorded is None
 
-    def add(self, model_ms: float) -> str | None:
+    def add(self, call_ms: float) -> str | None:
         if self.done:
             return None
-        self.times.append(float(model_ms))
+        self.times.append(float(call_ms))
         if len(self.times) < self.frames:
             return None
         self.done = True

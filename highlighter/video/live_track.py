@@ -73,8 +73,8 @@ class LiveTracker:
 
         from highlighter.core.propagation import LabelPropagation, PropagationCfg, one_hot, upsample_labels
 
-        if tuple(grid) != self.grid or tokens.shape[0] != grid[0] * grid[1]:
-            return None
+        if tuple(grid) != self.grid or tokens.shape[0] != grid[0] * grid[1] or tokens.shape[1] != self._first.shape[-1]:
+            return None  # another grid or another model's token width: the pick does not apply
         if self.context is None:
             self.context = LabelPropagation(PropagationCfg(*self.cfg))
             self.context.start(torch.from_numpy(self._first), one_hot(self.selection.astype(np.uint8), 2))

@@ -7,6 +7,7 @@
 - ``first_predictor``: the safe backend a stream starts on (torch fp32, from the model already built), and the
   choice kept on disk for this model and size, if any.
 - ``choose``: the backend choice (kept on disk, or measured on the bundled clip or the given frames).
+``highlighter video`` prints the same ``Choice`` line for its own choice.
 - ``Choice``: a choice's outcome as data (backend, why, where it came from, its age), and the line that says so.
 - ``second_pipeline``: the second model's pipeline, at the stream's size for its own patch size.
 
@@ -122,10 +123,14 @@ def first_predictor(ck, model, shape, short: int, predictors: dict):
     return key, TorchPredictor(ck, size, "fp32", model=model), cached_choice(ck, size)
 
 
-def choose(ck, key: StreamKey, frames, cancel: threading.Event | None = None, repeats: int = 2):
-    """The fastest agreeing backend for this stream: kept on disk, or measured on ``frames()``. Returns
-    (key, predictor, Choice)."""
-    from highlighter.runtime.predictor import auto_predictor
+def choose(ck, key: StreamKey, frames, cancel: threading.Event | None = None, repeats: int = 2,
+           forget: bool = False):
+    """The fastest agreeing backend for this stream: kept on disk, or measured on ``frames()``; ``forget``: the
+    kept choice is dropped first (it ran far from its recorded time). Returns (key, predictor, Choice)."""
+    from highlighter.runtime.predictor import auto_predictor, forget_choice
+
+    if forget:
+        forget_choice(ck, key.size)
 
     predictor, report, cached = auto_predictor(ck, key.size, frames, repeats=repeats, log=lambda m: None,
                                                cancel=cancel)

@@ -27,14 +27,18 @@ def test_a_lost_camera_is_retried_by_the_runners_reason_not_the_text(window, end
         live.runner = None
 
 
-def test_a_cancelled_choice_is_known_by_its_type(window):
+def test_a_cancelled_choice_is_known_by_its_type(window, monkeypatch):
     """A choice cancelled because its stream stopped is no failure to show, whatever its message says."""
     from highlighter.errors import Cancelled
 
     live = window.live
     from types import SimpleNamespace
 
-    live.runner, live.choosing, live.key = object(), ("k", (1, 1)), ("k", (1, 1))
+    from highlighter.video.session import StreamKey
+
+    monkeypatch.setattr(live, "_choose", lambda: None)  # no new choice job for this made-up stream
+    key = StreamKey("k", (1, 1))
+    live.runner, live.choosing, live.key = object(), key, key
     live.pipeline = SimpleNamespace(predictor="torch fp32")
     live.status.setText("choosing")
     live.choice_job.error = Cancelled("stopped")  # as Job sets it before the failed signal
@@ -46,4 +50,4 @@ def test_a_cancelled_choice_is_known_by_its_type(window):
         assert "the choice failed (cancelled by the driver)" in live.status.text()
     finally:
         live.runner = live.pipeline = None
-        live.predictors.pop(("k", (1, 1)), None)
+        live.predictors.pop(key, None)
