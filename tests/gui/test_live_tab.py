@@ -51,3 +51,26 @@ def test_a_cancelled_choice_is_known_by_its_type(window, monkeypatch):
     finally:
         live.runner = live.pipeline = None
         live.predictors.pop(key, None)
+
+
+def test_the_kept_choice_watch_ignores_frames_of_another_backend(window, qtbot, monkeypatch):
+    """A kept ONNX choice, then torch fp32 swapped in for the patch tokens (PCA, compare, Track): torch's times
+    are not the ONNX backend's, and must not make the app drop the kept choice and measure again."""
+    from pathlib import Path
+
+    from highlighter.runtime.predictor import ChoiceWatch
+
+    clip = Path(__file__).resolve().parents[2] / "assets" / "cockatoo_320x180_5s.mp4"
+    live = window.live
+    monkeypatch.setattr(live, "_choose", lambda: None)  # the stream stays on torch fp32
+    window.state.set_image_size(112)
+    live.source.setCurrentText(str(clip))
+    live.start()
+    qtbot.waitUntil(lambda: live.frames_shown >= 1, timeout=120000)
+    live.predictors[live.key] = live.pipeline.predictor  # settled, as a kept choice leaves it
+    watch = live.choice_watch = ChoiceWatch({"chosen": "ort-int8", "ort-int8": {"ms": 0.001}})
+    n = live.frames_shown
+    qtbot.waitUntil(lambda: live.frames_shown >= n + 25, timeout=120000)
+    assert live.pipeline.predictor.name == "torch-fp32" and watch.times == [] and not live.remeasure
+    assert "measuring the backends again" not in live.status.text()
+    live.stop()
