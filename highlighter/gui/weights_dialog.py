@@ -196,7 +196,8 @@ class WeightsDialog(QDialog):
         self.file_button.setEnabled(False)
         self.list.setEnabled(False)
         self._set_status(f"checking {path} as {e.name}…")
-        self._thread = threading.Thread(target=self._adopt_work, args=(e, path), daemon=True)
+        # not a daemon: a check still inside torch when the app quits is waited for, never cut short (Job's reason)
+        self._thread = threading.Thread(target=self._adopt_work, args=(e, path), daemon=False)
         self._thread.start()
         return True
 
@@ -204,13 +205,16 @@ class WeightsDialog(QDialog):
         from highlighter.weights import adopt
 
         try:
-            result = adopt(entry, path)
-        except HighlighterError as e:
-            self.relay.failed.emit(str(e))
-        except Exception as e:  # noqa: BLE001 - shown in the dialog, the app stays up
-            self.relay.failed.emit(f"{type(e).__name__}: {e}")
-        else:
-            self.relay.done.emit(result)
+            try:
+                result = adopt(entry, path)
+            except HighlighterError as e:
+                self.relay.failed.emit(str(e))
+            except Exception as e:  # noqa: BLE001 - shown in the dialog, the app stays up
+                self.relay.failed.emit(f"{type(e).__name__}: {e}")
+            else:
+                self.relay.done.emit(result)
+        except RuntimeError:  # the dialog was closed and deleted meanwhile: nobody to tell (the file is kept)
+            pass
 
     def _work(self, entry, mirror) -> None:  # worker thread: only signals touch the GUI
         from highlighter.weights import download
