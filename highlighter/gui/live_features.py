@@ -139,8 +139,10 @@ class FeaturesMixin:
         if feats is None:
             if not self.compare_box.isChecked():
                 self.compare_box.setChecked(True)  # keep the features from the next frame on
+            paused = self.runner is not None and self.runner.paused.is_set()
             self.status.setText(f"this frame's patch features were not kept ({self.pipeline.predictor.name}); "
-                                "they are from the next frames on: click again")
+                                "they are from the next frames on: "
+                                + ("resume the stream for a frame, then click again" if paused else "click again"))
             return
         kind = FEATURE_KINDS[self.sim_kind.currentText()]
         self.pick, self.pick_model = (res, index), id(self.state.ck)

@@ -67,8 +67,10 @@ class TrackControls(QWidget):
         if res.tokens is None:
             tab._ensure_tokens()
             name = tab.pipeline.predictor.name if getattr(tab, "pipeline", None) is not None else "the backend"
+            paused = tab.runner.paused.is_set()
             tab.status.setText(f"Track: this frame's patch tokens were not kept ({name}); tracking needs them, "
-                               "and they are kept from the next frames on: click again")
+                               "and they are kept from the next frames on: "
+                               + ("resume the stream for a frame, then click again" if paused else "click again"))
             return None
         return res
 

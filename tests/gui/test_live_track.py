@@ -217,6 +217,7 @@ def test_bad_picks_say_why_and_start_nothing(env, qtbot):
     QTest.mouseClick(live.view, Qt.MouseButton.LeftButton, pos=centre)
     assert live.pipeline.tracker is None
     assert "this frame's patch tokens were not kept (torch-fp32); tracking needs them" in live.status.text()
+    assert live.status.text().endswith("resume the stream for a frame, then click again")  # paused: no next frame
     live.pause_btn.setChecked(False)
     qtbot.waitUntil(lambda: live.shown.tokens is not None, timeout=60000)
     live.pause_btn.setChecked(True)
