@@ -95,7 +95,7 @@ BEFORE_LOAD = [
     (["attention", "IMG", "--out", "OUT", "--image-size", "0"], "--image-size: sizes are pixels, at least 1, got 0"),
     (["video", "IMG", "--out", "OUT", "--image-size", "-8"], "--image-size: sizes are pixels, at least 1"),
     (["export", "--checkpoint", "default", "--out", "OUT/m.onnx", "--image-size", "224", "0"], "--image-size: sizes"),
-    (["pack", "EMPTY", "--out", "OUT.zip"], "pack " ),
+    (["pack", "EMPTY", "--out", "OUT.zip"], "EMPTY: no images found (looked for"),
 ]
 
 
@@ -182,3 +182,11 @@ def test_video_refuses_a_head_the_model_lacks(cli, tmp_path, cat_path):
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: --heads: head index 7 out of range: the model has heads 0..2"
     assert not (tmp_path / "out").exists()
+
+
+def test_pack_names_itself_for_an_empty_folder(cli, tmp_path):
+    """pack said "--data DIR: no images found", a flag it does not have."""
+    (tmp_path / "empty").mkdir()
+    line = one_line(*cli("pack", tmp_path / "empty", "--out", tmp_path / "p.zip"))
+    assert line.startswith(f"error: pack {tmp_path / 'empty'}: no images found") and "--data" not in line
+    assert not (tmp_path / "p.zip").exists()
