@@ -204,29 +204,27 @@ class WeightsDialog(QDialog):
     def _adopt_work(self, entry, path) -> None:  # worker thread
         from highlighter.weights import adopt
 
+        self._tell(lambda: adopt(entry, path))
+
+    def _work(self, entry, mirror) -> None:  # worker thread: only signals touch the GUI
+        from highlighter.weights import download
+
+        self._tell(lambda: download(entry, mirror=mirror, progress=self._report, should_stop=self._stop.is_set))
+
+    def _tell(self, fn) -> None:  # worker thread
+        """Run ``fn`` and send its result or its error line to the dialog; nothing when the dialog has been deleted
+        meanwhile (what was downloaded or checked stays in the cache)."""
         try:
             try:
-                result = adopt(entry, path)
+                result = fn()
             except HighlighterError as e:
                 self.relay.failed.emit(str(e))
             except Exception as e:  # noqa: BLE001 - shown in the dialog, the app stays up
                 self.relay.failed.emit(f"{type(e).__name__}: {e}")
             else:
                 self.relay.done.emit(result)
-        except RuntimeError:  # the dialog was closed and deleted meanwhile: nobody to tell (the file is kept)
+        except RuntimeError:  # the relay's C++ object is gone with the dialog
             pass
-
-    def _work(self, entry, mirror) -> None:  # worker thread: only signals touch the GUI
-        from highlighter.weights import download
-
-        try:
-            result = download(entry, mirror=mirror, progress=self._report, should_stop=self._stop.is_set)
-        except HighlighterError as e:
-            self.relay.failed.emit(str(e))
-        except Exception as e:  # noqa: BLE001 - shown in the dialog, the app stays up
-            self.relay.failed.emit(f"{type(e).__name__}: {e}")
-        else:
-            self.relay.done.emit(result)
 
     def _report(self, done: int, total: int | None) -> None:  # worker thread
         step = done * STEPS // total if total else -2 - done // (1 << 20)  # no total: every MiB
