@@ -43,3 +43,10 @@ def official_tree(tmp_path_factory) -> dict:
     from weights_server import write_official_tree
 
     return write_official_tree(tmp_path_factory.mktemp("official"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty cache of our own (graphs, backend choices, weights) in the test's folder: HIGHLIGHTER_CACHE."""
+    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

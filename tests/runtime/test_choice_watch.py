@@ -5,8 +5,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from highlighter.core.formats import load_checkpoint
 from highlighter.runtime.predictor import (
     STALE_FRAMES,
@@ -20,12 +18,6 @@ from highlighter.runtime.predictor import (
 ROOT = Path(__file__).resolve().parents[2]
 CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
 TINY = "random:vit_tiny/16"
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 def test_age_in_words():

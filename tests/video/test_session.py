@@ -23,12 +23,6 @@ CLIP = ROOT / "assets" / "cockatoo_320x180_5s.mp4"
 TINY = "random:vit_tiny/16"
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIGHLIGHTER_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def test_keys_are_values_and_say_whether_they_are_a_graphs():
     ck = load_checkpoint(TINY)
     a, b = StreamKey.for_model(ck, [112, 192]), StreamKey.for_model(ck, (112, 192))
