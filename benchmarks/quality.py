@@ -22,11 +22,13 @@ import cv2
 import numpy as np
 
 from highlighter.core.formats import load_checkpoint
-from highlighter.core.inference import AttentionEngine, MAEEngine
-from highlighter.evaluation import centred_ellipse, evaluate_mae, grid_to_image, iou, model_size
+from highlighter.core.inference import MAEEngine
+from highlighter.evaluation import centred_ellipse, evaluate_mae, grid_to_image, iou
 from highlighter.images import load_rgb
 from highlighter.paths import default_checkpoint
 from highlighter.postprocess import mass_mask
+from highlighter.video.pipeline import Settings
+from highlighter.video.session import photo_road
 from highlighter.video.smoothing import Smoother
 
 RULES = ("mass", "tokencut")  # the DINO rule (60% of the mass) first
@@ -37,7 +39,7 @@ def checkpoint_path(spec: str, kind: str) -> str:
     return str(default_checkpoint(kind)) if spec == "default" else spec
 
 
-def stills(engine, folder: Path, size: int) -> dict:
+def stills(road, folder: Path) -> dict:
     rows, gts = [], []
     for img_path in sorted((folder / "images").iterdir()):
         mask_path = folder / "masks" / f"{img_path.stem}.png"
@@ -45,7 +47,7 @@ def stills(engine, folder: Path, size: int) -> dict:
             continue
         img = load_rgb(img_path)
         gt = np.asarray(load_rgb(mask_path).convert("L")) >= 128
-        res = engine.run(img, model_size(gt.shape, size, engine.ck.vit.patch_size), keys=True)
+        res = road.process(np.asarray(img))
         rows.append([iou(grid_to_image(res.fused_mask(rule), gt.shape), gt) for rule in RULES])
         gts.append(gt)
     f = float(np.mean([g.mean() for g in gts]))
@@ -56,15 +58,14 @@ def stills(engine, folder: Path, size: int) -> dict:
             "all_foreground": float(np.mean([g.mean() for g in gts]))}
 
 
-def video(engine, seq: Path, size: int) -> dict:
+def video(road, seq: Path) -> dict:
     out = {}
     for smoothing in (False, True):
         smoother, prev, ious, flicker = Smoother(), None, [], []
         for frame_path in sorted((seq / "frames").iterdir()):
             img = load_rgb(frame_path)
             gt_path = seq / "masks" / f"{frame_path.stem}.png"
-            res = engine.run(img, model_size((img.height, img.width), size, engine.ck.vit.patch_size))
-            fused = res.fused()
+            fused = road.process(np.asarray(img)).fused
             grid = smoother(fused, 0.6)[1] if smoothing else mass_mask(fused, 0.6)
             pred = grid_to_image(grid, (img.height, img.width))
             if gt_path.exists():
@@ -99,20 +100,20 @@ def main() -> int:
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args()
     ck = load_checkpoint(checkpoint_path(args.checkpoint, "attention"))
-    engine = AttentionEngine(ck, "cpu")
+    road = photo_road(ck, "cpu", args.image_size, settings=Settings(keep_features=True))  # keys: TokenCut
     print(f"model: {ck.vit.describe()} from {ck.path or ck.source}")
     result = {"model": ck.path or ck.source, "arch": ck.vit.describe(), "image_size": args.image_size}
     print("\n| set | images | IoU, DINO rule (60% mass) | IoU, TokenCut | centred ellipse | all foreground |")
     print("|---|---|---|---|---|---|")
     for name in () if args.no_stills else ("davis-stills", "horses"):
-        r = stills(engine, DATA / "eval" / name, args.image_size)
+        r = stills(road, DATA / "eval" / name)
         result[name] = r
         print(f"| {name} | {r['images']} | {r['iou_mass']:.3f} | {r['iou_tokencut']:.3f} | {r['ellipse']:.3f} | "
               f"{r['all_foreground']:.3f} |", flush=True)
     print("\n| video | frames | IoU raw | IoU smoothed | consecutive IoU raw | consecutive IoU smoothed |")
     print("|---|---|---|---|---|---|")
     for seq in sorted((DATA / "video").iterdir()):
-        r = video(engine, seq, args.image_size)
+        r = video(road, seq)
         result[f"video/{seq.name}"] = r
         print(f"| {seq.name} | {r['raw']['frames']} | {r['raw']['iou']:.3f} | {r['smoothed']['iou']:.3f} | "
               f"{r['raw']['consecutive_iou']:.3f} | {r['smoothed']['consecutive_iou']:.3f} |", flush=True)

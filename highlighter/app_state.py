@@ -49,7 +49,7 @@ class AppState:
 
     def __init__(self, threshold: float = MASS, overlay: str = OVERLAY, image_size: int = IMAGE_SIZE,
                  heads: Sequence[int] | None = None):
-        self.engine = None  # core.inference.AttentionEngine: the model of Live and Photos
+        self.engine = None  # runtime.predictor.photo_predictor: the model of Live and Photos (the Photos road's)
         self.model_spec: str | None = None
         self.threshold = MASS
         self.overlay = "mask"

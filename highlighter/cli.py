@@ -22,8 +22,8 @@ def _image_size(values: list[int]) -> int | tuple[int, int]:
 
 DEVICE_HELP = "auto (default: cuda when there is a GPU, else the CPU), cpu, cuda or cuda:N"
 KEY_HELP = "which weights of a full DINO training checkpoint (default: teacher)"
-IMAGE_SIZE_HELP = ("S: the shorter side at S, aspect kept; H W: exactly H x W (sizes are rounded down to the "
-                   "patch)")
+IMAGE_SIZE_HELP = ("S: the shorter side at S, aspect kept, both sides rounded to the patch; H W: exactly H x W, "
+                   "rounded down to the patch; the whole picture is resized, never cropped")
 
 
 def _add_image_size(p: argparse.ArgumentParser, default: str, exact_only: bool = False) -> None:
@@ -33,6 +33,13 @@ def _add_image_size(p: argparse.ArgumentParser, default: str, exact_only: bool =
                        help=f"exactly H x W (a graph has one input size; default {D.IMAGE_SIZE} {D.IMAGE_SIZE})")
     else:
         p.add_argument("--image-size", nargs="+", type=int, metavar="S", help=f"{IMAGE_SIZE_HELP}; default: {default}")
+
+
+def _add_preprocessing(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--preprocessing", default=default, choices=list(D.PREPROCESSINGS),
+                   help="how a picture is resized to the model's input: official (visualize_attention.py's PIL "
+                        "bilinear) or fast (one OpenCV pass); the model normalises it the same way either way "
+                        f"(default: {default})")
 
 
 def _add_heads(p: argparse.ArgumentParser) -> None:
@@ -141,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--arch", help="refuse the checkpoint unless it is this ViT (e.g. vit_small or vit_small/8)")
     _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}, as every road (visualize_attention.py's own is 480 480)")
+    _add_preprocessing(p, D.PHOTO_PREPROCESSING)
     p.add_argument("--mask-rule", default=D.MASK_RULE, choices=list(D.MASK_RULES),
                    help="mass: DINO's rule, keep the top patches holding THRESHOLD of the attention (default); "
                         "percentile: keep patches at or above the THRESHOLD-th percentile; absolute: "
@@ -253,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="auto (default: the fastest that agrees with fp32), "
                    "torch-fp32, torch-bf16, ort-fp32 or ort-int8")
     _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}, as the app's Live tab")
+    _add_preprocessing(p, D.LIVE_PREPROCESSING)
     p.add_argument("--threshold", type=float, default=D.MASS, metavar="T",
                    help=f"the attention mass kept (default {D.MASS:g})")
     _add_heads(p)
@@ -308,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                    + ")")
     _add_image_size(p, f"the shorter side at {D.IMAGE_SIZE}; with --track, the frames' own (the longer side "
                        "rounded down to a multiple of 64, as the script's 480p input)")
+    _add_preprocessing(p, D.PHOTO_PREPROCESSING)
     p.add_argument("--knn", action="store_true")
     p.add_argument("--train", metavar="DIR", help="k-NN: training images in one sub-folder per class")
     p.add_argument("--val", metavar="DIR", help="k-NN: validation images")

@@ -7,6 +7,9 @@ THRESHOLDS = {"mass": 0.6, "percentile": 80.0, "absolute": 0.01}  # each rule's 
 MASS = THRESHOLDS["mass"]  # the DINO paper's 60% of the attention mass
 
 IMAGE_SIZE = 224  # the shorter side fed to the model; aspect kept, both sides rounded to the patch
+PREPROCESSINGS = ("official", "fast")  # how a picture is resized to the model's input (highlighter.preprocess)
+PHOTO_PREPROCESSING = "official"  # Photos, `attention`, `eval`: visualize_attention.py's PIL bilinear
+LIVE_PREPROCESSING = "fast"  # Live, `video`, `bench live`: one OpenCV pass
 OVERLAY = "mask"  # the overlay mode of the app and `video`
 FPS = 25.0  # the overlay video's frame rate for frame folders
 

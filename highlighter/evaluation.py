@@ -145,11 +145,11 @@ def _progress(items, desc: str):
     return tqdm(items, desc=desc, unit="img", disable=None)
 
 
-def evaluate_masks(engine, images, masks, rule: str = "mass", threshold: float | None = None, short: int = IMAGE_SIZE,
-                   warn=_quiet) -> dict:
-    """IoU per image between the predicted foreground (``rule`` on the fused heads, the photo fed with its
-    shorter side at ``short`` and its aspect ratio) and the ground truth (PNG, 255 = object), with the
-    centred-ellipse and all-foreground baselines. ``images``/``masks``: folders; masks share the stems."""
+def evaluate_masks(road, images, masks, warn=_quiet) -> dict:
+    """IoU per image between the predicted foreground and the ground truth (PNG, 255 = object), with the
+    centred-ellipse and all-foreground baselines. ``road``: the photos' ``FramePipeline`` (``video.session.
+    photo_road``): its settings' rule on the fused heads, each photo at its predictor's size.
+    ``images``/``masks``: folders; masks share the stems."""
     from pathlib import Path
 
     from highlighter.errors import HighlighterError, ImageError
@@ -173,15 +173,17 @@ def evaluate_masks(engine, images, masks, rule: str = "mass", threshold: float |
         if gt.shape != (img.height, img.width):
             warn(f"skipped {img_path.name}: mask {gt.shape} and image {(img.height, img.width)} differ")
             continue
-        res = engine.run(img, fit_size(gt.shape, short, engine.ck.vit.patch_size), keys=rule == "tokencut")
-        preds.append(grid_to_image(res.fused_mask(rule, threshold), gt.shape))
+        res = road.process(np.asarray(img), name=img_path.name)
+        preds.append(grid_to_image(res.mask, gt.shape))
         gts.append(gt)
         names.append(img_path.stem)
     fraction = float(np.mean([g.mean() for g in gts]))
     rows = [{"name": name, "iou": iou(pred, gt), "ellipse": iou(centred_ellipse(gt.shape, fraction), gt),
              "all_foreground": iou(np.ones_like(gt), gt), "predicted_fraction": float(pred.mean()),
              "true_fraction": float(gt.mean())} for name, gt, pred in zip(names, gts, preds)]
-    return {"images": len(rows), "mask_rule": rule, "threshold": threshold, "image_size": short,
+    settings, predictor = road.settings, road.predictor
+    return {"images": len(rows), "mask_rule": settings.rule, "threshold": settings.threshold,
+            "image_size": predictor.image_size or predictor.short, "preprocessing": predictor.preprocessing,
             "mean_foreground_fraction": fraction, "iou": summarise(rows, "iou"),
             "baseline_ellipse": summarise(rows, "ellipse"),
             "baseline_all_foreground": summarise(rows, "all_foreground"), "per_image": rows}
@@ -192,11 +194,13 @@ def class_token_features(engine, paths, size: int):
     import torch
 
     from highlighter.images import load_rgb
-    from highlighter.preprocess import official
+    from highlighter.preprocess import PREPROCESSING
 
+    p = engine.patch_size
+    side = max(p, size - size % p)
     feats = []
-    for p in _progress(paths, "features"):
-        x, _ = official(load_rgb(p), (size, size), engine.ck.vit.patch_size)
+    for path in _progress(paths, "features"):
+        x = PREPROCESSING[engine.preprocessing](np.asarray(load_rgb(path)), (side, side))
         with torch.no_grad():
             _, f = engine.model(torch.from_numpy(x).to(engine.device), with_features=True)
         feats.append(f[0].float().cpu())

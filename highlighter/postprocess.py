@@ -9,7 +9,6 @@ pixel size. No torch, no Qt: the ONNX Runtime predictor path imports this module
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -191,48 +190,3 @@ def upsample(grid: np.ndarray, patch: int) -> np.ndarray:
 def mask_png(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A patch-grid mask as the written mask file: (H, W) uint8, 0 or 255."""
     return grid_to_pixels(np.asarray(mask).astype(np.uint8), size) * np.uint8(255)
-
-
-# ============================================================================= one photo's maps
-@dataclass
-class AttentionResult:
-    """What the attention road hands on for one picture; every method is plain numpy."""
-
-    attention: np.ndarray  # (heads, h, w) float32, raw class-token softmax over the patches
-    image: np.ndarray  # (h * p, w * p, 3) uint8 RGB: the resized photo the model saw
-    patch_size: int
-    keys: np.ndarray | None = None  # (h * w, D) last-block patch keys, when asked for (TokenCut)
-    tokens: np.ndarray | None = None  # (h * w, D) last-block output patch tokens, final norm, when asked for (PCA)
-    original_size: tuple[int, int] | None = None  # (H, W) of the photo before it was resized
-    resized_size: tuple[int, int] | None = None  # (H, W) it was resized to, before the crop to the patch grid
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        return tuple(self.attention.shape[1:])
-
-    def box(self, mask: np.ndarray) -> list[int] | None:
-        """[x0, y0, x1, y1] of the largest connected component of a grid mask, in the original photo's pixels
-        (the resized photo's when the original size is not known); None for an empty mask. The grid covers
-        the resized photo from its top-left corner (``preprocess.official`` crops the rest)."""
-        h, w = self.grid
-        H, W = self.original_size or self.image.shape[:2]
-        # the resized photo before the crop to the patch grid: preprocess.official's resize of the original
-        rh, rw = self.resized_size or (h * self.patch_size, w * self.patch_size)
-        box = largest_box(mask, (h * self.patch_size * H / rh, w * self.patch_size * W / rw))
-        return None if box is None else [min(box[0], W), min(box[1], H), min(box[2], W), min(box[3], H)]
-
-    def fused(self, heads: Sequence[int] | int | None = None) -> np.ndarray:
-        return fuse(self.attention, heads)
-
-    def masks(self, rule: str = "mass", threshold: float | None = None) -> np.ndarray:
-        """Per-head masks, uint8 (heads, h, w)."""
-        return threshold_maps(self.attention, rule, threshold)
-
-    def fused_mask(self, rule: str = "mass", threshold: float | None = None,
-                   heads: Sequence[int] | int | None = None) -> np.ndarray:
-        """uint8 (h, w). ``tokencut`` needs the keys (``run(..., keys=True)``); the others use the fused map."""
-        if rule == "tokencut":
-            if self.keys is None:
-                raise ValueError("the tokencut rule needs the patch keys: run the engine with keys=True")
-            return tokencut_mask(self.keys, self.attention.shape[1:], self.fused(heads)).astype(np.uint8)
-        return threshold_maps(self.fused(heads), rule, threshold)

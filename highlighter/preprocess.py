@@ -1,19 +1,26 @@
 """Preprocessing, named by purpose (numpy, PIL and OpenCV; no torch).
 
-- ``official``: visualize_attention.py's path. PIL bilinear resize, ToTensor, ImageNet normalisation, a crop
-  from the top-left to a multiple of the patch size. It is the reference for faithful numbers (bit for bit
-  torchvision's ``Resize + ToTensor + Normalize``), used by the CLI, the Photos tab, evaluation and training
-  previews.
-- ``fast``: the live path. One ``cv2.dnn.blobFromImage`` pass (bilinear resize, NCHW float32 in [0, 255]); the
-  normalisation is folded into the patch embedding (``runtime.export.fold_normalisation``). Used by the Live
-  tab, ``highlighter video`` and ``bench live``, on every backend.
+The attention road (``runtime.base.Predictor``: Photos, Live, `attention`, `video`, `eval`) resizes the whole
+picture to the model's input size and hands the model pixels in [0, 255]; the model normalises them itself
+(``core.attention.AttentionViT(pixels=True)``). Its ``preprocessing`` is a named choice of the resampler:
+
+- ``official``: visualize_attention.py's resize, PIL bilinear (``official_pixels``). With the model's own /255
+  and ImageNet normalisation, the numbers equal the script's ``Resize + ToTensor + Normalize`` bit for bit.
+  The default of Photos, `attention` and `eval`.
+- ``fast``: one ``cv2.dnn.blobFromImage`` pass (``fast``): OpenCV's bilinear reads the two nearest pixels per
+  axis, PIL filters over the whole footprint when it shrinks a photo. The default of Live, `video` and
+  `bench live`, on every backend.
+
+Both see the same geometry at the same image size (``fit_size``): nothing is cropped, and the mask maps back onto
+the whole picture.
+
+Other paths:
+- ``official``: visualize_attention.py's function itself (PIL bilinear resize, ToTensor, Normalize, a crop from the
+  top-left to a multiple of the patch size), for the trainer's previews, kNN features and the reference pipeline
+  that ``bench live`` measures against.
 - ``official_mae``: the MAE demo notebook's path (PIL bicubic to the model's square input, float64 maths).
 - ``davis``: eval_video_segmentation.py's ``read_frame`` (OpenCV bilinear to ``track_size``, its own std), for
   tracking (``highlighter track``).
-
-The two attention paths see the same geometry at the same image size (``fit_size``); they differ only in
-resampling: PIL filters over the whole footprint when it shrinks a photo, OpenCV's bilinear reads the two
-nearest pixels per axis. ``tests/test_roads.py`` checks that their masks still agree.
 """
 
 from __future__ import annotations
@@ -58,15 +65,6 @@ def fit_size(shape: tuple[int, int], short: int, patch: int) -> tuple[int, int]:
     return max(patch, round(H * scale / patch) * patch), max(patch, round(W * scale / patch) * patch)
 
 
-def input_size(shape: tuple[int, int], image_size: int | Sequence[int] | None, patch: int) -> tuple[int, int]:
-    """The model input (H, W) for a picture of ``shape`` (H, W): ``None`` is the default (``fit_size`` at
-    IMAGE_SIZE); one int or (H, W) are visualize_attention.py's sizes, cropped to the patch grid."""
-    if image_size is None:
-        return fit_size(shape, IMAGE_SIZE, patch)
-    w, h = resized_size(shape[1], shape[0], image_size)
-    return h - h % patch, w - w % patch
-
-
 # ============================================================================= official
 def normalise(rgb: np.ndarray) -> np.ndarray:
     """``ToTensor`` then ``Normalize`` with the ImageNet statistics: (H, W, 3) uint8 -> (3, H, W) float32."""
@@ -94,7 +92,8 @@ def resized_hw(img: Image.Image, image_size: int | Sequence[int] | None, patch: 
 
 def official(img: Image.Image, image_size: int | Sequence[int] | None, patch: int) -> tuple[np.ndarray, np.ndarray]:
     """visualize_attention.py: PIL bilinear resize, ToTensor, Normalize, crop from the top-left to a multiple of
-    the patch size. ``image_size`` as in ``input_size``. Returns (x (1, 3, H, W) float32, the resized and
+    the patch size. ``image_size``: None (the shorter side at IMAGE_SIZE, rounded: ``fit_size``), one int
+    (the shorter side, as torchvision's ``Resize``) or (H, W). Returns (x (1, 3, H, W) float32, the resized and
     cropped RGB uint8 photo the model sees)."""
     h, w = resized_hw(img, image_size, patch)
     if w < patch or h < patch:
@@ -171,4 +170,15 @@ def fast(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.dnn.blobFromImage(frame, 1.0, (W, H), swapRB=False, crop=False)
 
 
-PREPROCESSING = {"official": official, "fast": fast}
+def official_pixels(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB uint8 frame -> (1, 3, H, W) float32 in [0, 255], resized whole to ``size`` (H, W) as
+    visualize_attention.py resizes: PIL bilinear. ToTensor and Normalize are the model's (``AttentionViT(pixels=
+    True)``), so the pair computes ``official``'s numbers without its crop."""
+    H, W = size
+    img = Image.fromarray(np.ascontiguousarray(frame))
+    if img.size != (W, H):
+        img = img.resize((W, H), Image.BILINEAR)
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+PREPROCESSING = {"official": official_pixels, "fast": fast}  # the road's named choice: a frame and (H, W) -> blob

@@ -174,7 +174,7 @@ class Probe:
                         fused = attn.mean(0)
                         keys = None
                         if need_keys:
-                            keys = got[0][0, 1 + model.cfg.num_register_tokens:].float().cpu().numpy()
+                            keys = got[0][0].float().cpu().numpy()  # the patch keys
                         if small.any() and (~small).any():
                             ratios.append(fused[small].mean() / max(fused[~small].mean(), 1e-12))
                             per_head.append(attn[:, small].mean(1) / np.maximum(attn[:, ~small].mean(1), 1e-12))

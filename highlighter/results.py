@@ -35,10 +35,11 @@ class OutputNames:
 def write_attention(out: Path, stem: str, res, rule: str = "mass", threshold: float | None = None,
                     heads=None, pca: np.ndarray | None = None) -> dict:
     """``<stem>.npz`` (attention, mask, fused_attention, fused_mask, and ``pca`` when given), one heatmap PNG per
-    head, the fused heatmap, the mask overlay (and ``<stem>_pca.png``), for one ``AttentionResult``. Returns a
-    few numbers about it, and ``box``: the fused mask's largest component in the original photo's pixels."""
+    head, the fused heatmap, the mask overlay on the whole photo (and ``<stem>_pca.png``), for one
+    ``video.pipeline.FrameResult``. Returns a few numbers about it, and ``box``: the fused mask's largest component
+    in the photo's pixels."""
     masks = res.masks(rule, threshold)
-    fused = res.fused(heads)
+    fused = res.fused_map(heads)
     fused_mask = res.fused_mask(rule, threshold, heads)
     arrays = dict(attention=res.attention.astype(np.float32), mask=masks.astype(np.uint8),
                   fused_attention=fused.astype(np.float32), fused_mask=fused_mask.astype(np.uint8))
@@ -51,7 +52,7 @@ def write_attention(out: Path, stem: str, res, rule: str = "mass", threshold: fl
         save_png(out / f"{stem}_attn_head{h}.png", heatmap(res.attention[h], p))
     save_png(out / f"{stem}_attn_fused.png", heatmap(fused, p))
     save_png(out / f"{stem}_mask_overlay.png", overlay("mask", res.image, fused, fused_mask))
-    return {"fused_fraction": float(fused_mask.mean()), "box": res.box(fused_mask)}
+    return {"fused_fraction": float(fused_mask.mean()), "box": res.box_of(fused_mask)}
 
 
 def pca_picture(pca: np.ndarray, patch: int) -> np.ndarray:

@@ -15,11 +15,12 @@ from PIL import Image
 
 from highlighter.commands.common import resolve_checkpoint
 from highlighter.core.formats import load_checkpoint
-from highlighter.core.inference import AttentionEngine
 from highlighter.features import fit_pca, pca_rgb_foreground
 from highlighter.images import load_rgb
-from highlighter.render import draw_box, label, overlay, side_by_side, stack
+from highlighter.render import draw_box, label, side_by_side, stack
 from highlighter.results import pca_picture
+from highlighter.video.pipeline import Settings
+from highlighter.video.session import photo_road
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,17 +34,16 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "features.jpg"))
     args = ap.parse_args()
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"))
-    engine = AttentionEngine(ck, "cpu")
+    road = photo_road(ck, "cpu", args.image_size, settings=Settings(keep_features=True))
     paths = sorted((ROOT / "assets").glob("*.jpg"))
     photos = [load_rgb(p) for p in paths]
-    results = [engine.run(img, args.image_size, tokens=True) for img in photos]
+    results = [road.process(np.asarray(img)) for img in photos]
     basis = fit_pca([r.tokens for r in results])  # one basis: a colour means the same direction in every photo
     rows = []
-    for path, img, res in zip(paths, photos, results):
-        p, mask = res.patch_size, res.fused_mask("mass", 0.6)
-        photo = np.asarray(img)
-        boxed = draw_box(overlay("mask", photo, res.fused(), mask), res.box(mask))
-        boxed = np.asarray(Image.fromarray(boxed).resize(res.image.shape[1::-1], Image.BILINEAR))
+    for path, res in zip(paths, results):
+        p = res.patch_size
+        boxed = draw_box(res.overlay, res.box)
+        boxed = np.asarray(Image.fromarray(boxed).resize((res.grid[1] * p, res.grid[0] * p), Image.BILINEAR))
         fg, _ = pca_rgb_foreground(res.tokens, res.grid, args.threshold, args.flip)
         rows.append(side_by_side([boxed, pca_picture(basis.rgb(res.tokens, res.grid), p), pca_picture(fg, p)],
                                  [f"{path.stem}: mask + box", "PCA (one basis, all photos)",

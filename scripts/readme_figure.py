@@ -9,13 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from highlighter.commands.common import resolve_checkpoint
 from highlighter.core.formats import load_checkpoint
-from highlighter.core.inference import AttentionEngine
 from highlighter.images import load_rgb
-from highlighter.render import heatmap, label, overlay, side_by_side, stack
+from highlighter.render import heatmap, label, side_by_side, stack
+from highlighter.video.pipeline import Settings
+from highlighter.video.session import photo_road
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,13 +29,14 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "figure.jpg"))
     args = ap.parse_args()
     ck = load_checkpoint(resolve_checkpoint(args.checkpoint, "attention"))
-    engine = AttentionEngine(ck, "cpu")
+    road = photo_road(ck, "cpu", args.image_size, settings=Settings(keep_features=True))
     rows = []
     for path in sorted((ROOT / "assets").glob("*.jpg")):
-        res = engine.run(load_rgb(path), args.image_size)
+        res = road.process(np.asarray(load_rgb(path)))
         p = res.patch_size
-        mask = res.fused_mask("mass", 0.6)
-        rows.append(side_by_side([res.image, heatmap(res.fused(), p), overlay("mask", res.image, res.fused(), mask)],
+        size = (res.grid[1] * p, res.grid[0] * p)  # each panel at the model's input size
+        photo, drawn = (np.asarray(Image.fromarray(a).resize(size, Image.BILINEAR)) for a in (res.frame, res.overlay))
+        rows.append(side_by_side([photo, heatmap(res.fused, p), drawn],
                                  [path.stem, "fused attention", "mask (60% of the mass)"]))
     grid = label(stack(rows, gap=6), f"{ck.vit.describe()} - {ck.name if ck.path else ck.source}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -104,13 +104,13 @@ def independent_box(mask_grid: np.ndarray, grid_px: tuple[int, int], resized: tu
 
 
 def test_boxes_json_on_a_real_photo_with_the_default_model(cli, tmp_path, cat_path, photos):
-    """The shipped DINO ViT-Ti/8 on the bundled cat photo (451 x 300) and the rocket at a cropped size."""
+    """The shipped DINO ViT-Ti/8 on the bundled cat photo (451 x 300) and the rocket at another size."""
     rocket = [p for p in photos if "rocket" in p.name][0]
     code, out, err = cli("attention", cat_path, "--device", "cpu", "--out", tmp_path / "o")
     assert code == 0, err
     code, out, err = cli("attention", rocket, "--device", "cpu", "--image-size", 150, "--out", tmp_path / "r")
     assert code == 0, err
-    for folder, photo, resized in ((tmp_path / "o", cat_path, None), (tmp_path / "r", rocket, (150, 224))):
+    for folder, photo in ((tmp_path / "o", cat_path), (tmp_path / "r", rocket)):
         boxes = json.loads((folder / "boxes.json").read_text())
         assert list(boxes) == [photo.stem]
         box = boxes[photo.stem]
@@ -118,7 +118,7 @@ def test_boxes_json_on_a_real_photo_with_the_default_model(cli, tmp_path, cat_pa
         mask = np.load(folder / f"{photo.stem}.npz")["fused_mask"]
         assert 0 < mask.mean() < 1  # a real mask, not all or nothing
         h, w = mask.shape
-        want = independent_box(mask, (8, 8), resized or (h * 8, w * 8), (H, W))
+        want = independent_box(mask, (8, 8), (h * 8, w * 8), (H, W))  # the grid covers the whole photo
         assert box is not None and len(box) == 4
         assert np.abs(np.array(box) - want).max() <= 1, (box, want)  # rounding at the patch edges
         assert 0 <= box[0] < box[2] <= W and 0 <= box[1] < box[3] <= H
@@ -126,11 +126,12 @@ def test_boxes_json_on_a_real_photo_with_the_default_model(cli, tmp_path, cat_pa
 
 
 def test_empty_mask_box_is_null(tmp_path):
-    from highlighter.postprocess import AttentionResult
     from highlighter.results import write_attention
+    from highlighter.video.pipeline import FrameResult
 
-    res = AttentionResult(np.ones((2, 3, 4), np.float32), np.zeros((48, 64, 3), np.uint8), 16,
-                          original_size=(96, 128), resized_size=(48, 64))
+    attention = np.ones((2, 3, 4), np.float32)
+    res = FrameResult(0, "flat", np.zeros((96, 128, 3), np.uint8), attention, attention.mean(0),
+                      np.zeros((3, 4), bool), np.zeros((96, 128, 3), np.uint8), patch_size=16)
     stats = write_attention(tmp_path, "flat", res, "absolute", 5.0)  # nothing reaches the cut
     assert stats["box"] is None
     from highlighter.results import write_boxes

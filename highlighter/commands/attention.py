@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from highlighter.commands.common import PhotoBatch, info, report_model, resolve_checkpoint
 from highlighter.core.formats import load_checkpoint
-from highlighter.core.inference import AttentionEngine
 from highlighter.errors import HighlighterError
 from highlighter.features import fit_pca, pca_rgb
 from highlighter.postprocess import check_heads
 from highlighter.results import write_attention, write_boxes
+from highlighter.video.pipeline import Settings
+from highlighter.video.session import photo_road
 
 
 def run(args) -> int:
@@ -17,16 +20,17 @@ def run(args) -> int:
     ck = load_checkpoint(spec, checkpoint_key=args.checkpoint_key,
                          num_heads=args.num_heads, arch=args.arch)
     try:
-        engine = AttentionEngine(ck, args.device)
-    except ValueError as e:
-        raise HighlighterError(str(e)) from None
-    report_model(ck)
-    try:
-        heads = check_heads(args.heads, engine.num_heads)
+        heads = check_heads(args.heads, ck.vit.num_heads)
     except ValueError as e:
         raise HighlighterError(f"--heads: {e}") from None
     joint = getattr(args, "pca_joint", False)
     want_pca = joint or getattr(args, "pca", False)
+    settings = Settings(threshold=args.threshold, rule=args.mask_rule, heads=heads, keep_features=want_pca)
+    try:
+        road = photo_road(ck, args.device, args.image_size, args.preprocessing, settings)
+    except ValueError as e:
+        raise HighlighterError(str(e)) from None
+    report_model(ck)
     boxes: dict[str, list[int] | None] = {}
     held = []  # --pca-joint: every photo's result, written once the one basis is fitted
 
@@ -40,7 +44,7 @@ def run(args) -> int:
 
     for path, img in batch:
         try:
-            res = engine.run(img, args.image_size, tokens=want_pca)
+            res = road.process(np.asarray(img), name=path.name)
         except ValueError as e:
             batch.skip(f"skipped {path}: {e}")
             continue

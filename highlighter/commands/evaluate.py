@@ -8,7 +8,7 @@ from pathlib import Path
 
 from highlighter.commands.common import info, report_model, resolve_checkpoint, warn
 from highlighter.core.formats import load_checkpoint
-from highlighter.core.inference import AttentionEngine, MAEEngine
+from highlighter.core.inference import MAEEngine
 from highlighter.defaults import IMAGE_SIZE
 from highlighter.errors import HighlighterError
 from highlighter.evaluation import evaluate_knn, evaluate_mae, evaluate_masks
@@ -52,9 +52,16 @@ def run(args) -> int:
     else:
         check_inputs(args)
         ck = load_checkpoint(spec, num_heads=args.num_heads)
-        engine = AttentionEngine(ck, args.device)
+        from highlighter.video.pipeline import Settings
+        from highlighter.video.session import photo_road
+
+        if args.knn:  # the class token of each photo resized to a square
+            road = photo_road(ck, args.device, preprocessing=args.preprocessing)
+        else:
+            road = photo_road(ck, args.device, args.image_size, args.preprocessing,
+                              Settings(threshold=args.threshold, rule=args.mask_rule))
         report_model(ck)
-        result = knn(engine, args) if args.knn else masks(engine, args)
+        result = knn(road.predictor, args) if args.knn else masks(road, args)
     if ck is not None:
         result["model"] = {"checkpoint": ck.path or ck.source, "arch": ck.vit.describe()}
     if args.json:
@@ -64,9 +71,8 @@ def run(args) -> int:
     return 0
 
 
-def masks(engine, args) -> dict:
-    out = evaluate_masks(engine, args.images, args.masks, args.mask_rule, args.threshold,
-                         args.image_size or IMAGE_SIZE, warn)
+def masks(road, args) -> dict:
+    out = evaluate_masks(road, args.images, args.masks, warn)
     info(f"mean IoU {out['iou']['mean']:.3f} over {out['images']} images   (centred ellipse "
          f"{out['baseline_ellipse']['mean']:.3f}, all foreground {out['baseline_all_foreground']['mean']:.3f})")
     for seq, v in out["iou"].get("per_sequence", {}).items():

@@ -32,10 +32,11 @@ def build_predictor(args, ck, size, frames_for_auto):
 
     if args.overlay == "pca" and args.backend in ("auto", "ort-fp32", "ort-int8"):
         info("backend: torch-fp32 (the pca overlay needs the patch tokens, which the ONNX graphs do not give)")
-        return make_predictor("torch-fp32", ck, size, device=args.device, log=info), None
+        return make_predictor("torch-fp32", ck, size, device=args.device, log=info,
+                              preprocessing=args.preprocessing), None
     if args.backend == "auto":
         pred, report, cached = auto_predictor(ck, size, lambda: frames_for_auto, device=args.device,
-                                              threshold=args.threshold, log=info)
+                                              threshold=args.threshold, log=info, preprocessing=args.preprocessing)
         table = ", ".join(f"{k} {v['ms']:.1f} ms IoU {v['mean_iou']:.3f} maps r {v.get('map_r', 1.0):.4f}"
                           for k, v in report.items()
                           if isinstance(v, dict) and "ms" in v)
@@ -44,7 +45,8 @@ def build_predictor(args, ck, size, frames_for_auto):
              f"measured: {table}")
         return pred, ChoiceWatch(report) if cached else None
     try:
-        return make_predictor(args.backend, ck, size, device=args.device, log=info), None
+        return make_predictor(args.backend, ck, size, device=args.device, log=info,
+                              preprocessing=args.preprocessing), None
     except (ValueError, ImportError) as e:
         raise HighlighterError(str(e)) from None
 

@@ -1,60 +1,22 @@
-"""The photo engines: a loaded model plus its official preprocessing; a PIL image in, numpy out, once.
+"""The MAE engine: a loaded masked autoencoder plus the demo notebook's preprocessing; a PIL image in, numpy out.
 
-The CLI, the Photos and MAE tabs, evaluation and the benchmarks all go through these, so the maps are the
-same everywhere. Post-processing of what they return is numpy (``highlighter.postprocess``).
+`highlighter mae`, the MAE tab and evaluation go through it. (The attention maps take the one road of
+``runtime.base.Predictor`` and ``video.pipeline.FramePipeline``.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from highlighter.core.build import build_attention_model, build_mae_model
+from highlighter.core.build import build_mae_model
 from highlighter.core.device import resolve_device
 from highlighter.core.formats import LoadedCheckpoint, load_checkpoint
 from highlighter.core.mae import MAEViews, check_mask, compose_views
-from highlighter.postprocess import AttentionResult
-from highlighter.preprocess import official, official_mae, resized_hw
-
-
-class AttentionEngine:
-    """Last-block class-token attention of a DINO / DINOv2 / MAE / timm ViT."""
-
-    def __init__(self, ck: LoadedCheckpoint, device: str = "auto"):
-        self.ck = ck
-        self.device = resolve_device(device)
-        self.model = build_attention_model(ck, self.device)
-
-    @classmethod
-    def from_checkpoint(cls, path: str, device: str = "auto", **kw) -> AttentionEngine:
-        return cls(load_checkpoint(path, **kw), device)
-
-    @property
-    def num_heads(self) -> int:
-        return self.ck.vit.num_heads
-
-    @torch.no_grad()
-    def run(self, img: Image.Image, image_size: int | Sequence[int] | None = None,
-            keys: bool = False, tokens: bool = False) -> AttentionResult:
-        """``image_size``: None for the default (the shorter side at defaults.IMAGE_SIZE, aspect kept), or
-        visualize_attention.py's one int (shorter side) or (H, W); see ``preprocess.input_size``. ``keys``: also
-        the last block's patch keys (TokenCut, similarity); ``tokens``: also its final-norm output patch tokens
-        (PCA, similarity). Both come from the same forward pass."""
-        x, shown = official(img, image_size, self.ck.vit.patch_size)
-        got_keys: list | None = [] if keys else None
-        got_tokens: list | None = [] if tokens else None
-        attn = self.model(torch.from_numpy(x).to(self.device), keys=got_keys, tokens=got_tokens)[0]  # (heads, h, w)
-        patch_keys = patch_tokens = None
-        if keys:
-            patch_keys = got_keys[0][0, 1 + self.ck.vit.num_register_tokens:].float().cpu().numpy()  # (h*w, D)
-        if tokens:
-            patch_tokens = got_tokens[0][0].float().cpu().numpy()  # (h*w, D)
-        return AttentionResult(attn.float().cpu().numpy(), shown, self.ck.vit.patch_size, patch_keys, patch_tokens,
-                               (img.height, img.width), resized_hw(img, image_size, self.ck.vit.patch_size))
+from highlighter.preprocess import official_mae
 
 
 @dataclass

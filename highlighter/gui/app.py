@@ -40,12 +40,14 @@ OTHER_FILE = "Another checkpoint file…"
 
 
 def load_engine(spec: str):
-    """(path, AttentionEngine) for a file, an official name (its downloaded file) or ``random:...``; any thread."""
-    from highlighter.core.inference import AttentionEngine
+    """(path, the Photos tab's predictor) for a file, an official name (its downloaded file) or ``random:...``; any
+    thread. The predictor's model is the one the Live tab's first predictor shares (``first_predictor``)."""
+    from highlighter.core.formats import load_checkpoint
+    from highlighter.runtime.predictor import photo_predictor
     from highlighter.weights import resolve
 
     path = resolve(spec)
-    return path, AttentionEngine.from_checkpoint(path, device="cpu")
+    return path, photo_predictor(load_checkpoint(path), device="cpu")
 
 
 class MainWindow(QMainWindow):

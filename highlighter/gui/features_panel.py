@@ -1,7 +1,7 @@
 """What the patch features show, in the Photos and Live tabs: the DINOv2-style PCA picture with its background
 controls, and (Photos) the similarity of every patch to a clicked one, with the best matches in the other photos.
 
-Everything here draws from results already computed (``AttentionResult.tokens`` / ``.keys``): no model call."""
+Everything here draws from results already computed (``FrameResult.tokens`` / ``.keys``): no model call."""
 
 from __future__ import annotations
 
@@ -229,7 +229,7 @@ class SimilarityPanel(QWidget):
         return getattr(res, FEATURE_KINDS[self.kind.currentText()])
 
     def set_result(self, res, others: dict) -> None:
-        """The shown photo's result and the other photos' cached results ({name: AttentionResult})."""
+        """The shown photo's result and the other photos' cached results ({name: FrameResult})."""
         if res is not self.result:
             self.index = None
         self.result, self.others = res, others
@@ -239,9 +239,8 @@ class SimilarityPanel(QWidget):
         res = self.result
         if res is None:
             return
-        h, w = res.grid
-        p = res.patch_size
-        self.click_patch(min(int(y // p), h - 1) * w + min(int(x // p), w - 1))
+        (h, w), (H, W) = res.grid, res.image.shape[:2]  # the grid covers the whole picture
+        self.click_patch(min(int(y * h / H), h - 1) * w + min(int(x * w / W), w - 1))
 
     def click_patch(self, index: int) -> None:
         self.index = index
@@ -276,11 +275,9 @@ class SimilarityPanel(QWidget):
         self.match_maps = {name: region_match(feats[self.region.ravel()], f, o.grid) for name, o, f in others}
         panels, captions = [], []
         for (name, o, _), (_, idx, sim) in zip(others, self.matches):
-            oi, oj = divmod(idx, o.grid[1])
-            op = o.patch_size
             m = self.match_maps[name]
             drawn = overlay("contour", similarity_overlay(o.image, m), None, m >= t)
-            panels.append(draw_box(drawn, [oj * op, oi * op, (oj + 1) * op, (oi + 1) * op]))
+            panels.append(draw_box(drawn, patch_box(idx, o.grid, o.image.shape)))
             captions.append(f"{name}: {sim:.2f}, object {int((m >= t).sum())} patches")
         kind = self.kind.currentText()
         self.matches_text.setText(f"patch ({i}, {j}), object {int(self.region.sum())} patches (similarity >= {t:.2f}),"

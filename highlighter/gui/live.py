@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from highlighter.defaults import LIVE_PREPROCESSING
 from highlighter.errors import Cancelled
 from highlighter.gui.controls import StateControls
 from highlighter.gui.features_panel import _ClickView
@@ -42,6 +43,7 @@ from highlighter.video.session import (
     StreamKey,
     choose,
     clip_frames,
+    export_graph,
     first_predictor,
     graph_predictor,
     open_stream,
@@ -59,6 +61,7 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         state = main.state
         self.state = state
         self.settings = Settings(threshold=state.threshold, overlay=state.overlay, heads=state.heads)
+        self.preprocessing = LIVE_PREPROCESSING  # how frames are resized to the model (preprocess): the next start's
         self.runner: LiveRunner | None = None
         self.predictors: dict = {}
         self.latest = None
@@ -170,8 +173,9 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
             graph = self.graph
             if (ck is not None and ck.path and quick and Path(ck.path).resolve() == Path(quick).resolve()
                     and (ck.vit.patch_size, ck.vit.num_heads) == (graph.patch_size, graph.num_heads)):
-                self.key = StreamKey.for_model(ck, self.key.size)  # the graph was exported from this very file:
-                H, W = self.key.size  # the stream goes
+                # the graph was exported from this very file: the stream goes on
+                self.key = StreamKey.for_model(ck, self.key.size, self.key.preprocessing)
+                H, W = self.key.size
                 self.status.setText(f"{self.description}: backend {self.pipeline.predictor.name} at {H}x{W}; the "
                                     "model has loaded: choosing the fastest backend in the background…")
                 self._choose()  # on, and the fastest backend is chosen now (on disk, or measured) for the switch
@@ -240,12 +244,14 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
             self.view.setText(f"starting {spec}…")
         self.start_btn.setEnabled(False)
 
+        how = self.preprocessing
+
         def prepare():
             source, shape = open_stream(spec)
             if ck is None:
-                return (spec, source, *graph_predictor(quick, short, shape), None)
+                return (spec, source, *graph_predictor(quick, short, shape, how), None)
             # the safe backend at once, from the model already built for Photos, and a choice kept on disk
-            return spec, source, *first_predictor(ck, engine.model, shape, short, self.predictors)
+            return spec, source, *first_predictor(ck, engine.model, shape, short, self.predictors, how)
 
         self.job.start(prepare)
 
@@ -269,7 +275,7 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
             self.status.setText(f"{spec}: loading the model; the stream starts when it is loaded")
             return
         if isinstance(key, graphs.Graph):  # the stream's key is on the graph until the model takes it
-            self.graph, key = key, StreamKey.for_graph(key.image_size)
+            self.graph, key = key, StreamKey.for_graph(key.image_size, predictor.preprocessing)
         self.key = key
         self.pipeline = FramePipeline(predictor, self.settings)
         fps = getattr(source, "fps", 0.0) if not getattr(source, "is_camera", True) else 0.0
@@ -337,19 +343,9 @@ class LiveTab(FeaturesMixin, CompareMixin, SavingMixin, QWidget):
         ck = self.state.ck
         if self.runner is None or key != self.key or ck is None or not ck.path:
             return
-        from highlighter.runtime.predictor import file_unchanged
-
-        if not file_unchanged(ck):  # rewritten since it was loaded (a run still training): the graph would
-            return  # hold the loaded weights under the new content's name
         if getattr(self, "graph_job", None) is None:
             self.graph_job = Job(self._graph_exported, self._graph_failed)  # methods: the relay is our child
-
-        def export():
-            from highlighter.runtime.predictor import onnx_for
-
-            onnx_for(ck, key.size, log=lambda m: None)  # a file that exists is only recorded in the index
-
-        self.graph_job.start(export)
+        self.graph_job.start(lambda: export_graph(ck, key.size))
 
     def _graph_exported(self, _result) -> None:
         pass

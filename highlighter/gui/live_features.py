@@ -49,15 +49,15 @@ class FeaturesMixin:
         pipe = getattr(self, "pipeline", None)
         if self.runner is None or pipe is None or pipe.predictor.supports_tokens:
             return
-        ck, size, old = self.state.ck, pipe.predictor.image_size, pipe.predictor.name
+        ck, engine, old = self.state.ck, self.state.engine, pipe.predictor
         if ck is None:  # a quick start's graph, the model still loading: the choice that follows swaps it in
             self.status.setText("the PCA overlay starts once the model is loaded (the graph gives no patch tokens)")
             return
 
         def make():
-            from highlighter.runtime.predictor import make_predictor
+            from highlighter.video.session import tokens_predictor
 
-            return pipe, old, make_predictor("torch-fp32", ck, size, log=lambda m: None)
+            return pipe, old.name, tokens_predictor(ck, old, engine.model)
 
         if getattr(self, "tokens_job", None) is None:
             self.tokens_job = Job(self._swap_predictor, self._on_status)  # a method: its relay is this tab's child

@@ -1,7 +1,8 @@
 """The Photos tab: drop photos or folders, see per-head and fused heatmaps and the overlay, save them all.
 
-The overlay mode, heads, mass kept and resolution are the app state's, shared with the Live tab, so both
-tabs draw the same mask in the same way for the same picture."""
+Each photo takes the Live tab's road (``video.pipeline.FramePipeline.process``, on ``video.session.photo_road``),
+with visualize_attention.py's resize; the overlay mode, heads, mass kept and resolution are the app state's, shared
+with the Live tab, so both tabs draw the same mask in the same way for the same picture."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from highlighter.gui.features_panel import PCAPanel, SimilarityPanel
 from highlighter.gui.qt_util import FitGrid, FitLabel, Job, rgb_to_pixmap
 from highlighter.images import expand_inputs, load_rgb
 from highlighter.postprocess import heads_or_all
-from highlighter.preprocess import fit_size
 from highlighter.render import heatmap, overlay
+from highlighter.video.pipeline import Settings
 
 RESULTS_DIR = "highlighter-results"  # under the home folder: where "Save all…" first offers to write
 COMPUTING = "computing…"
@@ -52,8 +53,9 @@ class PhotosTab(QWidget):
         self.state = state = main.state
         self.setAcceptDrops(True)
         self.photos: dict[str, object] = {}  # path -> PIL image
-        self.cache: dict[tuple, object] = {}  # (path, model id, image size) -> AttentionResult
+        self.cache: dict[tuple, object] = {}  # (path, model id, image size) -> FrameResult
         self.model_calls = 0
+        self.road_preprocessing: str | None = None  # None: the model's (official); a test may ask for fast
         self.current: str | None = None
         self.job = Job(self._show_result, self._failed)
         self.load_job = Job(self._loaded, self._failed)
@@ -176,13 +178,24 @@ class PhotosTab(QWidget):
         self.current = item.data(Qt.ItemDataRole.UserRole)
         self.refresh()
 
-    def _size(self, img, ck=None) -> tuple[int, int]:
-        """The model input for this photo (for ``ck``, by default the state's model): its shorter side at the
-        state's image size, as in Live."""
-        return fit_size((img.height, img.width), self.state.image_size, (ck or self.state.ck).vit.patch_size)
+    def road(self, engine=None):
+        """The road a photo takes for ``engine`` (by default the state's model): its predictor's model, each photo's
+        shorter side at the state's image size (as in Live), the patch tokens and keys kept (PCA, similarity)."""
+        from highlighter.video.session import photo_road
+
+        engine = engine or self.state.engine
+        s = self.state
+        settings = Settings(threshold=s.threshold, heads=s.heads, overlay="mask" if s.overlay == "pca" else s.overlay,
+                            keep_features=True)
+        how = self.road_preprocessing or engine.preprocessing
+        return photo_road(engine.ck, "cpu", s.image_size, how, settings, model=engine.model)
+
+    @staticmethod
+    def run(road, path: str, img):
+        return road.process(np.asarray(img), name=Path(path).name)
 
     def _key(self, path: str) -> tuple:
-        return path, id(self.state.engine), self.state.image_size
+        return path, id(self.state.engine), self.state.image_size, self.road_preprocessing
 
     def refresh(self, *_) -> None:
         if self.current is None:
@@ -195,13 +208,12 @@ class PhotosTab(QWidget):
         if key in self.cache:
             self._show_result((key, self.cache[key]))
             return
-        engine, img = self.state.engine, self.photos[self.current]
-        size = self._size(img)
-        self._computing(Path(self.current).name)
+        road, path, img = self.road(), self.current, self.photos[self.current]
+        self._computing(Path(path).name)
 
         def run():
             self.model_calls += 1
-            return key, engine.run(img, size, keys=True, tokens=True)  # for PCA and similarity, same pass
+            return key, self.run(road, path, img)
 
         if not self.job.start(run):
             self._again = True
@@ -231,7 +243,7 @@ class PhotosTab(QWidget):
         if res is None:
             return
         p = res.patch_size
-        self.fused_view.set_source(rgb_to_pixmap(heatmap(res.fused(self.state.heads), p)))
+        self.fused_view.set_source(rgb_to_pixmap(heatmap(res.fused_map(self.state.heads), p)))
         self.heads.clear()
         h_px, w_px = res.image.shape[:2]
         self.heads.set_aspect(w_px / h_px)
@@ -251,7 +263,8 @@ class PhotosTab(QWidget):
         return self.cache.get(self._key(self.current))
 
     def _rethreshold(self, *_) -> None:
-        """Re-threshold from the cached attention and redraw the overlay: no model call."""
+        """Re-threshold from the cached attention and redraw the overlay: no model call. The same mask and the same
+        drawing as the road's (``FramePipeline.process``) for the state's settings."""
         res = self.current_result()
         if res is None:
             return
@@ -260,7 +273,8 @@ class PhotosTab(QWidget):
         if s.overlay == "pca" and self.pca_panel.colours is not None:  # the PCA panel's colours, over the photo
             drawn = overlay("pca", res.image, self.pca_panel.colours, self.pca_panel.shown_patches)
         else:
-            drawn = overlay(s.overlay, res.image, res.fused(s.heads), self.current_mask)
+            drawn = overlay(s.overlay, res.image, res.fused_map(s.heads), self.current_mask)
+        self.current_overlay = drawn  # what the overlay view shows, at the photo's own size
         self.mask_view.set_source(rgb_to_pixmap(drawn))
         self._show_compare()
 
@@ -336,12 +350,12 @@ class PhotosTab(QWidget):
                 view.set_source(None)
                 view.setText(COMPUTING)
             if not self.compare_job.busy:
-                key, img = self._compare_key(self.current), self.photos[self.current]
-                size = self._size(img, engine.ck)
+                key, path = self._compare_key(self.current), self.current
+                road, img = self.road(engine), self.photos[path]
 
                 def run():
                     self.compare_calls += 1
-                    return key, engine.run(img, size, tokens=True)
+                    return key, self.run(road, path, img)
 
                 self.compare_job.start(run)
             return
@@ -352,11 +366,11 @@ class PhotosTab(QWidget):
         if s.overlay == "pca" and res.tokens is not None:
             drawn = overlay("pca", res.image, pca_rgb(res.tokens, res.grid), np.ones(res.grid, bool))
         else:
-            drawn = overlay(s.overlay, res.image, res.fused(heads), mask)
+            drawn = overlay(s.overlay, res.image, res.fused_map(heads), mask)
         self.compare_titles[0].setText(f"Overlay — {name}{note}")
         self.compare_titles[1].setText(f"Fused heatmap — {name}{note}")
         self.compare_mask_view.set_source(rgb_to_pixmap(drawn))
-        self.compare_fused_view.set_source(rgb_to_pixmap(heatmap(res.fused(heads), res.patch_size)))
+        self.compare_fused_view.set_source(rgb_to_pixmap(heatmap(res.fused_map(heads), res.patch_size)))
 
     def _compare_computed(self, result) -> None:
         key, res = result
@@ -410,16 +424,16 @@ class PhotosTab(QWidget):
         from highlighter.features import pca_rgb
         from highlighter.results import OutputNames, write_attention, write_boxes
 
-        engine, photos, s = self.state.engine, dict(self.photos), self.state
+        photos, s = dict(self.photos), self.state
         t, heads = s.threshold, s.heads
         cached = {p: self.cache.get(self._key(p)) for p in photos}
-        sizes = {p: self._size(img) for p, img in photos.items()}
+        road = self.road()
 
         def save():
             out, names, boxes, nfiles = Path(folder), OutputNames(), {}, 0
             out.mkdir(parents=True, exist_ok=True)
             for path, img in photos.items():
-                res = cached.get(path) or engine.run(img, sizes[path], tokens=True)
+                res = cached.get(path) or self.run(road, path, img)
                 stem = names.stem(Path(path))
                 pca = pca_rgb(res.tokens, res.grid) if res.tokens is not None else None
                 boxes[stem] = write_attention(out, stem, res, "mass", t, heads, pca)["box"]

@@ -1,5 +1,5 @@
-"""The predictor interface: an RGB uint8 frame in (``preprocess.fast``), a ``Prediction`` out. numpy + OpenCV
-only."""
+"""The predictor interface: an RGB uint8 frame in, a ``Prediction`` out; the step every road shares (Photos, Live,
+`attention`, `video`, `eval`). numpy + OpenCV only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from highlighter.preprocess import fast
+from highlighter.defaults import IMAGE_SIZE, LIVE_PREPROCESSING
+from highlighter.preprocess import PREPROCESSING, fit_size
 
 
 @dataclass
@@ -21,14 +22,26 @@ class Prediction:
 
 
 class Predictor:
-    """Base class: subclasses set name, image_size (H, W), patch_size, num_heads and implement ``run``."""
+    """Base class: subclasses set name, image_size (H, W), patch_size, num_heads and implement ``run``.
+
+    ``preprocessing``: how a frame becomes the model's input, ``official`` or ``fast`` (``preprocess``). ``image_size``
+    None: each picture is fed at its own size, its shorter side at ``short`` and its aspect kept (``fit_size``);
+    a predictor with a fixed graph has one (H, W)."""
 
     name = "predictor"
-    image_size: tuple[int, int] = (224, 224)
+    image_size: tuple[int, int] | None = (224, 224)
+    short = IMAGE_SIZE
+    preprocessing = LIVE_PREPROCESSING
     patch_size = 16
     num_heads = 1
     supports_tokens = False  # whether ``run_tokens`` exists: the PCA overlay needs the patch tokens
     supports_keys = False  # whether ``run_features`` exists: tokens and keys, for the patch similarity
+
+    def size_for(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The model input (H, W) for a picture of ``shape`` (H, W[, 3])."""
+        if self.image_size is not None:
+            return tuple(self.image_size)
+        return fit_size(shape[:2], self.short, self.patch_size)
 
     def run(self, blob: np.ndarray) -> np.ndarray:  # (1, 3, H, W) float32 [0, 255] -> (heads, h, w)
         raise NotImplementedError
@@ -43,7 +56,7 @@ class Predictor:
 
     def __call__(self, frame: np.ndarray, tokens: bool = False, keys: bool = False) -> Prediction:
         t0 = time.perf_counter()
-        blob = fast(frame, self.image_size)
+        blob = PREPROCESSING[self.preprocessing](frame, self.size_for(frame.shape))
         t1 = time.perf_counter()
         toks = ks = None
         if keys and self.supports_keys:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from highlighter.defaults import LIVE_PREPROCESSING
 from highlighter.runtime.base import Predictor
 
 
@@ -21,7 +22,7 @@ def cuda_available() -> bool:
 
 class OrtPredictor(Predictor):
     def __init__(self, onnx_path: str | Path, patch_size: int, name: str = "ort-fp32", threads: int | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", preprocessing: str = LIVE_PREPROCESSING):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -36,6 +37,7 @@ class OrtPredictor(Predictor):
         self.image_size = (int(shape[2]), int(shape[3]))
         self.patch_size, self.num_heads = patch_size, int(out[1])
         self.name = name + ("-cuda" if self.cuda else "")
+        self.preprocessing = preprocessing
         self._binding = self.session.io_binding() if self.cuda else None
 
     def run(self, blob: np.ndarray) -> np.ndarray:

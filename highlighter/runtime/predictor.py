@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from highlighter.defaults import MASS
+from highlighter.defaults import IMAGE_SIZE, LIVE_PREPROCESSING, MASS, PHOTO_PREPROCESSING
 from highlighter.errors import Cancelled
 from highlighter.fileio import atomic_write
+from highlighter.preprocess import PREPROCESSING
 from highlighter.runtime.base import Predictor
 from highlighter.runtime.graphs import cache_dir, file_sha256
 
@@ -28,34 +29,41 @@ AGREEMENT = 0.98  # mean mask IoU against torch fp32 for a backend to be chosen 
 MAP_AGREEMENT = 0.999  # ... or this mean correlation of its fused maps with fp32's (near-flat maps: see choose_backend)
 STALE_FACTOR = 2.0  # a kept choice is measured again when its backend runs this many times slower (or faster) ...
 STALE_FRAMES = 20  # ... than the time it was chosen with, as the median of this many frames
-CHOICE_VERSION = 2  # bump when the way a choice is made changes: older ones are then ignored (2: map agreement)
+CHOICE_VERSION = 3  # bump when the way a choice is made changes: older ones are then ignored (3: graphs normalise)
 
 
 class TorchPredictor(Predictor):
-    """``LiveModel`` in eager PyTorch: fp32, or bf16 weights (CPUs with AVX512-BF16/AMX, and CUDA). It also
-    gives the patch tokens (``run_tokens``), for the PCA overlay; the ONNX graphs give only the attention."""
+    """``AttentionViT`` (taking pixels) in eager PyTorch: fp32, or bf16 weights (CPUs with AVX512-BF16/AMX, and
+    CUDA). It also gives the patch tokens and keys (``run_tokens``, ``run_features``), for the PCA overlay, the
+    patch similarity and tracking; the ONNX graphs give only the attention. ``image_size`` None: any picture, each
+    at its own size (the Photos tab, `attention`, `eval`); else one (H, W), as the live graphs."""
 
     supports_tokens = True
     supports_keys = True
 
-    def __init__(self, ck, image_size: tuple[int, int], precision: str = "fp32", device: str = "auto", model=None):
-        """``model``: an ``AttentionViT`` of ``ck`` already built on this device, to save building another (fp32
-        only; ``LiveModel`` copies what it takes from it)."""
+    def __init__(self, ck, image_size: tuple[int, int] | None, precision: str = "fp32", device: str = "auto",
+                 model=None, preprocessing: str = LIVE_PREPROCESSING, short: int | None = None):
+        """``model``: an ``AttentionViT`` of ``ck`` already built on this device, whose backbone is shared (fp32
+        only; a bf16 predictor casts a backbone of its own)."""
         import torch
 
+        from highlighter.core.attention import AttentionViT
         from highlighter.core.build import build_attention_model
         from highlighter.core.device import resolve_device
-        from highlighter.runtime.export import LiveModel
 
-        self.torch = torch
+        if preprocessing not in PREPROCESSING:
+            raise ValueError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSING)}")
+        self.torch, self.ck = torch, ck
         self.device = resolve_device(device)
         if model is None or precision != "fp32" or next(model.parameters()).device != self.device:
             model = build_attention_model(ck)
-        self.model = LiveModel(model.vit, ck.vit, image_size).eval().to(self.device)
+        size = None if image_size is None else tuple(image_size)
+        self.model = AttentionViT(model.vit, ck.vit, size, pixels=True).eval().to(self.device)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if precision == "bf16":
             self.model = self.model.to(torch.bfloat16)
-        self.image_size, self.patch_size, self.num_heads = tuple(image_size), ck.vit.patch_size, ck.vit.num_heads
+        self.image_size, self.patch_size, self.num_heads = size, ck.vit.patch_size, ck.vit.num_heads
+        self.preprocessing, self.short = preprocessing, short or IMAGE_SIZE
         self.name = f"torch-{precision}" + ("-cuda" if self.device.type == "cuda" else "")
 
     def run(self, blob: np.ndarray) -> np.ndarray:
@@ -83,7 +91,7 @@ class TorchPredictor(Predictor):
 
 def fingerprint(ck, image_size: tuple[int, int]) -> str:
     """Names the exported graph: the file (path, size, time) or the random spec, the architecture, the size."""
-    parts = [ck.source, repr(ck.vit), repr(tuple(image_size)), "v2"]
+    parts = [ck.source, repr(ck.vit), repr(tuple(image_size)), "v3"]
     if ck.path:
         st = Path(ck.path).stat()
         parts += [str(Path(ck.path).resolve()), str(st.st_size), str(st.st_mtime_ns)]
@@ -93,14 +101,14 @@ def fingerprint(ck, image_size: tuple[int, int]) -> str:
 def onnx_for(ck, image_size: tuple[int, int], int8: bool = False, log=print) -> Path:
     """The exported graph for this checkpoint and size, made once and cached (atomically)."""
     from highlighter.core.build import build_attention_model
-    from highlighter.runtime.export import LiveModel, export_onnx, quantize_int8
+    from highlighter.runtime.export import export_onnx, live_model, quantize_int8
 
     H, W = image_size
     stem = f"{fingerprint(ck, image_size)}_{H}x{W}"
     fp32 = cache_dir() / f"{stem}.onnx"
     if not fp32.exists():
         log(f"exporting {ck.vit.arch_name} at {H}x{W} to ONNX (once; cached in {fp32.parent})")
-        export_onnx(LiveModel(build_attention_model(ck).vit, ck.vit, image_size), fp32)
+        export_onnx(live_model(build_attention_model(ck).vit, ck.vit, image_size), fp32)
     if file_unchanged(ck):  # the app's next start can stream on it before torch is imported
         from highlighter.runtime.graphs import record
 
@@ -131,18 +139,26 @@ def file_unchanged(ck) -> bool:
     return (st.st_size, st.st_mtime_ns) == tuple(ck.file_stat)
 
 
-def make_predictor(backend: str, ck, image_size: tuple[int, int], device: str = "auto", log=print) -> Predictor:
+def make_predictor(backend: str, ck, image_size: tuple[int, int], device: str = "auto", log=print,
+                   preprocessing: str = LIVE_PREPROCESSING) -> Predictor:
     from highlighter.runtime.ort import OrtPredictor
 
-    if backend == "torch-fp32":
-        return TorchPredictor(ck, image_size, "fp32", device)
-    if backend == "torch-bf16":
-        return TorchPredictor(ck, image_size, "bf16", device)
+    if backend in ("torch-fp32", "torch-bf16"):
+        return TorchPredictor(ck, image_size, backend[6:], device, preprocessing=preprocessing)
     if backend == "ort-fp32":
-        return OrtPredictor(onnx_for(ck, image_size, log=log), ck.vit.patch_size, "ort-fp32", device=device)
+        return OrtPredictor(onnx_for(ck, image_size, log=log), ck.vit.patch_size, "ort-fp32", device=device,
+                            preprocessing=preprocessing)
     if backend == "ort-int8":
-        return OrtPredictor(onnx_for(ck, image_size, int8=True, log=log), ck.vit.patch_size, "ort-int8", device="cpu")
+        return OrtPredictor(onnx_for(ck, image_size, int8=True, log=log), ck.vit.patch_size, "ort-int8", device="cpu",
+                            preprocessing=preprocessing)
     raise ValueError(f"unknown backend {backend!r}; choose from auto, {', '.join(BACKENDS)}")
+
+
+def photo_predictor(ck, device: str = "auto", short: int | None = None, preprocessing: str = PHOTO_PREPROCESSING,
+                    model=None) -> TorchPredictor:
+    """The predictor of the Photos tab, `attention` and `eval`: torch fp32, each picture at its own size (its
+    shorter side at ``short``, default IMAGE_SIZE), visualize_attention.py's resize by default."""
+    return TorchPredictor(ck, None, "fp32", device, model=model, preprocessing=preprocessing, short=short)
 
 
 def bf16_usable(device: str = "auto") -> bool:
@@ -286,16 +302,21 @@ def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str =
 
 
 def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto", threshold: float = MASS,
-                   repeats: int = 5, log=print, cancel: threading.Event | None = None) -> tuple[Predictor, dict, bool]:
+                   repeats: int = 5, log=print, cancel: threading.Event | None = None,
+                   preprocessing: str = LIVE_PREPROCESSING) -> tuple[Predictor, dict, bool]:
     """``--backend auto`` with memory: (predictor, report, whether the report was read from disk). An earlier
     choice for this model content, size, machine and versions is reused; else the backends are measured on
-    ``frames()`` (a callable: frames are only read when a choice must be made) and the choice is kept."""
+    ``frames()`` (a callable: frames are only read when a choice must be made) and the choice is kept. The
+    backends are compared on the same blobs whatever the ``preprocessing`` (it is the same function for all of
+    them); the predictor returned uses it."""
     report = cached_choice(ck, image_size, device, threshold)
     if report is not None:
-        return make_predictor(report["chosen"], ck, image_size, device, log=log), report, True
+        return (make_predictor(report["chosen"], ck, image_size, device, log=log, preprocessing=preprocessing),
+                report, True)
     predictor, report = choose_backend(ck, image_size, frames(), device=device, threshold=threshold, repeats=repeats,
                                        log=log, cancel=cancel)
     remember_choice(ck, image_size, report, device, threshold)
+    predictor.preprocessing = preprocessing
     return predictor, report, False
 
 

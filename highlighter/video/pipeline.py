@@ -1,5 +1,7 @@
-"""The per-frame pipeline shared by `highlighter video`, the benchmark and the app's Live tab:
-frame -> predictor -> fused map and mask on the patch grid -> overlay; and latest-frame-wins threading."""
+"""The one road from a picture to its mask, shared by the Photos and Live tabs, `attention`, `video`, `eval` and
+`bench live`: picture -> predictor (its preprocessing, the model) -> fused map and mask on the patch grid -> overlay
+on the whole picture (``FramePipeline.process`` -> ``FrameResult``); and, for streams, latest-frame-wins threading
+(``LiveRunner``)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from enum import Enum
 
 import numpy as np
 
-from highlighter.defaults import MASS, OVERLAY
+from highlighter.defaults import MASK_RULE, MASS, OVERLAY
 from highlighter.features import PCABasis, cosine_similarity_to, fit_pca, pca_rgb_foreground
-from highlighter.postprocess import fuse, heads_or_all, largest_box, mass_mask
+from highlighter.postprocess import fuse, heads_or_all, largest_box, threshold_maps, tokencut_mask
 from highlighter.render import draw_box, overlay, similarity_overlay
 from highlighter.runtime.base import Predictor
 from highlighter.video.smoothing import Smoother
@@ -20,7 +22,8 @@ from highlighter.video.smoothing import Smoother
 
 @dataclass
 class Settings:
-    threshold: float = MASS  # attention-mass fraction kept (DINO's rule)
+    threshold: float | None = MASS  # the rule's parameter (None: its default); DINO's: the attention mass kept
+    rule: str = MASK_RULE  # mass, percentile, absolute (on the fused map) or tokencut (on the patch keys)
     heads: int | tuple[int, ...] | None = None  # the heads fused (one int: that head); None: the mean of all
     overlay: str = OVERLAY
     smoothing: bool = False
@@ -33,9 +36,13 @@ class Settings:
 
 @dataclass
 class FrameResult:
+    """What the road hands on for one picture (a photo or a frame). The arrays on the patch grid are the settings'
+    (``fused``, ``mask``); the methods give the maps and masks for other heads and rules from the same attention,
+    with no model call (the Photos tab re-thresholds with them, `attention` writes them)."""
+
     index: int
     name: str
-    frame: np.ndarray  # RGB
+    frame: np.ndarray  # RGB, the whole picture as it came: the overlay is drawn on it, boxes are in its pixels
     attention: np.ndarray  # (heads, h, w)
     fused: np.ndarray  # (h, w)
     mask: np.ndarray  # (h, w) bool
@@ -49,11 +56,42 @@ class FrameResult:
     heads_used: tuple[int, ...] | None = None  # the heads fused (None: all; a head this model lacks falls back)
     compare: FrameResult | None = None  # the same frame through a second model (``FramePipeline.second``)
     track: np.ndarray | None = None  # (H, W) bool: the tracked object's mask (``FramePipeline.tracker``)
+    patch_size: int = 16
 
     @property
     def shown_mask(self) -> np.ndarray:
         """The mask the overlay shows: the tracked object's while one is tracked, else the attention mask."""
         return self.track if self.track is not None else self.mask
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.attention.shape[1:])
+
+    @property
+    def image(self) -> np.ndarray:
+        """The picture the maps are drawn on (the whole frame)."""
+        return self.frame
+
+    def fused_map(self, heads=None) -> np.ndarray:
+        """The mean of the chosen heads' maps (all by default; one int: that head), (h, w)."""
+        return fuse(self.attention, heads)
+
+    def masks(self, rule: str = MASK_RULE, threshold: float | None = None) -> np.ndarray:
+        """Each head's mask under a rule, bool (heads, h, w)."""
+        return threshold_maps(self.attention, rule, threshold).astype(bool)
+
+    def fused_mask(self, rule: str = MASK_RULE, threshold: float | None = None, heads=None) -> np.ndarray:
+        """The fused map's mask under a rule, bool (h, w); ``tokencut`` needs the keys (``keep_features``)."""
+        if rule == "tokencut":
+            if self.keys is None:
+                raise ValueError("the tokencut rule needs the patch keys: keep them (Settings(keep_features=True))")
+            return tokencut_mask(self.keys, self.grid, self.fused_map(heads))
+        return threshold_maps(self.fused_map(heads), rule, threshold).astype(bool)
+
+    def box_of(self, mask: np.ndarray) -> list[int] | None:
+        """[x0, y0, x1, y1] of a grid mask's largest connected component in the frame's pixels (the whole
+        frame was resized to the grid: nothing is cropped); None for an empty mask."""
+        return largest_box(mask, self.frame.shape[:2])
 
 
 PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
@@ -98,24 +136,29 @@ class FramePipeline:
         fewer heads than the first)."""
         return heads_or_all(self.settings.heads, attention.shape[0])
 
-    def masks_from(self, attention: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def masks_from(self, attention: np.ndarray, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         s = self.settings
         fused = fuse(attention, self.heads_for(attention))
-        if s.smoothing:
-            return self.smoother(fused, s.threshold)
-        return fused, mass_mask(fused, s.threshold)
+        if s.rule == "tokencut":
+            if keys is None:
+                raise ValueError(f"the tokencut rule needs the patch keys, which {self.predictor.name} does not give")
+            return fused, tokencut_mask(keys, fused.shape, fused)
+        if s.smoothing and s.rule == "mass":
+            return self.smoother(fused, MASS if s.threshold is None else s.threshold)
+        return fused, threshold_maps(fused, s.rule, s.threshold).astype(bool)
 
     def process(self, frame, index: int = 0, name: str = "", t_read: float | None = None) -> FrameResult:
         s = self.settings
         predictor, reference, tracker = self.predictor, self.reference, self.tracker  # each read once: other
         # threads may set them
         want_tokens = (s.overlay == "pca" or tracker is not None) and getattr(predictor, "supports_tokens", False)
-        if (s.keep_features or reference is not None) and getattr(predictor, "supports_keys", False):
+        want_keys = s.keep_features or reference is not None or s.rule == "tokencut"
+        if want_keys and getattr(predictor, "supports_keys", False):
             pred = predictor(frame, tokens=True, keys=True)
         else:
             pred = predictor(frame, tokens=True) if want_tokens else predictor(frame)
         t = time.perf_counter()
-        fused, mask = self.masks_from(pred.attention)
+        fused, mask = self.masks_from(pred.attention, pred.keys)
         box = largest_box(mask, frame.shape[:2])  # the frame is resized whole (no crop): the grid covers it
         colours = similarity = track = None
         if tracker is not None and pred.tokens is not None:  # the propagation counts in the frame's time
@@ -145,7 +188,7 @@ class FramePipeline:
         kept = s.keep_features or reference is not None
         result = FrameResult(index, name, frame, pred.attention, fused, mask, drawn, timings, box, colours,
                              pred.tokens if kept else None, pred.keys if kept else None, similarity,
-                             self.heads_for(pred.attention), track=track)
+                             self.heads_for(pred.attention), track=track, patch_size=predictor.patch_size)
         second = self.second
         if second is not None:  # one frame = both models: the fps counts the pair
             result.compare = second.process(frame, index, name, t_read)

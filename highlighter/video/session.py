@@ -10,6 +10,10 @@
 ``highlighter video`` prints the same ``Choice`` line for its own choice.
 - ``Choice``: a choice's outcome as data (backend, why, where it came from, its age), and the line that says so.
 - ``second_pipeline``: the second model's pipeline, at the stream's size for its own patch size.
+- ``tokens_predictor``: torch fp32 in place of a backend without patch tokens (PCA, tracking, click-to-compare).
+- ``export_graph``: the streamed model file's graph at this size, for the next quick start.
+- ``photo_road``: the same road for photos (the Photos tab, `attention`, `eval`): torch fp32, each photo at its own
+  size, visualize_attention.py's resize by default.
 
 The tab keeps the widgets, the jobs that run these off the GUI thread, and the signals.
 """
@@ -20,6 +24,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 
+from highlighter.defaults import LIVE_PREPROCESSING, PHOTO_PREPROCESSING
 from highlighter.preprocess import fit_size
 from highlighter.runtime import graphs
 from highlighter.video.sources import open_source
@@ -28,10 +33,11 @@ from highlighter.video.sources import open_source
 @dataclass(frozen=True)
 class StreamKey:
     """``model``: the loaded model's identity, or ``GRAPH`` while a quick start streams on the model file's
-    exported graph; ``size``: the model input (H, W)."""
+    exported graph; ``size``: the model input (H, W); ``preprocessing``: how frames are resized to it."""
 
     model: int | str
     size: tuple[int, int]
+    preprocessing: str = LIVE_PREPROCESSING
 
     GRAPH = "graph"
 
@@ -40,12 +46,12 @@ class StreamKey:
         return self.model == self.GRAPH
 
     @classmethod
-    def for_model(cls, ck, size) -> StreamKey:
-        return cls(id(ck), tuple(size))
+    def for_model(cls, ck, size, preprocessing: str = LIVE_PREPROCESSING) -> StreamKey:
+        return cls(id(ck), tuple(size), preprocessing)
 
     @classmethod
-    def for_graph(cls, size) -> StreamKey:
-        return cls(cls.GRAPH, tuple(size))
+    def for_graph(cls, size, preprocessing: str = LIVE_PREPROCESSING) -> StreamKey:
+        return cls(cls.GRAPH, tuple(size), preprocessing)
 
 
 class Origin(Enum):
@@ -93,7 +99,7 @@ def open_stream(spec: str, loop: bool = True):
     return source, tuple(shape[:2])
 
 
-def graph_predictor(model: str, short: int, shape):
+def graph_predictor(model: str, short: int, shape, preprocessing: str = LIVE_PREPROCESSING):
     """A quick start's (graph, predictor): ONNX Runtime fp32 on the graph exported from this model file for this
     size (the same model: its masks match torch fp32's), or (None, None) when there is none or it does not load.
     Imports no torch."""
@@ -103,24 +109,24 @@ def graph_predictor(model: str, short: int, shape):
     if graph is None:
         return None, None
     try:
-        predictor = OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32")
+        predictor = OrtPredictor(graph.onnx, graph.patch_size, "ort-fp32", preprocessing=preprocessing)
     except Exception:  # noqa: BLE001 - a damaged graph, an older ONNX Runtime: the model road will do
         return None, None
     return graph, predictor
 
 
-def first_predictor(ck, model, shape, short: int, predictors: dict):
+def first_predictor(ck, model, shape, short: int, predictors: dict, preprocessing: str = LIVE_PREPROCESSING):
     """(key, predictor, kept choice or None) a stream on ``ck`` starts with: the predictor already chosen for this
     model and size, else torch fp32 on the model already built (no export, no measuring) and the choice kept on
     disk, if any (a file read)."""
     size = fit_size(shape[:2], short, ck.vit.patch_size)
-    key = StreamKey.for_model(ck, size)
+    key = StreamKey.for_model(ck, size, preprocessing)
     predictor = predictors.get(key)
     if predictor is not None:
         return key, predictor, None
     from highlighter.runtime.predictor import TorchPredictor, cached_choice
 
-    return key, TorchPredictor(ck, size, "fp32", model=model), cached_choice(ck, size)
+    return key, TorchPredictor(ck, size, "fp32", model=model, preprocessing=preprocessing), cached_choice(ck, size)
 
 
 def choose(ck, key: StreamKey, frames, cancel: threading.Event | None = None, repeats: int = 2,
@@ -133,7 +139,7 @@ def choose(ck, key: StreamKey, frames, cancel: threading.Event | None = None, re
         forget_choice(ck, key.size)
 
     predictor, report, cached = auto_predictor(ck, key.size, frames, repeats=repeats, log=lambda m: None,
-                                               cancel=cancel)
+                                               cancel=cancel, preprocessing=key.preprocessing)
     return key, predictor, Choice(predictor.name, tuple(predictor.image_size),
                                   Origin.CACHED if cached else Origin.MEASURED, report)
 
@@ -155,3 +161,42 @@ def second_pipeline(engine, first_size: tuple[int, int], short: int, settings):
 
     size = fit_size(first_size, short, engine.ck.vit.patch_size)
     return FramePipeline(TorchPredictor(engine.ck, size, "fp32", model=engine.model), settings)
+
+
+def tokens_predictor(ck, predictor, model=None):
+    """Torch fp32 at ``predictor``'s size and preprocessing: what a stream swaps in when it needs the patch tokens
+    that an ONNX graph does not give. ``model``: an ``AttentionViT`` of ``ck`` to share."""
+    from highlighter.runtime.predictor import TorchPredictor
+
+    return TorchPredictor(ck, predictor.image_size, "fp32", model=model, preprocessing=predictor.preprocessing)
+
+
+def export_graph(ck, size: tuple[int, int]) -> bool:
+    """Export (once, cached) the graph of ``ck``'s file at ``size`` and record it, so that the next start streams
+    before torch is imported (``runtime.graphs``). False, doing nothing, for a model not from a file or from one
+    rewritten since it was loaded (a run still training: the graph would hold the loaded weights under the new
+    content's name)."""
+    from highlighter.runtime.predictor import file_unchanged, onnx_for
+
+    if not ck.path or not file_unchanged(ck):
+        return False
+    onnx_for(ck, size, log=lambda m: None)  # a file that exists is only recorded in the index
+    return True
+
+
+def photo_road(ck, device: str = "auto", image_size=None, preprocessing: str = PHOTO_PREPROCESSING, settings=None,
+               model=None):
+    """A ``FramePipeline`` for photos of any size: ``image_size`` None (the default size) or S, each photo's shorter
+    side, its aspect kept; (H, W): every photo resized to exactly that, rounded down to the patch. ``model``: an
+    ``AttentionViT`` of ``ck`` already built, whose backbone is shared."""
+    from highlighter.runtime.predictor import TorchPredictor, photo_predictor
+    from highlighter.video.pipeline import FramePipeline
+
+    p = ck.vit.patch_size
+    if isinstance(image_size, (tuple, list)):
+        H, W = image_size
+        size = max(p, H - H % p), max(p, W - W % p)
+        predictor = TorchPredictor(ck, size, "fp32", device, model=model, preprocessing=preprocessing)
+    else:
+        predictor = photo_predictor(ck, device, image_size, preprocessing, model=model)
+    return FramePipeline(predictor, settings)

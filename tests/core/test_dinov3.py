@@ -204,23 +204,24 @@ def test_attention_cli_runs_on_a_dinov3_file(tmp_path, cli, cat_path):
 
 
 def test_live_graph_torch_and_onnx_equal_the_official_attention(tmp_path):
-    """The live model (normalisation folded in, RoPE's sin and cos fixed for its grid) and its ONNX export."""
+    """The live model (pixels in, normalised by the model; RoPE's sin and cos fixed for its grid) and its ONNX
+    export."""
     import onnxruntime as ort
 
     from highlighter.preprocess import IMAGENET_MEAN, IMAGENET_STD
-    from highlighter.runtime.export import LiveModel, export_onnx
+    from highlighter.runtime.export import export_onnx, live_model
 
     ck = load_checkpoint(WEIGHTS)
     ref = np.load(REFERENCE)
     image = torch.from_numpy(ref["image_32x48"])
     raw = (image * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]) * 255
-    live = LiveModel(build_attention_model(ck).vit, ck.vit, (32, 48), with_features=True).eval()
+    live = live_model(build_attention_model(ck).vit, ck.vit, (32, 48))
     official = ref["attention_32x48"][:, 5:]
     with torch.no_grad():
-        attn, cls = live(raw)
+        attn, cls = live(raw, with_features=True)
     assert np.abs(attn[0].reshape(2, -1).numpy() - official).max() <= TOL
     np.testing.assert_allclose(cls[0].numpy(), ref["cls_32x48"], rtol=0, atol=1e-4)
-    path = export_onnx(live, tmp_path / "g.onnx")
+    path = export_onnx(live, tmp_path / "g.onnx", with_features=True)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": raw.numpy()})
     assert np.abs(got[0][0].reshape(2, -1) - official).max() <= TOL
     np.testing.assert_allclose(got[1][0], ref["cls_32x48"], rtol=0, atol=1e-4)
@@ -228,16 +229,17 @@ def test_live_graph_torch_and_onnx_equal_the_official_attention(tmp_path):
 
 def test_similarity_pca_and_tracking_run_on_the_official_patch_tokens(cat_path):
     """What PCA, similarity and tracking read is the final-norm patch tokens (checked above against the official
-    x_norm_patchtokens); here the engine and the tracker hand them over at other sizes and aspect ratios."""
+    x_norm_patchtokens); here the photo road and the tracker hand them over at other sizes and aspect ratios."""
     from PIL import Image
 
-    from highlighter.core.inference import AttentionEngine
     from highlighter.features import cosine_similarity_map, pca_rgb
+    from highlighter.video.pipeline import Settings
+    from highlighter.video.session import photo_road
     from highlighter.video.track import FirstMask, Tracker
 
     ck = load_checkpoint(WEIGHTS)
-    engine = AttentionEngine(ck, device="cpu")
-    result = engine.run(Image.open(cat_path).convert("RGB"), (96, 160), keys=True, tokens=True)
+    road = photo_road(ck, "cpu", (96, 160), settings=Settings(keep_features=True))
+    result = road.process(np.asarray(Image.open(cat_path).convert("RGB")))
     assert result.attention.shape == (2, 6, 10)
     assert result.tokens.shape == (60, 32) and result.keys.shape == (60, 32)
     assert pca_rgb(result.tokens, (6, 10)).shape == (6, 10, 3)
@@ -300,13 +302,14 @@ def test_training_and_mae_refuse_a_dinov3_file(cli, cat_path, tmp_path):
 def test_rope_stays_float32_in_a_bfloat16_model():
     """The official attention rotates q and k in float32 whatever the model runs in; so do ours, in AttentionViT
     (the periods of a released file are bfloat16 values already) and in the live model (its sines and cosines)."""
-    from highlighter.runtime.export import LiveModel
+    from highlighter.runtime.export import live_model
 
     ck = load_checkpoint(WEIGHTS)
     ref = np.load(REFERENCE)
-    live = LiveModel(build_attention_model(ck).vit, ck.vit, (64, 32)).to(torch.bfloat16)
+    live = live_model(build_attention_model(ck).vit, ck.vit, (64, 32)).to(torch.bfloat16)
     assert live.rope_sin.dtype == torch.float32 and live.rope_cos.dtype == torch.float32
-    assert live.proj.weight.dtype == torch.bfloat16
+    assert live.mean.dtype == torch.float32  # the photo is normalised in float32, then meets the weights
+    assert live.vit.patch_embed.proj.weight.dtype == torch.bfloat16
     model = build_attention_model(ck).to(torch.bfloat16)
     image = torch.from_numpy(ref["image_64x32"]).to(torch.bfloat16)
     with torch.no_grad():

@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from highlighter.core.build import build_attention_model
 from highlighter.core.formats import random_checkpoint
-from highlighter.core.inference import AttentionEngine
 from highlighter.postprocess import tokencut_mask
 
 
@@ -29,12 +28,14 @@ def test_tokencut_recovers_a_planted_object():
     assert (got == obj).mean() > 0.97 or (got == ~obj).mean() > 0.97
 
 
-def test_engine_keys_are_the_last_blocks_keys(cat_path):
+def test_road_keys_are_the_last_blocks_keys(cat_path):
     from highlighter.images import load_rgb
+    from highlighter.video.pipeline import Settings
+    from highlighter.video.session import photo_road
 
     ck = random_checkpoint("vit_tiny/16")
-    engine = AttentionEngine(ck, "cpu")
-    res = engine.run(load_rgb(cat_path), (96, 128), keys=True)
+    road = photo_road(ck, "cpu", (96, 128), settings=Settings(keep_features=True))
+    res = road.process(np.asarray(load_rgb(cat_path)))
     assert res.keys.shape == (6 * 8, 192)
     model = build_attention_model(ck)
     from highlighter.core.transforms import dino_preprocess  # the official path, as a tensor
@@ -49,4 +50,4 @@ def test_engine_keys_are_the_last_blocks_keys(cat_path):
         k = (y @ last.attn.qkv.weight.T + last.attn.qkv.bias)[0, 1:, 192:384]
     np.testing.assert_allclose(res.keys, k.numpy(), atol=1e-5)
     mask = res.fused_mask("tokencut")
-    assert mask.shape == (6, 8) and mask.dtype == np.uint8 and 0 < mask.sum() < 48
+    assert mask.shape == (6, 8) and mask.dtype == bool and 0 < mask.sum() < 48

@@ -203,13 +203,13 @@ def test_photos_compare_with_from_the_picker_shows_both_models_labelled(env, qtb
     assert tab.compare_titles[1].text() == "Fused heatmap — random:vit_small/16 (untrained)"
     res2 = tab.compare_result()
     assert res2.attention.shape[0] == 6 and tab.current_result().attention.shape[0] == 3
-    want = overlay("mask", res2.image, res2.fused(None), res2.fused_mask("mass", 0.6, None))
+    want = overlay("mask", res2.image, res2.fused_map(None), res2.fused_mask("mass", 0.6, None))
     assert np.abs(shown(tab.compare_mask_view).astype(int) - fitted(tab.compare_mask_view, want)).max() <= 2
     before = [shown(v) for v in (tab.mask_view, tab.compare_mask_view)]
     w.state.set_threshold(0.25)  # one threshold for both models
     after = [shown(v) for v in (tab.mask_view, tab.compare_mask_view)]
     assert all(a.shape == b.shape and not np.array_equal(a, b) for a, b in zip(before, after))
-    want = overlay("mask", res2.image, res2.fused(None), res2.fused_mask("mass", 0.25, None))
+    want = overlay("mask", res2.image, res2.fused_map(None), res2.fused_mask("mass", 0.25, None))
     assert np.abs(after[1].astype(int) - fitted(tab.compare_mask_view, want)).max() <= 2
     assert tab.model_calls == 1 and tab.compare_calls == 1  # the threshold redraws from the cache
     # Stop comparing: one model again

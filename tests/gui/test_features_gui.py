@@ -211,9 +211,8 @@ def test_clicking_a_patch_shows_its_similarity_and_matches_without_a_model_call(
     # a real click on the photo: patch (row 5, column 12) of the 14 x 21 grid
     pix = panel.view.pixmap()
     x0, y0 = (panel.view.width() - pix.width()) / 2, (panel.view.height() - pix.height()) / 2
-    s = pix.width() / res.image.shape[1]
-    QTest.mouseClick(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(round(x0 + (12.5 * 16) * s),
-                                                                      round(y0 + (5.5 * 16) * s)))
+    sx, sy = pix.width() / res.grid[1], pix.height() / res.grid[0]  # one patch, on screen (the grid covers it)
+    QTest.mouseClick(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(round(x0 + 12.5 * sx), round(y0 + 5.5 * sy)))
     assert panel.index == 5 * 21 + 12
     f = res.tokens.astype(np.float64)
     cos = f @ f[panel.index] / np.linalg.norm(f, axis=1) / np.linalg.norm(f[panel.index])

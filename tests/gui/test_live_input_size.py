@@ -9,6 +9,8 @@ pytestmark = pytest.mark.gui
 
 
 def test_the_live_tab_feeds_the_photo_roads_input_size(window, qtbot, photos, monkeypatch):
+    import numpy as np
+
     import highlighter.runtime.predictor as predictor
     from highlighter.images import load_rgb
 
@@ -16,10 +18,10 @@ def test_the_live_tab_feeds_the_photo_roads_input_size(window, qtbot, photos, mo
         raise RuntimeError("not measured in this test")
 
     monkeypatch.setattr(predictor, "auto_predictor", no_choice)
-    live, engine = window.live, window.state.engine
-    p = engine.ck.vit.patch_size
+    live = window.live
+    p = window.state.ck.vit.patch_size
     for path in photos:
-        grid = engine.run(load_rgb(path)).attention.shape[1:]  # the Photos tab's, for the same model
+        grid = window.photos.road().process(np.asarray(load_rgb(path))).grid  # the Photos tab's, same model
         live.source.setCurrentText(str(path))
         live.start()
         qtbot.waitUntil(lambda: live.runner is not None and live.frames_shown > 0, timeout=30000)

@@ -45,10 +45,9 @@ def test_a_clicked_object_is_matched_in_the_other_photo(open_window, qtbot):
     # a real click on the swan, at the centre of patch (i, j)
     pix = panel.view.pixmap()
     x0, y0 = (panel.view.width() - pix.width()) / 2, (panel.view.height() - pix.height()) / 2
-    s = pix.width() / res.image.shape[1]
-    p = res.patch_size
-    QTest.mouseClick(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(round(x0 + (j + 0.5) * p * s),
-                                                                      round(y0 + (i + 0.5) * p * s)))
+    sx, sy = pix.width() / w, pix.height() / h  # one patch, on screen (the grid covers the picture)
+    QTest.mouseClick(panel.view, Qt.MouseButton.LeftButton, pos=QPoint(round(x0 + (j + 0.5) * sx),
+                                                                      round(y0 + (i + 0.5) * sy)))
     assert panel.index == i * w + j
     t = panel.threshold.value()
     np.testing.assert_array_equal(panel.region, similar_region(res.tokens, panel.index, res.grid, t))

@@ -184,7 +184,7 @@ class Slow:
     """A predictor that takes at least 0.15 s a frame: about the 6 fps the issue saw."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.image_size = inner, inner.name, inner.image_size
+        self.inner, self.name, self.image_size, self.patch_size = inner, inner.name, inner.image_size, inner.patch_size
 
     def __call__(self, frame):
         time.sleep(0.15)

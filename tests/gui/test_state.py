@@ -33,10 +33,10 @@ def test_a_new_image_size_reruns_photos_at_that_size(window, qtbot, cat_path):
     photos = window.photos
     photos.add_paths([str(cat_path)])
     qtbot.waitUntil(lambda: photos.current_result() is not None, timeout=20000)
-    assert min(photos.current_result().image.shape[:2]) == 224
+    assert min(photos.current_result().grid) * 16 == 224
     window.live.size.setCurrentText("160")
     qtbot.waitUntil(lambda: photos.current_result() is not None, timeout=20000)
-    assert min(photos.current_result().image.shape[:2]) == 160 and photos.model_calls == 2
+    assert min(photos.current_result().grid) * 16 == 160 and photos.model_calls == 2
 
 
 def test_the_model_picker_honours_highlighter_models(qtbot, tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from highlighter.core.save import export_safetensors
 from highlighter.postprocess import mass_mask
 from highlighter.preprocess import fast as to_blob
 from highlighter.runtime import graphs
-from highlighter.runtime.export import LiveModel, export_onnx, store_fp16_where_exact
+from highlighter.runtime.export import export_onnx, live_model, store_fp16_where_exact
 from highlighter.runtime.predictor import onnx_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def half_model(tmp_path, monkeypatch):
 
 
 def test_fp16_storage_of_fp16_exact_weights_changes_no_output_and_halves_the_file(half_model, tmp_path):
-    live = LiveModel(build_attention_model(half_model).vit, half_model.vit, (64, 96))
+    live = live_model(build_attention_model(half_model).vit, half_model.vit, (64, 96))
     full = tmp_path / "full.onnx"
     torch.onnx.export(live.eval(), (torch.rand(1, 3, 64, 96) * 255,), str(full), input_names=["image"],
                       output_names=["attention"], opset_version=20, dynamo=True, external_data=False)
@@ -46,7 +46,7 @@ def test_fp16_storage_of_fp16_exact_weights_changes_no_output_and_halves_the_fil
     assert converted >= 3 * 12  # the blocks' weight matrices (qkv, proj, fc1, fc2: most come as one tensor each)
     assert small.stat().st_size < 0.6 * full.stat().st_size
     kinds = {i.name: i.data_type for i in onnx.load(str(small)).graph.initializer}
-    assert kinds.get("patch_pos") == onnx.TensorProto.FLOAT  # interpolated: fp16 would round it, so kept
+    assert kinds.get("pos") == onnx.TensorProto.FLOAT  # interpolated: fp16 would round it, so kept
     blob = np.random.default_rng(0).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
     assert np.array_equal(run(full, blob), run(small, blob))  # the very same numbers
     with torch.no_grad():
@@ -55,7 +55,7 @@ def test_fp16_storage_of_fp16_exact_weights_changes_no_output_and_halves_the_fil
 
 def test_fp32_weights_stay_fp32(tmp_path):
     ck = load_checkpoint("random:vit_tiny/16")
-    path = export_onnx(LiveModel(build_attention_model(ck).vit, ck.vit, (32, 32)), tmp_path / "g.onnx")
+    path = export_onnx(live_model(build_attention_model(ck).vit, ck.vit, (32, 32)), tmp_path / "g.onnx")
     big = [i for i in onnx.load(str(path)).graph.initializer if int(np.prod(i.dims)) >= 1024]
     assert big and all(i.data_type == onnx.TensorProto.FLOAT for i in big)
 
@@ -112,6 +112,6 @@ def test_the_shipped_graph_is_the_shipped_models(tmp_path, monkeypatch):
     blob = to_blob(frame, found.image_size)
     got = run(found.onnx, blob)[0]
     with torch.no_grad():
-        want = LiveModel(build_attention_model(ck).vit, ck.vit, found.image_size)(torch.from_numpy(blob))[0].numpy()
+        want = live_model(build_attention_model(ck).vit, ck.vit, found.image_size)(torch.from_numpy(blob))[0].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
     assert np.array_equal(mass_mask(got.mean(0), 0.6), mass_mask(want.mean(0), 0.6))

@@ -175,7 +175,7 @@ class _Planted(torch.nn.Module):
                 k[~obj, 1] = 1
             else:
                 k[:, 0] = 1
-            keys.append(torch.from_numpy(np.concatenate([np.zeros((1, 4)), k]))[None].float())
+            keys.append(torch.from_numpy(k)[None].float())  # the patch keys, as AttentionViT gives them
         return att
 
 
