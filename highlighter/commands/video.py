@@ -120,8 +120,8 @@ def measure_again(args, ck, size, image, line):
 
     info(line)
     pred, report = choose_backend(ck, size, [image], device=args.device, threshold=args.threshold, log=info)
-    remember_choice(ck, size, report, args.device, args.threshold)
-    info(f"backend auto: {pred.name} (measured again, kept)")
+    kept = remember_choice(ck, size, report, args.device, args.threshold) is not None
+    info(f"backend auto: {pred.name} (measured again, {'kept' if kept else 'not kept: the model file changed'})")
     return pred
 
 

@@ -289,12 +289,13 @@ def cached_choice(ck, image_size: tuple[int, int], device: str = "auto", thresho
 
 
 def remember_choice(ck, image_size: tuple[int, int], report: dict, device: str = "auto",
-                    threshold: float = MASS) -> Path:
-    """Keep a choice's report (written atomically: a half-written file is never read back); not for a file
-    rewritten since it was loaded (the report would be the old weights' under the new content's name)."""
+                    threshold: float = MASS) -> Path | None:
+    """Keep a choice's report (written atomically: a half-written file is never read back) and return its path;
+    None, keeping nothing, for a file rewritten since it was loaded (the report would be the old weights' under
+    the new content's name)."""
     path = _choice_path(choice_key(ck, image_size, device, threshold))
     if ck.path and not file_unchanged(ck):
-        return path
+        return None
     report = {**report, "measured_at": report.get("measured_at", time.time())}
     text = json.dumps(report, indent=1)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
@@ -315,9 +316,9 @@ def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto"
                 report, True)
     predictor, report = choose_backend(ck, image_size, frames(), device=device, threshold=threshold, repeats=repeats,
                                        log=log, cancel=cancel)
-    remember_choice(ck, image_size, report, device, threshold)
+    kept = remember_choice(ck, image_size, report, device, threshold) is not None
     predictor.preprocessing = preprocessing
-    return predictor, report, False
+    return predictor, {**report, "kept": kept}, False
 
 
 

@@ -81,8 +81,12 @@ class Choice:
                    f"near-flat maps, IoU {entry.get('mean_iou', 1.0):.3f}")
         else:
             why = f"the fastest whose masks agree with fp32, IoU {entry.get('mean_iou', 1.0):.3f}"
-        how = (f"chosen on {earlier}, {choice_age(self.report)}" if self.origin is Origin.CACHED
-               else "measured now, kept")
+        if self.origin is Origin.CACHED:
+            how = f"chosen on {earlier}, {choice_age(self.report)}"
+        elif self.report.get("kept", True):
+            how = "measured now, kept"
+        else:
+            how = "measured now, not kept: the model file changed after it was loaded"
         return f"{description}: backend {self.backend} at {H}x{W} ({why}; {how})"
 
 

@@ -77,3 +77,22 @@ def test_the_choice_line_says_which_test_let_the_backend_in():
     masks = {"chosen": "torch-fp32", "torch-fp32": {"agrees": "masks", "mean_iou": 1.0}}
     assert "whose masks agree with fp32, IoU 1.000; measured now" in Choice(
         "torch-fp32", (8, 8), Origin.MEASURED, masks).line("x")
+
+
+def test_a_choice_for_a_rewritten_file_says_it_was_not_kept(cache, tmp_path):
+    """A run still training rewrites its checkpoint: a choice measured on the loaded weights is not kept under the
+    new content's name, and the line says so instead of "kept"."""
+    import os
+
+    from highlighter.core.save import save_model
+
+    ck = load_checkpoint(TINY)
+    path = save_model(tmp_path / "run.safetensors", "dino", ck.vit, ck.state)
+    loaded = load_checkpoint(str(path))
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rewritten after it was loaded
+    assert remember_choice(loaded, (64, 112), {"chosen": "torch-fp32"}) is None
+    _, _, choice = choose(loaded, StreamKey.for_model(loaded, (64, 112)), lambda: clip_frames(str(CLIP), 1))
+    assert choice.origin is Origin.MEASURED and choice.report["kept"] is False
+    assert choice.line("clip").endswith("measured now, not kept: the model file changed after it was loaded)")
+    assert not list((cache / "choices").glob("*.json"))  # nothing kept
