@@ -276,14 +276,15 @@ class SimilarityPanel(QWidget):
         panels, captions = [], []
         for (name, o, _), (_, idx, sim) in zip(others, self.matches):
             m = self.match_maps[name]
-            drawn = overlay("contour", similarity_overlay(o.image, m), None, m >= t)
-            panels.append(draw_box(drawn, patch_box(idx, o.grid, o.image.shape)))
+            small = _height(o.image, 160)  # drawn at the strip's height: the box and the outline stay visible
+            drawn = overlay("contour", similarity_overlay(small, m), None, m >= t)
+            panels.append(draw_box(drawn, patch_box(idx, o.grid, small.shape)))
             captions.append(f"{name}: {sim:.2f}, object {int((m >= t).sum())} patches")
         kind = self.kind.currentText()
         self.matches_text.setText(f"patch ({i}, {j}), object {int(self.region.sum())} patches (similarity >= {t:.2f}),"
                                   f" {kind}: " + ("; ".join(captions) if captions else "no other photo analysed yet"))
         if panels:
-            strip = side_by_side([_height(pn, 160) for pn in panels], captions)
+            strip = side_by_side(panels, captions)
             self.matches_view.setPixmap(fit(rgb_to_pixmap(strip), max(self.matches_view.width(), 300), 110))
         else:
             self.matches_view.clear()
