@@ -52,7 +52,7 @@ class PhotosTab(QWidget):
         self.main = main
         self.state = state = main.state
         self.setAcceptDrops(True)
-        self.photos: dict[str, object] = {}  # path -> PIL image
+        self.photos: dict[str, np.ndarray] = {}  # path -> the photo, RGB uint8 (the results' frame: not copied)
         self.cache: dict[tuple, object] = {}  # (path, model id, image size) -> FrameResult
         self.model_calls = 0
         self.road_preprocessing: str | None = None  # None: the model's (official); a test may ask for fast
@@ -160,7 +160,7 @@ class PhotosTab(QWidget):
         for path, img in ok:
             if path in self.photos:
                 continue
-            self.photos[path] = img
+            self.photos[path] = np.asarray(img)
             thumb = img.copy()
             thumb.thumbnail((96, 96))
             item = QListWidgetItem(QIcon(rgb_to_pixmap(np.asarray(thumb))), Path(path).name)
@@ -191,8 +191,13 @@ class PhotosTab(QWidget):
         return photo_road(engine.ck, "cpu", s.image_size, how, settings, model=engine.model)
 
     @staticmethod
-    def run(road, path: str, img):
-        return road.process(np.asarray(img), name=Path(path).name)
+    def run(road, path: str, photo: np.ndarray):
+        """The photo's result, kept in the cache: its frame is the gallery's array (not a copy), and its overlay is
+        dropped (``_rethreshold`` draws it from the maps for the settings of the moment), so a cached photo costs
+        little more than its maps."""
+        res = road.process(photo, name=Path(path).name)
+        res.overlay = None
+        return res
 
     def _key(self, path: str) -> tuple:
         return path, id(self.state.engine), self.state.image_size, self.road_preprocessing
