@@ -430,7 +430,8 @@ def download(entry: Official, mirror: str | None = None, cache: str | os.PathLik
 def adopt(entry: Official, source: str | os.PathLike, cache: str | os.PathLike | None = None) -> Result:
     """Keep a file the user downloaded (a gated one, or any official file fetched elsewhere) as ``entry``: checked as
     a download is (the published checksum, then the architecture and a strict build), copied next to its final
-    name and renamed into place only then. Raises ``CheckpointError`` with one line; the source is left as it is."""
+    name, the copy checked against the source, and renamed into place only then. Raises ``CheckpointError`` with one
+    line; the source is left as it is."""
     import shutil
 
     src = Path(source).expanduser()
@@ -451,8 +452,14 @@ def adopt(entry: Official, source: str | os.PathLike, cache: str | os.PathLike |
         return Result(entry, dest, str(src), already=True, checkpoint=ck)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + PARTIAL)
+    algorithm = entry.checksum[0] if entry.checksum else "sha256"
+    want = digest if entry.checksum else file_digest(src, algorithm)
     try:
         shutil.copyfile(src, part)
+        if file_digest(part, algorithm) != want:  # a full disk or a flaky drive: never keep a copy that differs
+            part.unlink(missing_ok=True)
+            raise CheckpointError(f"{entry.name}: the copy in {dest.parent} differs from {src} (a full disk?); "
+                                  "nothing kept")
         os.replace(part, dest)
     except OSError as e:
         part.unlink(missing_ok=True)

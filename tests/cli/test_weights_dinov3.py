@@ -121,3 +121,25 @@ def test_get_file_refuses_another_file_and_keeps_nothing(cli, cache, tmp_path, t
     assert code == 2 and "is not a file" in one_error_line(err)
     assert not (cache / "weights").exists() or not any((cache / "weights").iterdir())
     assert FIXTURE.is_file() and other.is_file()
+
+
+def test_get_file_keeps_nothing_when_the_copy_differs(cli, cache, tiny_entry, monkeypatch):
+    """A copy cut short (a full disk that did not raise) is checked against the source and never renamed into
+    place: one error line, no file under the final name, no partial file left."""
+    import shutil
+
+    entry, path = tiny_entry
+    real = shutil.copyfile
+
+    def short_copy(src, dst, *a, **k):
+        real(src, dst, *a, **k)
+        with open(dst, "r+b") as f:
+            f.truncate(f.seek(0, 2) - 100)
+        return dst
+
+    monkeypatch.setattr(shutil, "copyfile", short_copy)
+    code, _, err = cli("weights", "get", "dinov3_vits16", "--file", path, "--cache", cache)
+    line = one_error_line(err)
+    assert code == 2 and "differs from" in line and "nothing kept" in line
+    assert not (cache / "weights" / entry.filename).exists()
+    assert not list((cache / "weights").glob("*.partial")) and path.is_file()
