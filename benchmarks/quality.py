@@ -100,7 +100,7 @@ def main() -> int:
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "quality.json"))
     args = ap.parse_args()
     ck = load_checkpoint(checkpoint_path(args.checkpoint, "attention"))
-    road = photo_road(ck, "cpu", args.image_size, settings=Settings(keep_features=True))  # keys: TokenCut
+    road = photo_road(ck, "cpu", args.image_size, settings=Settings(keep_features=True, draw=False))  # keys: TokenCut
     print(f"model: {ck.vit.describe()} from {ck.path or ck.source}")
     result = {"model": ck.path or ck.source, "arch": ck.vit.describe(), "image_size": args.image_size}
     print("\n| set | images | IoU, DINO rule (60% mass) | IoU, TokenCut | centred ellipse | all foreground |")

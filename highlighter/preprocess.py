@@ -16,7 +16,7 @@ the whole picture.
 
 Other paths:
 - ``official``: visualize_attention.py's function itself (PIL bilinear resize, ToTensor, Normalize, a crop from the
-  top-left to a multiple of the patch size), for the trainer's previews, kNN features and the reference pipeline
+  top-left to a multiple of the patch size), for the trainer's previews and probe and the reference pipeline
   that ``bench live`` measures against.
 - ``official_mae``: the MAE demo notebook's path (PIL bicubic to the model's square input, float64 maths).
 - ``davis``: eval_video_segmentation.py's ``read_frame`` (OpenCV bilinear to ``track_size``, its own std), for

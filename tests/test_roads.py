@@ -108,6 +108,16 @@ def test_the_preprocessing_is_a_named_choice_of_the_commands(cli, tmp_path, tiny
         got[how] = np.load(tmp_path / how / f"{cat_path.stem}.npz")["attention"]
         assert np.array_equal(got[how], photo_road(ck, "cpu", preprocessing=how).process(frame).attention)
     assert not np.allclose(got["official"], got["fast"], atol=1e-7)
-    code, out, err = cli("video", cat_path, "--checkpoint", tiny_file, "--backend", "torch-fp32", "--preprocessing",
-                         "official", "--out", tmp_path / "v")
-    assert code == 0, err
+    from PIL import Image
+
+    from highlighter.postprocess import mask_png
+
+    for how in ("official", "fast"):  # video's masks are the road's with that preprocessing
+        code, out, err = cli("video", cat_path, "--checkpoint", tiny_file, "--backend", "torch-fp32",
+                             "--preprocessing", how, "--out", tmp_path / f"v-{how}")
+        assert code == 0, err
+        written = np.asarray(Image.open(tmp_path / f"v-{how}" / "masks" / f"{cat_path.stem}.png"))
+        want = photo_road(ck, "cpu", preprocessing=how).process(frame).mask
+        assert np.array_equal(written, mask_png(want, frame.shape[:2])), how
+        got[f"video-{how}"] = written
+    assert not np.array_equal(got["video-official"], got["video-fast"])  # so the flag is seen to apply

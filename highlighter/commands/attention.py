@@ -25,7 +25,8 @@ def run(args) -> int:
         raise HighlighterError(f"--heads: {e}") from None
     joint = getattr(args, "pca_joint", False)
     want_pca = joint or getattr(args, "pca", False)
-    settings = Settings(threshold=args.threshold, rule=args.mask_rule, heads=heads, keep_features=want_pca)
+    settings = Settings(threshold=args.threshold, rule=args.mask_rule, heads=heads, keep_features=want_pca,
+                        draw=False)  # write_attention draws the files' overlay
     try:
         road = photo_road(ck, args.device, args.image_size, args.preprocessing, settings)
     except ValueError as e:

@@ -59,7 +59,7 @@ def run(args) -> int:
             road = photo_road(ck, args.device, preprocessing=args.preprocessing)
         else:
             road = photo_road(ck, args.device, args.image_size, args.preprocessing,
-                              Settings(threshold=args.threshold, rule=args.mask_rule))
+                              Settings(threshold=args.threshold, rule=args.mask_rule, draw=False))
         report_model(ck)
         result = knn(road.predictor, args) if args.knn else masks(road, args)
     if ck is not None:

@@ -119,7 +119,8 @@ def measure_again(args, ck, size, image, line):
     from highlighter.runtime.predictor import choose_backend, remember_choice
 
     info(line)
-    pred, report = choose_backend(ck, size, [image], device=args.device, threshold=args.threshold, log=info)
+    pred, report = choose_backend(ck, size, [image], device=args.device, threshold=args.threshold, log=info,
+                                  preprocessing=args.preprocessing)
     kept = remember_choice(ck, size, report, args.device, args.threshold) is not None
     info(f"backend auto: {pred.name} (measured again, {'kept' if kept else 'not kept: the model file changed'})")
     return pred

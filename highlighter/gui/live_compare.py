@@ -58,7 +58,7 @@ class CompareMixin:
         def build():
             from highlighter.video.session import second_pipeline
 
-            return pipe, engine, second_pipeline(engine, size, short, self.settings)
+            return pipe, engine, second_pipeline(engine, size, short, self.settings, pipe.predictor.preprocessing)
 
         if getattr(self, "compare_job", None) is None:
             self.compare_job = Job(self._compare_built, self._on_status)

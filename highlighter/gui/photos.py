@@ -186,18 +186,16 @@ class PhotosTab(QWidget):
         engine = engine or self.state.engine
         s = self.state
         settings = Settings(threshold=s.threshold, heads=s.heads, overlay="mask" if s.overlay == "pca" else s.overlay,
-                            keep_features=True)
+                            keep_features=True, draw=False)  # drawn by _rethreshold, for the settings of the moment
         how = self.road_preprocessing or engine.preprocessing
         return photo_road(engine.ck, "cpu", s.image_size, how, settings, model=engine.model)
 
     @staticmethod
     def run(road, path: str, photo: np.ndarray):
-        """The photo's result, kept in the cache: its frame is the gallery's array (not a copy), and its overlay is
-        dropped (``_rethreshold`` draws it from the maps for the settings of the moment), so a cached photo costs
+        """The photo's result, kept in the cache: its frame is the gallery's array (not a copy) and it has no
+        overlay (``_rethreshold`` draws it from the maps for the settings of the moment), so a cached photo costs
         little more than its maps."""
-        res = road.process(photo, name=Path(path).name)
-        res.overlay = None
-        return res
+        return road.process(photo, name=Path(path).name)
 
     def _key(self, path: str) -> tuple:
         return path, id(self.state.engine), self.state.image_size, self.road_preprocessing
@@ -325,7 +323,7 @@ class PhotosTab(QWidget):
         return self.compare_panel
 
     def _compare_key(self, path: str) -> tuple:
-        return path, id(self.state.compare_engine), self.state.image_size
+        return path, id(self.state.compare_engine), self.state.image_size, self.road_preprocessing
 
     def compare_result(self):
         if self.current is None or self.state.compare_engine is None:

@@ -12,6 +12,13 @@ from highlighter.defaults import IMAGE_SIZE, LIVE_PREPROCESSING
 from highlighter.preprocess import PREPROCESSING, fit_size
 
 
+def check_preprocessing(name: str) -> str:
+    """``name`` when it is one of ``preprocess.PREPROCESSING``'s, else a ValueError that lists them."""
+    if name not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing {name!r}; choose from {', '.join(PREPROCESSING)}")
+    return name
+
+
 @dataclass
 class Prediction:
     attention: np.ndarray  # (heads, h, w) float32: class-token attention over the patch grid

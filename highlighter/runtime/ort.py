@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from highlighter.defaults import LIVE_PREPROCESSING
-from highlighter.runtime.base import Predictor
+from highlighter.runtime.base import Predictor, check_preprocessing
 
 
 def cuda_available() -> bool:
@@ -37,7 +37,7 @@ class OrtPredictor(Predictor):
         self.image_size = (int(shape[2]), int(shape[3]))
         self.patch_size, self.num_heads = patch_size, int(out[1])
         self.name = name + ("-cuda" if self.cuda else "")
-        self.preprocessing = preprocessing
+        self.preprocessing = check_preprocessing(preprocessing)
         self._binding = self.session.io_binding() if self.cuda else None
 
     def run(self, blob: np.ndarray) -> np.ndarray:

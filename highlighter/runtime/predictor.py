@@ -20,8 +20,7 @@ import numpy as np
 from highlighter.defaults import IMAGE_SIZE, LIVE_PREPROCESSING, MASS, PHOTO_PREPROCESSING
 from highlighter.errors import Cancelled
 from highlighter.fileio import atomic_write
-from highlighter.preprocess import PREPROCESSING
-from highlighter.runtime.base import Predictor
+from highlighter.runtime.base import Predictor, check_preprocessing
 from highlighter.runtime.graphs import cache_dir, file_sha256
 
 BACKENDS = ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8")
@@ -51,14 +50,18 @@ class TorchPredictor(Predictor):
         from highlighter.core.build import build_attention_model
         from highlighter.core.device import resolve_device
 
-        if preprocessing not in PREPROCESSING:
-            raise ValueError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSING)}")
+        check_preprocessing(preprocessing)
         self.torch, self.ck = torch, ck
         self.device = resolve_device(device)
-        if model is None or precision != "fp32" or next(model.parameters()).device != self.device:
-            model = build_attention_model(ck)
+        shared = model is not None and precision == "fp32" and next(model.parameters()).device == self.device
         size = None if image_size is None else tuple(image_size)
-        self.model = AttentionViT(model.vit, ck.vit, size, pixels=True).eval().to(self.device)
+        if shared:  # another thread may run the backbone: only this wrapper's own buffers are moved
+            self.model = AttentionViT(model.vit, ck.vit, size, pixels=True)
+            self.model.training = False
+            for name, buf in self.model._buffers.items():
+                self.model._buffers[name] = buf.to(self.device)
+        else:
+            self.model = AttentionViT(build_attention_model(ck).vit, ck.vit, size, pixels=True).eval().to(self.device)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if precision == "bf16":
             self.model = self.model.to(torch.bfloat16)
@@ -143,6 +146,7 @@ def make_predictor(backend: str, ck, image_size: tuple[int, int], device: str = 
                    preprocessing: str = LIVE_PREPROCESSING) -> Predictor:
     from highlighter.runtime.ort import OrtPredictor
 
+    check_preprocessing(preprocessing)  # before an export
     if backend in ("torch-fp32", "torch-bf16"):
         return TorchPredictor(ck, image_size, backend[6:], device, preprocessing=preprocessing)
     if backend == "ort-fp32":
@@ -172,9 +176,11 @@ def bf16_usable(device: str = "auto") -> bool:
 
 
 def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto", threshold: float = MASS,
-                   repeats: int = 5, log=print, cancel: threading.Event | None = None) -> tuple[Predictor, dict]:
+                   repeats: int = 5, log=print, cancel: threading.Event | None = None,
+                   preprocessing: str = LIVE_PREPROCESSING) -> tuple[Predictor, dict]:
     """Try each backend on the frames: keep those that agree with torch fp32, and return the fastest (median
     model time), with the table of what was measured. ``cancel`` set: raises Cancelled before the next backend.
+    Every backend gets the frames through the same ``preprocessing``, and the one returned keeps it.
 
     A backend agrees when its masks (the fused map under DINO's rule, as the live overlay shows them) match
     fp32's at a mean IoU >= AGREEMENT, or when its fused maps correlate with fp32's at >= MAP_AGREEMENT: on a
@@ -189,7 +195,7 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
         fused = fuse(pred(f).attention)
         return fused, mass_mask(fused, threshold)
 
-    reference = make_predictor("torch-fp32", ck, image_size, device, log)
+    reference = make_predictor("torch-fp32", ck, image_size, device, log, preprocessing)
     ref_out = [maps(reference, f) for f in frames]
     candidates = ["torch-fp32", "ort-fp32", "ort-int8"] + (["torch-bf16"] if bf16_usable(device) else [])
     report, best = {}, None
@@ -197,7 +203,8 @@ def choose_backend(ck, image_size, frames: list[np.ndarray], device: str = "auto
         if cancel is not None and cancel.is_set():
             raise Cancelled("the backend choice was cancelled")
         try:
-            pred = reference if name == "torch-fp32" else make_predictor(name, ck, image_size, device, log)
+            pred = reference if name == "torch-fp32" else make_predictor(name, ck, image_size, device, log,
+                                                                          preprocessing)
         except Exception as e:  # noqa: BLE001 - a backend that cannot start is simply not chosen
             report[name] = {"error": f"{type(e).__name__}: {e}"[:200]}
             continue
@@ -310,14 +317,14 @@ def auto_predictor(ck, image_size: tuple[int, int], frames, device: str = "auto"
     ``frames()`` (a callable: frames are only read when a choice must be made) and the choice is kept. The
     backends are compared on the same blobs whatever the ``preprocessing`` (it is the same function for all of
     them); the predictor returned uses it."""
+    check_preprocessing(preprocessing)  # before a measurement
     report = cached_choice(ck, image_size, device, threshold)
     if report is not None:
         return (make_predictor(report["chosen"], ck, image_size, device, log=log, preprocessing=preprocessing),
                 report, True)
     predictor, report = choose_backend(ck, image_size, frames(), device=device, threshold=threshold, repeats=repeats,
-                                       log=log, cancel=cancel)
+                                       log=log, cancel=cancel, preprocessing=preprocessing)
     kept = remember_choice(ck, image_size, report, device, threshold) is not None
-    predictor.preprocessing = preprocessing
     return predictor, {**report, "kept": kept}, False
 
 

@@ -32,6 +32,7 @@ class Settings:
     pca_threshold: float = 0.5  # ... where the first component, scaled to [0, 1], is above this
     pca_flip: bool = False  # ... below it instead
     keep_features: bool = False  # keep each frame's patch tokens and keys with its result (Live's click-to-compare)
+    draw: bool = True  # False: no overlay (FrameResult.overlay None), for callers that draw their own or none
 
 
 @dataclass
@@ -46,7 +47,7 @@ class FrameResult:
     attention: np.ndarray  # (heads, h, w)
     fused: np.ndarray  # (h, w)
     mask: np.ndarray  # (h, w) bool
-    overlay: np.ndarray  # RGB
+    overlay: np.ndarray | None  # RGB, the whole frame; None with ``Settings(draw=False)``
     timings: dict = field(default_factory=dict)  # preprocess_ms, model_ms, post_ms, latency_ms
     box: list[int] | None = None  # [x0, y0, x1, y1] of the mask's largest component, in the frame's pixels
     pca: np.ndarray | None = None  # (h, w, 3) in [0, 1], in the pca overlay with a predictor that gives tokens
@@ -92,6 +93,10 @@ class FrameResult:
         """[x0, y0, x1, y1] of a grid mask's largest connected component in the frame's pixels (the whole
         frame was resized to the grid: nothing is cropped); None for an empty mask."""
         return largest_box(mask, self.frame.shape[:2])
+
+
+def _no_drawing(*_args) -> None:
+    return None
 
 
 PCA_FIT_FRAMES = 5  # the pca overlay's basis is fitted on this many first frames, then kept
@@ -167,17 +172,18 @@ class FramePipeline:
                 box = largest_box(track)  # the Box checkbox boxes what is shown
         t_track = time.perf_counter()
         feats = {"tokens": pred.tokens, "keys": pred.keys}.get(reference[0]) if reference is not None else None
+        draw = overlay if s.draw else _no_drawing
         if track is not None:
-            drawn = overlay("mask", frame, fused, track)
+            drawn = draw("mask", frame, fused, track)
         elif feats is not None and feats.shape[1] == reference[1].shape[0]:
             similarity = cosine_similarity_to(feats, reference[1], mask.shape)
-            drawn = similarity_overlay(frame, similarity)
+            drawn = similarity_overlay(frame, similarity) if s.draw else None
         elif s.overlay == "pca" and pred.tokens is not None:
             colours, shown = self.pca_colours(pred.tokens, mask.shape)
-            drawn = overlay("pca", frame, colours, shown)
+            drawn = draw("pca", frame, colours, shown)
         else:
-            drawn = overlay(s.overlay, frame, fused, mask)
-        if s.box:
+            drawn = draw(s.overlay, frame, fused, mask)
+        if s.box and drawn is not None:
             drawn = draw_box(drawn, box)
         now = time.perf_counter()
         timings = {"preprocess_ms": pred.preprocess_ms, "model_ms": pred.model_ms, "post_ms": (now - t) * 1e3}

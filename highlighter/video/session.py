@@ -157,14 +157,16 @@ def clip_frames(spec: str, n: int = 3):
         clip.close()
 
 
-def second_pipeline(engine, first_size: tuple[int, int], short: int, settings):
+def second_pipeline(engine, first_size: tuple[int, int], short: int, settings,
+                    preprocessing: str = LIVE_PREPROCESSING):
     """The second model's pipeline: torch fp32 at the first stream's picture size fitted to its own patch size,
-    with the same settings object (threshold, heads, overlay)."""
+    with the first stream's preprocessing and the same settings object (threshold, heads, overlay)."""
     from highlighter.runtime.predictor import TorchPredictor
     from highlighter.video.pipeline import FramePipeline
 
     size = fit_size(first_size, short, engine.ck.vit.patch_size)
-    return FramePipeline(TorchPredictor(engine.ck, size, "fp32", model=engine.model), settings)
+    return FramePipeline(TorchPredictor(engine.ck, size, "fp32", model=engine.model, preprocessing=preprocessing),
+                         settings)
 
 
 def tokens_predictor(ck, predictor, model=None):

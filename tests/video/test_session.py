@@ -96,3 +96,25 @@ def test_a_choice_for_a_rewritten_file_says_it_was_not_kept(cache, tmp_path):
     assert choice.origin is Origin.MEASURED and choice.report["kept"] is False
     assert choice.line("clip").endswith("measured now, not kept: the model file changed after it was loaded)")
     assert not list((cache / "choices").glob("*.json"))  # nothing kept
+
+
+def test_the_second_model_and_the_tokens_swap_keep_the_streams_preprocessing():
+    """A second model and the torch predictor swapped in for patch tokens resize frames as the stream does (and
+    share the loaded backbone); an unknown preprocessing is refused before anything is exported or measured."""
+    from highlighter.runtime.predictor import auto_predictor, make_predictor, photo_predictor
+    from highlighter.video.pipeline import Settings
+    from highlighter.video.session import second_pipeline, tokens_predictor
+
+    ck = load_checkpoint(TINY)
+    engine = photo_predictor(ck, "cpu")
+    first = make_predictor("torch-fp32", ck, (64, 112), "cpu", preprocessing="official")
+    second = second_pipeline(engine, (64, 112), 64, Settings(), first.preprocessing)
+    assert second.predictor.preprocessing == "official" and second.predictor.image_size == (64, 112)
+    assert second.predictor.model.vit is engine.model.vit  # shared, not copied
+    swapped = tokens_predictor(ck, first, engine.model)
+    assert (swapped.preprocessing, swapped.image_size) == ("official", (64, 112))
+    for make in (lambda: make_predictor("ort-fp32", ck, (64, 112), "cpu", preprocessing="nearest"),
+                 lambda: auto_predictor(ck, (64, 112), lambda: pytest.fail("measured"), "cpu",
+                                        preprocessing="nearest")):
+        with pytest.raises(ValueError, match="unknown preprocessing 'nearest'; choose from official, fast"):
+            make()
