@@ -165,7 +165,7 @@ def davis(frame: np.ndarray, size: tuple[int, int], patch: int) -> np.ndarray:
 # ============================================================================= fast
 def fast(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """An RGB uint8 frame -> (1, 3, H, W) float32 in [0, 255], resized in one OpenCV pass. The model the blob
-    goes to has the ImageNet normalisation folded into its patch embedding."""
+    goes to normalises it (``AttentionViT(pixels=True)``)."""
     H, W = size
     return cv2.dnn.blobFromImage(frame, 1.0, (W, H), swapRB=False, crop=False)
 
