@@ -37,6 +37,26 @@ RESULTS_DIR = "highlighter-results"  # under the home folder: where "Save all…
 COMPUTING = "computing…"
 
 
+SHOWN_MAX = 2048  # the overlay of a larger photo is drawn on a copy this long (a slider step stays quick)
+
+
+def shown_picture(res) -> np.ndarray:
+    """The picture a result's overlay is drawn on in the tab: the whole photo, or for a photo longer than SHOWN_MAX
+    a copy scaled down to it (made once per result; the saved files are drawn on the photo itself)."""
+    H, W = res.frame.shape[:2]
+    if max(H, W) <= SHOWN_MAX:
+        return res.frame
+    small = getattr(res, "shown_copy", None)
+    if small is None:
+        import cv2
+
+        scale = SHOWN_MAX / max(H, W)
+        small = cv2.resize(res.frame, (max(1, round(W * scale)), max(1, round(H * scale))),
+                           interpolation=cv2.INTER_AREA)
+        res.shown_copy = small
+    return small
+
+
 def unreadable_item(message: str) -> QListWidgetItem:
     """One unreadable file: "name: reason" (the folder is in the tooltip, with the whole message)."""
     path, sep, reason = message.partition(": ")
@@ -274,9 +294,9 @@ class PhotosTab(QWidget):
         s = self.state
         self.current_mask = res.fused_mask("mass", s.threshold, s.heads)
         if s.overlay == "pca" and self.pca_panel.colours is not None:  # the PCA panel's colours, over the photo
-            drawn = overlay("pca", res.image, self.pca_panel.colours, self.pca_panel.shown_patches)
+            drawn = overlay("pca", shown_picture(res), self.pca_panel.colours, self.pca_panel.shown_patches)
         else:
-            drawn = overlay(s.overlay, res.image, res.fused_map(s.heads), self.current_mask)
+            drawn = overlay(s.overlay, shown_picture(res), res.fused_map(s.heads), self.current_mask)
         self.current_overlay = drawn  # what the overlay view shows, at the photo's own size
         self.mask_view.set_source(rgb_to_pixmap(drawn))
         self._show_compare()
@@ -367,9 +387,9 @@ class PhotosTab(QWidget):
             note = f" (no head {max(s.heads)} in its {res.attention.shape[0]}: fused)"
         mask = res.fused_mask("mass", s.threshold, heads)
         if s.overlay == "pca" and res.tokens is not None:
-            drawn = overlay("pca", res.image, pca_rgb(res.tokens, res.grid), np.ones(res.grid, bool))
+            drawn = overlay("pca", shown_picture(res), pca_rgb(res.tokens, res.grid), np.ones(res.grid, bool))
         else:
-            drawn = overlay(s.overlay, res.image, res.fused_map(heads), mask)
+            drawn = overlay(s.overlay, shown_picture(res), res.fused_map(heads), mask)
         self.compare_titles[0].setText(f"Overlay — {name}{note}")
         self.compare_titles[1].setText(f"Fused heatmap — {name}{note}")
         self.compare_mask_view.set_source(rgb_to_pixmap(drawn))

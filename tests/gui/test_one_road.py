@@ -40,3 +40,25 @@ def test_photos_and_live_show_identical_masks_and_overlays(open_window, qtbot, p
     assert np.array_equal(shown.mask, tab.current_mask) and 0 < shown.mask.sum() < shown.mask.size
     assert shown.overlay.shape == tab.current_overlay.shape == np.asarray(res.frame).shape
     assert np.array_equal(shown.overlay, tab.current_overlay)
+
+
+def test_a_large_photo_is_kept_once_and_drawn_on_a_smaller_copy(window, qtbot, tmp_path, cat_path):
+    """A 12-megapixel-class photo: the cached result points at the gallery's array (no second copy, no overlay
+    kept), and the tab draws its overlay on a copy SHOWN_MAX long, so a slider step stays quick."""
+    from PIL import Image
+
+    from highlighter.gui.photos import SHOWN_MAX
+
+    big = tmp_path / "big_cat.jpg"
+    Image.open(cat_path).convert("RGB").resize((3000, 1995), Image.BILINEAR).save(big, quality=90)
+    tab = window.photos
+    tab.add_paths([str(big)])
+    qtbot.waitUntil(lambda: tab.current_result() is not None and getattr(tab, "current_overlay", None) is not None,
+                    timeout=60000)
+    res = tab.current_result()
+    assert res.frame is tab.photos[str(big)] and res.frame.shape == (1995, 3000, 3) and res.overlay is None
+    assert tab.current_overlay.shape == (round(1995 * SHOWN_MAX / 3000), SHOWN_MAX, 3)
+    before = tab.current_overlay.copy()
+    window.state.set_threshold(0.3)
+    assert not np.array_equal(before, tab.current_overlay)  # redrawn at once from the cached maps
+    assert tab.model_calls == 1
